@@ -1,0 +1,32 @@
+# The two commands of the README: `make run` and `make test`. Both build .venv themselves.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+SCENARIO ?= scenarios/default.toml
+
+.PHONY: run test bench venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-install when pyproject.toml changes; editable so the checkout is what runs.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/hookbench run $(SCENARIO)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q --benchmark-disable
+
+bench: $(STAMP)
+	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only
+
+clean:
+	rm -rf $(VENV) .pytest_cache .benchmarks

@@ -1,0 +1,73 @@
+"""The wire protocol shared by the producer, the receiver, the pollers and the orchestrator.
+
+Paths, header names, mode names and the JSON shape of a change live here so that every process
+agrees on them without importing one another.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypedDict
+
+__all__ = [
+    "MODE_CURSOR", "MODE_ETAG", "MODE_WEBHOOK", "MODE_KIND", "STYLE_MODE",
+    "ChangeEvent", "change_event", "encode_event", "etag_for", "READY_PREFIX",
+]
+
+# Mode names as they appear in summary.json (design.md section 4).
+MODE_CURSOR = "polling"  # cursor feed GET /changes?after=SEQ
+MODE_ETAG = "polling_etag"  # state polling GET /resources/{id} with If-None-Match
+MODE_WEBHOOK = "webhook"
+MODE_KIND = {MODE_CURSOR: "polling", MODE_ETAG: "polling", MODE_WEBHOOK: "webhook"}
+STYLE_MODE = {"cursor": MODE_CURSOR, "etag": MODE_ETAG}
+
+# Producer routes
+PATH_HEALTH = "/health"
+PATH_RESOURCE = "/resources/{id}"
+PATH_CHANGES = "/changes"  # ?after=SEQ&limit=N
+PATH_SUBSCRIPTIONS = "/subscriptions"
+PATH_SUBSCRIPTION = "/subscriptions/{id}"
+PATH_STATS = "/stats"
+PATH_CONTROL_MARK = "/control/mark"  # POST {"name": "..."}: snapshot counters (window start/end)
+PATH_CONTROL_CHANGES = "/control/changes"  # POST {"running": false}: stop the change generator
+
+# Receiver routes
+PATH_HOOKS = "/hooks"
+
+# Standard Webhooks headers
+H_ID = "webhook-id"
+H_TIMESTAMP = "webhook-timestamp"
+H_SIGNATURE = "webhook-signature"
+
+EVENT_TYPE = "resource.changed"
+
+# A server process prints this line on stdout once it listens: "HOOKBENCH-READY port=12345"
+READY_PREFIX = "HOOKBENCH-READY"
+
+
+class ChangeEvent(TypedDict):
+    change_id: str
+    resource_id: int
+    seq: int
+    version: int
+    t_change_ns: int
+
+
+def change_event(change_id: str, resource_id: int, seq: int, version: int, t_change_ns: int) -> ChangeEvent:
+    return {"change_id": change_id, "resource_id": resource_id, "seq": seq, "version": version,
+            "t_change_ns": t_change_ns}
+
+
+def encode_event(change: ChangeEvent) -> str:
+    """The exact JSON text POSTed for one change (what the signature covers)."""
+    body: dict[str, Any] = {"type": EVENT_TYPE, "data": change}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def etag_for(resource_id: int, version: int) -> str:
+    return f'"r{resource_id}-v{version}"'
+
+
+def msg_id_for(change_id: str) -> str:
+    """webhook-id of a change: stable across retries, so the receiver can deduplicate."""
+    return f"msg_{change_id}"

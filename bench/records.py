@@ -1,0 +1,64 @@
+"""Append-only JSON-lines record files written by every process during a run.
+
+Kept free of pandas so servers and Locust workers import it cheaply. Lines are flushed at least every
+`flush_every` seconds and on close, so an interrupted run keeps what it measured up to then.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = ["JsonlWriter", "RECORD_FILES"]
+
+# file stem -> writer process; a process may add "-<pid>" to the stem to keep its own file.
+RECORD_FILES = {
+    "polls": "pollers (Locust)",
+    "observations": "pollers (Locust) -- what each poll taught the poller",
+    "deliveries": "producer dispatcher -- one row per attempt",
+    "arrivals": "receiver -- one row per request",
+    "marks": "producer -- counter snapshots at window start/end",
+    "loop_lag": "producer and receiver -- event-loop lag samples",
+}
+
+
+class JsonlWriter:
+    """One JSON object per line; cheap to append, safe to read while being written (whole lines)."""
+
+    def __init__(self, path: str | Path, flush_every: float = 0.5) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: IO[str] | None = open(self.path, "a", encoding="utf-8", buffering=1 << 16)
+        self._flush_every = flush_every
+        self._last_flush = time.monotonic()
+        self.rows = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self._fh is None:
+            return  # closed: a late callback after shutdown must not crash the process
+        self._fh.write(json.dumps(row, separators=(",", ":")) + "\n")
+        self.rows += 1
+        now = time.monotonic()
+        if now - self._last_flush >= self._flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+
+    def __enter__(self) -> "JsonlWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,39 @@
+"""Run the producer as its own process: `python -m servers.producer --scenario-json F --db F [--records DIR] [--port P]`.
+
+The orchestrator starts it this way; people use `hookbench serve producer` instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench.config import scenario_from_dict
+from bench.errors import ScenarioError
+
+from ..common import serve
+from .app import create_app
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m servers.producer", description=__doc__)
+    ap.add_argument("--scenario-json", required=True, help="resolved scenario (JSON written by the orchestrator)")
+    ap.add_argument("--db", required=True, help="SQLite file of the store")
+    ap.add_argument("--records", default=None, help="directory for record files")
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0)
+    args = ap.parse_args(argv)
+    path = Path(args.scenario_json)
+    try:
+        scenario = scenario_from_dict(json.loads(path.read_text()), str(path))
+    except (OSError, json.JSONDecodeError, ScenarioError) as e:
+        print(f"producer: {e}", file=sys.stderr)
+        return 2
+    serve(create_app(scenario, db_path=args.db, records_dir=args.records), args.host, args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

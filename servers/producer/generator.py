@@ -1,0 +1,63 @@
+"""The change generator: applies the scenario's change process to the store and hands each change to the dispatcher."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Callable
+
+from bench.config import Scenario
+from bench.protocol import ChangeEvent
+from bench.workload import change_schedule
+
+from .store import Store
+
+__all__ = ["ChangeGenerator"]
+
+
+class ChangeGenerator:
+    def __init__(self, scenario: Scenario, store: Store, on_change: Callable[[ChangeEvent], None]) -> None:
+        self.scenario = scenario
+        self.store = store
+        self.on_change = on_change
+        self.running = False
+        self.late_max_s = 0.0  # worst lateness against the schedule: a sign the producer could not keep up
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.running = True
+        self._task = asyncio.create_task(self._run())
+
+    def stop(self) -> None:
+        self.running = False
+        if self._task is not None:
+            self._task.cancel()
+
+    async def close(self) -> None:
+        self.stop()
+        if self._task is not None:
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+    async def _run(self) -> None:
+        sc = self.scenario
+        scale = sc.run.time_scale
+        sched = change_schedule(
+            sc.changes.process, sc.resources.count, sc.seed,
+            rate=None if sc.changes.rate is None else sc.changes.rate * scale,
+            interval=None if sc.changes.interval is None else sc.changes.interval / scale)
+        values = random.Random(sc.seed + 1)
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for offset, rid in sched:
+            delay = start + offset - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            else:
+                self.late_max_s = max(self.late_max_s, -delay)
+            # Ground truth: t_change is the wall-clock time the mutation is made, whatever the schedule said.
+            change = self.store.apply_change(rid, time.time_ns(), values.randrange(1 << 30))
+            self.on_change(change)

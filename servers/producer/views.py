@@ -1,0 +1,121 @@
+"""HTTP handlers of the producer: polling API, subscriptions, stats and the orchestrator's controls.
+
+Handlers are thin: parse, call the store or dispatcher, translate problems into web.HTTP* errors.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from aiohttp import web
+
+from bench.protocol import etag_for
+
+from .keys import DISPATCHER, GENERATOR, LEDGER, MARKS, STORE
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise web.HTTPBadRequest(text=f"{name}={raw!r}: expected an integer") from None
+    if not lo <= value <= hi:
+        raise web.HTTPBadRequest(text=f"{name}={value}: expected {lo}..{hi}")
+    return value
+
+
+@routes.get("/health")
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"ok": True, "role": "producer"})
+
+
+@routes.get("/resources/{id}", name="resource")
+async def get_resource(request: web.Request) -> web.StreamResponse:
+    try:
+        rid = int(request.match_info["id"])
+    except ValueError:
+        raise web.HTTPNotFound(text="resource ids are integers") from None
+    store = request.app[STORE]
+    version = store.resource_version(rid)
+    if version is None:
+        raise web.HTTPNotFound(text=f"no resource {rid}")
+    etag = etag_for(rid, version)
+    if etag in request.headers.get("If-None-Match", ""):
+        return web.Response(status=304, headers={"ETag": etag})
+    body = store.get_resource(rid)
+    return web.json_response(body, headers={"ETag": etag}, dumps=lambda o: json.dumps(o, separators=(",", ":")))
+
+
+@routes.get("/changes", name="changes")
+async def get_changes(request: web.Request) -> web.Response:
+    after = _int_param(request, "after", 0, 0, 2**62)
+    limit = _int_param(request, "limit", 100, 1, 10_000)
+    changes, has_more = request.app[STORE].changes_after(after, limit)
+    next_after = changes[-1]["seq"] if changes else after
+    return web.json_response({"changes": changes, "next_after": next_after, "has_more": has_more},
+                             dumps=lambda o: json.dumps(o, separators=(",", ":")))
+
+
+@routes.post("/subscriptions")
+async def add_subscription(request: web.Request) -> web.Response:
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text="expected a JSON body {\"url\": ..., \"secret\": \"whsec_...\"}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str) or not isinstance(data.get("secret"), str):
+        raise web.HTTPBadRequest(text="expected {\"url\": string, \"secret\": string}")
+    url, secret = data["url"], data["secret"]
+    if not url.startswith(("http://127.0.0.1", "http://[::1]", "http://localhost", "https://127.0.0.1",
+                           "https://[::1]", "https://localhost")):
+        raise web.HTTPBadRequest(text=f"url={url!r}: hookbench only delivers to loopback addresses")
+    try:
+        from bench.signing import Signer
+        Signer(secret)
+    except ValueError as e:
+        raise web.HTTPBadRequest(text=str(e)) from None
+    sub = request.app[STORE].add_subscription(url, secret, time.time_ns())
+    request.app[DISPATCHER].add(sub)
+    return web.json_response({"id": sub.id, "url": sub.url}, status=201)
+
+
+@routes.delete("/subscriptions/{id}")
+async def delete_subscription(request: web.Request) -> web.Response:
+    sid = request.match_info["id"]
+    if not request.app[STORE].remove_subscription(sid):
+        raise web.HTTPNotFound(text=f"no active subscription {sid}")
+    await request.app[DISPATCHER].remove(sid)
+    return web.Response(status=204)
+
+
+@routes.get("/stats")
+async def stats(request: web.Request) -> web.Response:
+    d = request.app[DISPATCHER]
+    snap = request.app[LEDGER].snapshot()
+    snap["deliveries"] = {"attempts": d.attempts, "ok": d.ok, "failed": d.failed, "pending": d.pending()}
+    return web.json_response(snap)
+
+
+@routes.post("/control/mark")
+async def mark(request: web.Request) -> web.Response:
+    data = await request.json()
+    snap = request.app[LEDGER].snapshot()
+    snap["mark"] = str(data.get("name", "mark"))
+    request.app[MARKS].append(snap)
+    return web.json_response(snap)
+
+
+@routes.post("/control/changes")
+async def control_changes(request: web.Request) -> web.Response:
+    data = await request.json()
+    gen = request.app[GENERATOR]
+    if data.get("running") is False:
+        gen.stop()
+    return web.json_response({"running": gen.running, "changes": request.app[LEDGER].changes})
