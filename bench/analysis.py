@@ -1,0 +1,219 @@
+"""Run analysis (pandas): raw tables + window -> the `summary.json` content of design.md section 4.
+
+Every quantity is computed from raw rows, observations are matched to changes by change_id, and the
+warm-up and drain are excluded. Percentiles are nearest-rank: the smallest sample with at least p% of
+the samples at or below it (what HdrHistogram reports), so they are always values that occurred.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .model import poll_model
+from .protocol import MODE_CURSOR, MODE_ETAG, MODE_KIND, MODE_WEBHOOK
+from .tables import Tables
+
+__all__ = ["Window", "summarize", "percentile", "latency_stats", "detections", "SUMMARY_FORMAT_VERSION",
+           "LAG_P99_LIMIT_MS", "LOCUST_CPU_LIMIT_PCT", "LATE_SEND_LIMIT"]
+
+SUMMARY_FORMAT_VERSION = 1
+LAG_P99_LIMIT_MS = 20.0  # a server's event loop later than this at p99 means it, not the workload, set the pace
+LOCUST_CPU_LIMIT_PCT = 90.0  # Locust's own warning threshold
+LATE_SEND_LIMIT = 0.10  # pollers whose p99 send lateness exceeds 10% of the interval could not keep schedule
+
+
+@dataclass(frozen=True)
+class Window:
+    start_ns: int  # first instant measured (end of warm-up)
+    end_ns: int  # end of the measured window (changes after it are not counted)
+    grace_end_ns: int  # end of the drain: observations after it do not count
+
+    @property
+    def duration_s(self) -> float:
+        return (self.end_ns - self.start_ns) / 1e9
+
+
+def percentile(sorted_values: np.ndarray, p: float) -> float:
+    """Nearest-rank percentile of ascending `sorted_values` (p in (0, 100])."""
+    n = len(sorted_values)
+    if n == 0:
+        raise ValueError("no samples")
+    rank = max(1, math.ceil(p / 100.0 * n))
+    return float(sorted_values[rank - 1])
+
+
+def latency_stats(latencies_ms: pd.Series | np.ndarray) -> dict[str, float | int | None]:
+    values = np.sort(np.asarray(latencies_ms, dtype=float))
+    if len(values) == 0:
+        return {"mean": None, "p50": None, "p90": None, "p99": None, "max": None, "n": 0}
+    return {"mean": float(values.mean()), "p50": percentile(values, 50), "p90": percentile(values, 90),
+            "p99": percentile(values, 99), "max": float(values[-1]), "n": int(len(values))}
+
+
+def _window_changes(t: Tables, w: Window) -> pd.DataFrame:
+    c = t.changes
+    return c[(c["t_change_ns"] >= w.start_ns) & (c["t_change_ns"] < w.end_ns)]
+
+
+def detections(t: Tables, w: Window) -> pd.DataFrame:
+    """First observation of each window change by each mode (within the grace period), with its latency."""
+    changes = _window_changes(t, w)
+    obs = t.observations[t.observations["t_obs_ns"] <= w.grace_end_ns]
+    obs = obs[obs["change_id"].isin(changes["change_id"])]
+    first = obs.groupby(["mode", "change_id"], as_index=False)["t_obs_ns"].min()
+    out = first.merge(changes[["change_id", "resource_id", "t_change_ns"]], on="change_id", how="inner")
+    out["latency_ms"] = (out["t_obs_ns"] - out["t_change_ns"]) / 1e6
+    return out[["mode", "change_id", "resource_id", "t_change_ns", "t_obs_ns", "latency_ms"]].sort_values(
+        ["mode", "t_change_ns"]).reset_index(drop=True)
+
+
+def _coalesced(t: Tables, w: Window, mode: str, unobserved: pd.DataFrame) -> int:
+    """Unobserved changes whose resource was later seen at a newer version by this mode: overwritten, not lost."""
+    if unobserved.empty:
+        return 0
+    obs = t.observations[(t.observations["mode"] == mode) & (t.observations["t_obs_ns"] <= w.grace_end_ns)]
+    seen = obs.merge(t.changes[["change_id", "resource_id", "version"]], on="change_id")
+    newest = seen.groupby("resource_id")["version"].max()
+    newer = unobserved["resource_id"].map(newest)
+    return int((newer.notna() & (newer > unobserved["version"])).sum())
+
+
+def _cost(marks: dict[str, dict[str, Any]], mode: str) -> tuple[float | None, float | None]:
+    """(bytes, cpu seconds) the producer spent on `mode` between the window marks; None if a mark is missing."""
+    start = marks.get("window_start")
+    end = marks.get("window_end") or marks.get("shutdown")
+    if start is None or end is None:
+        return None, None
+    a = start["modes"].get(mode, {})
+    b = end["modes"].get(mode, {})
+    nbytes = (b.get("bytes_in", 0) + b.get("bytes_out", 0)) - (a.get("bytes_in", 0) + a.get("bytes_out", 0))
+    cpu = (b.get("cpu_ns", 0) - a.get("cpu_ns", 0)) / 1e9
+    return float(nbytes), cpu
+
+
+def _ratio(num: float | None, den: float) -> float | None:
+    return None if num is None or den == 0 else num / den
+
+
+def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], marks: dict[str, dict[str, Any]],
+                  det: pd.DataFrame) -> dict[str, Any]:
+    changes = _window_changes(t, w)
+    n = len(changes)
+    obs = t.observations[(t.observations["mode"] == mode) & (t.observations["t_obs_ns"] <= w.grace_end_ns)]
+    obs = obs[obs["change_id"].isin(changes["change_id"])]
+    counts = obs.groupby("change_id").size()
+    observed = int(len(counts))
+    duplicates = int((counts - 1).sum())
+    unobserved = changes[~changes["change_id"].isin(counts.index)]
+    coalesced = _coalesced(t, w, mode, unobserved) if mode == MODE_ETAG else 0
+
+    out: dict[str, Any] = {"kind": MODE_KIND[mode]}
+    if MODE_KIND[mode] == "polling":
+        polls = t.polls[(t.polls["mode"] == mode) & ~t.polls["initial"]
+                        & (t.polls["t_intended_ns"] >= w.start_ns) & (t.polls["t_intended_ns"] < w.end_ns)]
+        requests = int(len(polls))
+        empty = int(polls["empty"].sum())
+        errors = int(polls["error"].notna().sum())
+        rtt = (polls["t_recv_ns"] - polls["t_send_ns"]) / 1e6
+        late = (polls["t_send_ns"] - polls["t_intended_ns"]) / 1e6
+        out["style"] = "cursor" if mode == MODE_CURSOR else "etag"
+        out["rtt_ms_p50"] = float(np.median(rtt)) if requests else None
+        out["send_late_ms_p99"] = percentile(np.sort(late.to_numpy(dtype=float)), 99) if requests else None
+    else:
+        attempts = t.deliveries[t.deliveries["change_id"].isin(changes["change_id"])]
+        requests = int(len(attempts))
+        errors = int((~attempts["status"].between(200, 299)).sum())
+        empty = max(0, requests - observed)  # attempts that brought no new change: failures and duplicates
+        out["retries"] = int((attempts["attempt"] > 1).sum())
+    p = _ratio(empty, requests)
+    nbytes, cpu = _cost(marks, mode)
+    lat = det.loc[det["mode"] == mode, "latency_ms"]
+    out.update({
+        "requests": requests, "empty_requests": empty, "wasted_fraction": p,
+        "wasted_fraction_se": None if p is None else math.sqrt(p * (1 - p) / requests),
+        "errors": errors, "observed": observed, "lost": n - observed - coalesced, "duplicates": duplicates,
+        "coalesced": coalesced, "requests_per_change": _ratio(requests, n),
+        "bytes_per_change": _ratio(nbytes, n), "cpu_s_per_change": _ratio(cpu, n),
+        "latency_ms": latency_stats(lat), "model": _model(mode, scenario, out.get("rtt_ms_p50")),
+    })
+    return out
+
+
+def _model(mode: str, scenario: dict[str, Any], rtt_ms: float | None) -> dict[str, Any]:
+    scale = scenario["run"]["time_scale"]
+    ch = scenario["changes"]
+    lam = (ch["rate"] if ch["process"] == "poisson" else 1.0 / ch["interval"]) * scale
+    T = scenario["polling"]["interval"] / scale
+    if mode == MODE_WEBHOOK:
+        return {"requests_per_change": 1.0, "note": "one delivery per change when every first attempt succeeds"}
+    targets = scenario["resources"]["count"] if mode == MODE_CURSOR else 1
+    m: dict[str, Any] = poll_model(ch["process"], lam, T, targets)
+    m["latency_mean_ms"] = m["latency_mean_ms"] + (rtt_ms or 0.0)
+    m["note"] = ("analytic: wasted = e^(-lambda*T), latency = T/2 + measured median round trip"
+                 if ch["process"] == "poisson" else
+                 "analytic: wasted = max(0, 1 - T/I)^targets, latency = T/2 + measured median round trip")
+    return m
+
+
+def _saturation(t: Tables, w: Window, modes: dict[str, dict[str, Any]], T: float,
+                locust_cpu_warnings: int) -> dict[str, Any]:
+    reasons: list[str] = []
+    out: dict[str, Any] = {}
+    lag = t.loop_lag[(t.loop_lag["t_ns"] >= w.start_ns) & (t.loop_lag["t_ns"] <= w.grace_end_ns)]
+    for server in ("producer", "receiver"):
+        values = np.sort(lag.loc[lag["server"] == server, "lag_ms"].to_numpy(dtype=float))
+        if len(values) == 0:
+            out[f"{server}_loop_lag_ms"] = {"p99": None, "max": None, "n": 0}
+            continue
+        p99 = percentile(values, 99)
+        out[f"{server}_loop_lag_ms"] = {"p99": p99, "max": float(values[-1]), "n": int(len(values))}
+        if p99 > LAG_P99_LIMIT_MS:
+            reasons.append(f"{server} event-loop lag p99 {p99:.1f} ms > {LAG_P99_LIMIT_MS:.0f} ms")
+    h = t.harness[(t.harness["t_ns"] >= w.start_ns) & (t.harness["t_ns"] <= w.grace_end_ns)]
+    locust = h.loc[h["process"] == "locust", "cpu_pct"]
+    out["locust_cpu_max_pct"] = float(locust.max()) if len(locust) else None
+    out["locust_cpu_warnings"] = locust_cpu_warnings
+    hot = int((locust > LOCUST_CPU_LIMIT_PCT).sum())
+    if hot >= 2 or locust_cpu_warnings:
+        reasons.append(f"Locust CPU above {LOCUST_CPU_LIMIT_PCT:.0f}% ({hot} samples, "
+                       f"{locust_cpu_warnings} Locust warnings)")
+    for mode, s in modes.items():
+        late = s.get("send_late_ms_p99")
+        if late is not None and late > LATE_SEND_LIMIT * T * 1e3:
+            reasons.append(f"{mode} pollers sent late: p99 {late:.1f} ms behind schedule "
+                           f"(> {LATE_SEND_LIMIT:.0%} of the {T * 1e3:.0f} ms interval)")
+    out["reasons"] = reasons
+    return out
+
+
+def summarize(t: Tables, w: Window, scenario: dict[str, Any], marks: dict[str, dict[str, Any]], *,
+              modes: list[str], partial: bool = False, locust_cpu_warnings: int = 0) -> dict[str, Any]:
+    """The whole summary.json content for one run."""
+    det = detections(t, w)
+    per_mode = {m: _mode_summary(t, w, m, scenario, marks, det) for m in modes}
+    scale = scenario["run"]["time_scale"]
+    T = scenario["polling"]["interval"] / scale
+    sat = _saturation(t, w, per_mode, T, locust_cpu_warnings)
+    ch = scenario["changes"]
+    return {
+        "format_version": SUMMARY_FORMAT_VERSION,
+        "scenario": scenario["name"],
+        "duration_s": w.duration_s,
+        "seed": scenario["seed"],
+        "changes": int(len(_window_changes(t, w))),
+        "harness_saturated": bool(sat["reasons"]),
+        "partial": partial,
+        "time_scale": scale,
+        "saturation": sat,
+        "workload": {
+            "resources": scenario["resources"]["count"], "process": ch["process"],
+            "rate_per_resource": (ch["rate"] if ch["process"] == "poisson" else 1.0 / ch["interval"]) * scale,
+            "poll_interval_s": T,
+        },
+        "modes": per_mode,
+    }

@@ -1,0 +1,126 @@
+"""Raw records -> typed pandas tables -> Parquet, and back.
+
+Every table has a fixed schema, also when empty, so analysis never guesses columns. The ground truth
+of changes is read from the producer's SQLite change log, not from anything an observer reported.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .protocol import MODE_WEBHOOK
+
+__all__ = ["Tables", "SCHEMAS", "load_records", "write_parquet", "read_parquet", "read_marks"]
+
+I64, F64, STR, BOOL, NI64 = "int64", "float64", "string", "bool", "Int64"
+
+SCHEMAS: dict[str, dict[str, str]] = {
+    "changes": {"change_id": STR, "resource_id": I64, "seq": I64, "version": I64, "t_change_ns": I64},
+    "polls": {"mode": STR, "user": I64, "resource_id": NI64, "t_intended_ns": I64, "t_send_ns": I64,
+              "t_recv_ns": I64, "status": I64, "empty": BOOL, "n_new": I64, "bytes": I64, "error": STR,
+              "followup": BOOL, "initial": BOOL},
+    "observations": {"mode": STR, "user": I64, "change_id": STR, "t_obs_ns": I64},
+    "deliveries": {"msg_id": STR, "change_id": STR, "subscription_id": STR, "attempt": I64, "t_send_ns": I64,
+                   "t_done_ns": I64, "status": I64, "latency_ms": F64, "bytes_out": I64, "bytes_in": I64,
+                   "error": STR},
+    "arrivals": {"t_obs_ns": I64, "webhook_id": STR, "change_id": STR, "status": I64, "verdict": STR,
+                 "reason": STR},
+    "loop_lag": {"server": STR, "t_ns": I64, "lag_ms": F64, "cpu_s": F64},
+    "harness": {"t_ns": I64, "process": STR, "cpu_pct": F64},
+}
+
+
+@dataclass
+class Tables:
+    changes: pd.DataFrame
+    polls: pd.DataFrame
+    observations: pd.DataFrame
+    deliveries: pd.DataFrame
+    arrivals: pd.DataFrame
+    loop_lag: pd.DataFrame
+    harness: pd.DataFrame
+
+    @classmethod
+    def from_frames(cls, **frames: pd.DataFrame | list[dict[str, Any]] | None) -> "Tables":
+        """Build from DataFrames or lists of row dicts; missing tables are empty; dtypes are enforced."""
+        return cls(**{f.name: typed(f.name, frames.get(f.name)) for f in fields(cls)})
+
+
+def typed(name: str, data: pd.DataFrame | list[dict[str, Any]] | None) -> pd.DataFrame:
+    """`data` with exactly the columns and dtypes of SCHEMAS[name] (absent columns filled with nulls)."""
+    schema = SCHEMAS[name]
+    df = data.copy() if isinstance(data, pd.DataFrame) else pd.DataFrame.from_records(data or [])
+    for column in schema:
+        if column not in df.columns:
+            df[column] = None
+    return df[list(schema)].astype(schema).reset_index(drop=True)
+
+
+def _read_jsonl(paths: list[Path]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for p in sorted(paths):
+        with open(p, encoding="utf-8") as fh:
+            for line in fh:
+                if line.endswith("\n"):  # a torn last line (process killed mid-write) is skipped
+                    rows.append(json.loads(line))
+    return rows
+
+
+def _read_changes(db: Path) -> list[dict[str, Any]]:
+    if not db.exists():
+        return []
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        cur = con.execute("SELECT change_id, resource_id, seq, version, t_change_ns FROM changes ORDER BY seq")
+        cols = [d[0] for d in cur.description]
+        return [dict(zip(cols, r)) for r in cur]
+    finally:
+        con.close()
+
+
+def load_records(records_dir: Path, db_path: Path) -> Tables:
+    """Gather what every process recorded during a run into typed tables."""
+    r = Path(records_dir)
+    arrivals = typed("arrivals", _read_jsonl(list(r.glob("arrivals*.jsonl"))))
+    observations = typed("observations", _read_jsonl(list(r.glob("observations*.jsonl"))))
+    # Every arrival that carried a verified change is an observation by the webhook consumer.
+    hooked = arrivals[arrivals["verdict"].isin(["accepted", "duplicate"]) & arrivals["change_id"].notna()]
+    webhook_obs = pd.DataFrame({"mode": MODE_WEBHOOK, "user": 0, "change_id": hooked["change_id"],
+                                "t_obs_ns": hooked["t_obs_ns"]})
+    return Tables(
+        changes=typed("changes", _read_changes(db_path)),
+        polls=typed("polls", _read_jsonl(list(r.glob("polls*.jsonl")))),
+        observations=typed("observations", pd.concat([observations, webhook_obs], ignore_index=True)),
+        deliveries=typed("deliveries", _read_jsonl(list(r.glob("deliveries*.jsonl")))),
+        arrivals=arrivals,
+        loop_lag=typed("loop_lag", _read_jsonl(list(r.glob("loop_lag*.jsonl")))),
+        harness=typed("harness", _read_jsonl(list(r.glob("harness*.jsonl")))),
+    )
+
+
+def read_marks(records_dir: Path) -> dict[str, dict[str, Any]]:
+    """Producer counter snapshots by mark name (window_start, window_end, shutdown)."""
+    return {row["mark"]: row for row in _read_jsonl(list(Path(records_dir).glob("marks*.jsonl")))}
+
+
+def write_parquet(tables: Tables, run_dir: Path) -> list[Path]:
+    out = []
+    for f in fields(tables):
+        path = Path(run_dir) / f"{f.name}.parquet"
+        getattr(tables, f.name).to_parquet(path, index=False)
+        out.append(path)
+    return out
+
+
+def read_parquet(run_dir: Path) -> Tables:
+    frames = {}
+    for f in fields(Tables):
+        path = Path(run_dir) / f"{f.name}.parquet"
+        frames[f.name] = pd.read_parquet(path) if path.exists() else None
+    return Tables.from_frames(**frames)
