@@ -18,7 +18,7 @@ from .model import poll_model
 from .protocol import MODE_CURSOR, MODE_ETAG, MODE_KIND, MODE_WEBHOOK
 from .tables import Tables
 
-__all__ = ["Window", "summarize", "percentile", "latency_stats", "detections", "SUMMARY_FORMAT_VERSION",
+__all__ = ["Window", "summarize", "percentile", "latency_stats", "wilson_interval", "detections", "SUMMARY_FORMAT_VERSION",
            "LAG_P99_LIMIT_MS", "LOCUST_CPU_LIMIT_PCT", "LATE_SEND_LIMIT"]
 
 SUMMARY_FORMAT_VERSION = 1
@@ -45,6 +45,17 @@ def percentile(sorted_values: np.ndarray, p: float) -> float:
         raise ValueError("no samples")
     rank = max(1, math.ceil(p / 100.0 * n))
     return float(sorted_values[rank - 1])
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
+    """95% Wilson score interval of a proportion k/n: honest near 0 and 1, where p +- z*SE is not."""
+    if n == 0:
+        return None
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def latency_stats(latencies_ms: pd.Series | np.ndarray) -> dict[str, float | int | None]:
@@ -131,11 +142,13 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
         empty = max(0, requests - observed)  # attempts that brought no new change: failures and duplicates
         out["retries"] = int((attempts["attempt"] > 1).sum())
     p = _ratio(empty, requests)
+    ci = wilson_interval(empty, requests)
     nbytes, cpu = _cost(marks, mode)
     lat = det.loc[det["mode"] == mode, "latency_ms"]
     out.update({
         "requests": requests, "empty_requests": empty, "wasted_fraction": p,
         "wasted_fraction_se": None if p is None else math.sqrt(p * (1 - p) / requests),
+        "wasted_fraction_ci95": None if ci is None else list(ci),
         "errors": errors, "observed": observed, "lost": n - observed - coalesced, "duplicates": duplicates,
         "coalesced": coalesced, "requests_per_change": _ratio(requests, n),
         "bytes_per_change": _ratio(nbytes, n), "cpu_s_per_change": _ratio(cpu, n),
@@ -144,19 +157,26 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
     return out
 
 
-def _model(mode: str, scenario: dict[str, Any], rtt_ms: float | None) -> dict[str, Any]:
+def _live_rate_and_interval(scenario: dict[str, Any]) -> tuple[float, float]:
+    """(changes/s per resource, poll interval s) as the run used them, i.e. after time scaling."""
     scale = scenario["run"]["time_scale"]
     ch = scenario["changes"]
     lam = (ch["rate"] if ch["process"] == "poisson" else 1.0 / ch["interval"]) * scale
-    T = scenario["polling"]["interval"] / scale
+    return lam, scenario["polling"]["interval"] / scale
+
+
+def _model(mode: str, scenario: dict[str, Any], rtt_ms: float | None) -> dict[str, Any]:
+    ch = scenario["changes"]
+    lam, T = _live_rate_and_interval(scenario)
     if mode == MODE_WEBHOOK:
         return {"requests_per_change": 1.0, "note": "one delivery per change when every first attempt succeeds"}
     targets = scenario["resources"]["count"] if mode == MODE_CURSOR else 1
-    m: dict[str, Any] = poll_model(ch["process"], lam, T, targets)
+    m: dict[str, Any] = poll_model(ch["process"], lam, T, targets, state=mode == MODE_ETAG)
     m["latency_mean_ms"] = m["latency_mean_ms"] + (rtt_ms or 0.0)
-    m["note"] = ("analytic: wasted = e^(-lambda*T), latency = T/2 + measured median round trip"
-                 if ch["process"] == "poisson" else
-                 "analytic: wasted = max(0, 1 - T/I)^targets, latency = T/2 + measured median round trip")
+    wasted = "e^(-lambda*T)" if ch["process"] == "poisson" else "max(0, 1 - T/I)^targets"
+    latency = ("1/lambda - T*e^(-lambda*T)/(1-e^(-lambda*T)) (last change of an interval)"
+               if mode == MODE_ETAG and ch["process"] == "poisson" else "T/2")
+    m["note"] = f"analytic: wasted = {wasted}; latency = {latency} + measured median round trip"
     return m
 
 
@@ -196,10 +216,8 @@ def summarize(t: Tables, w: Window, scenario: dict[str, Any], marks: dict[str, d
     """The whole summary.json content for one run."""
     det = detections(t, w)
     per_mode = {m: _mode_summary(t, w, m, scenario, marks, det) for m in modes}
-    scale = scenario["run"]["time_scale"]
-    T = scenario["polling"]["interval"] / scale
+    lam, T = _live_rate_and_interval(scenario)
     sat = _saturation(t, w, per_mode, T, locust_cpu_warnings)
-    ch = scenario["changes"]
     return {
         "format_version": SUMMARY_FORMAT_VERSION,
         "scenario": scenario["name"],
@@ -208,12 +226,11 @@ def summarize(t: Tables, w: Window, scenario: dict[str, Any], marks: dict[str, d
         "changes": int(len(_window_changes(t, w))),
         "harness_saturated": bool(sat["reasons"]),
         "partial": partial,
-        "time_scale": scale,
+        "time_scale": scenario["run"]["time_scale"],
         "saturation": sat,
         "workload": {
-            "resources": scenario["resources"]["count"], "process": ch["process"],
-            "rate_per_resource": (ch["rate"] if ch["process"] == "poisson" else 1.0 / ch["interval"]) * scale,
-            "poll_interval_s": T,
+            "resources": scenario["resources"]["count"], "process": scenario["changes"]["process"],
+            "rate_per_resource": lam, "poll_interval_s": T,
         },
         "modes": per_mode,
     }

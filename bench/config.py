@@ -167,7 +167,11 @@ class ChangesCfg:
     @property
     def mean_rate(self) -> float:
         """Nominal mean changes per second per resource, whatever the process."""
-        return self.rate if self.process == "poisson" else 1.0 / self.interval  # type: ignore[operator]
+        if self.process == "poisson":
+            assert self.rate is not None  # validation guarantees it
+            return self.rate
+        assert self.interval is not None
+        return 1.0 / self.interval
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 For a poll target that changes as a Poisson process of rate lam, polled every T:
 P(empty poll) = exp(-lam*T); mean detection latency = T/2; changes per useful poll = lam*T/(1-exp(-lam*T));
-polls per change = 1/(lam*T). For a target changing every I seconds with a uniform random phase, and
+polls per change = 1/(lam*T). A state poller (ETag) only ever sees the *last* change of an interval, and
+the last of several Poisson events sits nearer the interval's end: its mean latency is
+1/lam - T*e^(-lam*T)/(1-e^(-lam*T)) (slightly under T/2; equal to it as lam*T -> 0). For a target changing every I seconds with a uniform random phase, and
 k such targets behind one poll (a feed): P(empty) = max(0, 1 - T/I)^k.
 """
 
@@ -13,11 +15,12 @@ import math
 __all__ = ["poll_model"]
 
 
-def poll_model(process: str, lam: float, T: float, targets: int = 1) -> dict[str, float]:
-    """Model of one poller. `lam` = mean changes/s of one target; `targets` = targets behind each poll.
+def poll_model(process: str, lam: float, T: float, targets: int = 1, *, state: bool = False) -> dict[str, float | None]:
+    """Model of one poller. `lam` = mean changes/s of one target; `targets` = targets behind each poll;
+    `state` = the poll returns only the latest state (ETag polling), not every change (cursor feed).
 
-    Returns wasted_fraction, latency_mean_ms (T/2, without the round trip), requests_per_change,
-    changes_per_useful_poll and lambda_T (changes per poll interval seen by one poll).
+    Returns wasted_fraction, latency_mean_ms (without the round trip), requests_per_change,
+    changes_per_useful_poll (None when no poll can be useful) and lambda_T (changes per interval per poll).
     """
     if lam <= 0 or T <= 0 or targets < 1:
         raise ValueError("lam, T must be > 0 and targets >= 1")
@@ -30,10 +33,13 @@ def poll_model(process: str, lam: float, T: float, targets: int = 1) -> dict[str
     else:
         raise ValueError(f"no model for change process {process!r}")
     useful = 1.0 - p_empty
+    latency_s = T / 2.0
+    if state and process == "poisson" and lt > 1e-9:
+        latency_s = 1.0 / lam_view - T * math.exp(-lt) / -math.expm1(-lt)
     return {
         "wasted_fraction": p_empty,
-        "latency_mean_ms": T / 2.0 * 1e3,
+        "latency_mean_ms": latency_s * 1e3,
         "requests_per_change": 1.0 / lt,
-        "changes_per_useful_poll": lt / useful if useful > 0 else math.inf,
+        "changes_per_useful_poll": lt / useful if useful > 0 else None,
         "lambda_T": lt,
     }

@@ -1,0 +1,7 @@
+"""Turn a run directory into report.md, a self-contained report.html and figures/*.png."""
+
+from __future__ import annotations
+
+from .build import build_report
+
+__all__ = ["build_report"]

@@ -1,0 +1,46 @@
+"""Build a run's report: read the run directory, draw the figures, write report.md and report.html."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TypedDict
+
+from .content import build_document
+from .figures import make_figures
+from .load import load_run
+from .render import to_html, to_markdown
+
+__all__ = ["ReportFiles", "build_report"]
+
+FIGURES_DIR = "figures"
+
+
+class ReportFiles(TypedDict):
+    """What `build_report` wrote; `figures` lists only the figures that had data."""
+
+    md: Path
+    html: Path
+    figures: list[Path]
+
+
+def build_report(run_dir: Path) -> ReportFiles:
+    """Write report.md, report.html and figures/*.png into `run_dir` and return their paths.
+
+    Raises RunDirError when `run_dir` is not a complete run directory, FormatVersionError when a result file
+    has a format_version this code does not read.
+    """
+    run = load_run(Path(run_dir))
+    figures = make_figures(run, run.run_dir / FIGURES_DIR)
+    title, blocks = build_document(run, figures)
+    md_path, html_path = run.run_dir / "report.md", run.run_dir / "report.html"
+    _write_atomic(md_path, to_markdown(blocks))
+    _write_atomic(html_path, to_html(title, blocks))
+    return {"md": md_path, "html": html_path, "figures": [f.path for f in figures if f.path is not None]}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Replace `path` in one step, so a reader never sees half a report."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

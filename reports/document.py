@@ -1,0 +1,87 @@
+"""A tiny document model: the report is written once as blocks, then rendered to Markdown and to HTML.
+
+All text in a block is plain text (it may come from result files); each renderer escapes it for its format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Union
+
+__all__ = [
+    "Strong", "Inline", "Heading", "Para", "Notice", "Bullets", "CodeBlock", "Row", "Table", "Image",
+    "Block",
+]
+
+
+@dataclass(frozen=True)
+class Strong:
+    text: str
+
+
+Inline = Union[str, Strong]
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Para:
+    parts: tuple[Inline, ...]
+
+    def __init__(self, *parts: Inline) -> None:
+        object.__setattr__(self, "parts", parts)
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A box that must not be missed: `warning` (red in HTML) or `caution` (amber)."""
+
+    level: Literal["warning", "caution"]
+    title: str
+    text: str
+    items: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Bullets:
+    """A list; an item is plain text or (term, explanation)."""
+
+    items: tuple[str | tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class CodeBlock:
+    text: str
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    cells: tuple[str, ...]
+    model: bool = False  # an analytic prediction, shown apart from measurements
+
+
+@dataclass(frozen=True)
+class Table:
+    header: tuple[str, ...]
+    rows: tuple[Row, ...]
+    numeric: bool = True  # right-align the value columns
+    caption: str = ""
+
+
+@dataclass(frozen=True)
+class Image:
+    """A figure file; `rel_path` is relative to the report (for Markdown), `path` is read to embed it (HTML)."""
+
+    path: Path
+    rel_path: str
+    alt: str
+    caption: str = field(default="")
+
+
+Block = Union[Heading, Para, Notice, Bullets, CodeBlock, Table, Image]

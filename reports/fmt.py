@@ -1,0 +1,81 @@
+"""Turn values read from result files into display text; null, NaN and non-numbers show as a dash."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["DASH", "number", "get", "fmt_count", "fmt_num", "fmt_short", "fmt_pct", "fmt_text"]
+
+DASH = "–"  # en dash: the contract's rendering of null
+
+
+def number(value: Any) -> float | None:
+    """`value` as a finite-or-infinite float, or None for null, NaN, booleans and non-numbers."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return None if math.isnan(value) else value
+
+
+def get(data: Any, *keys: str) -> Any:
+    """data[k1][k2]..., or None as soon as a level is missing or not an object."""
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def fmt_count(value: Any) -> str:
+    """An integer count with thousands separators (1,500)."""
+    x = number(value)
+    if x is None:
+        return fmt_text(value)
+    if math.isinf(x) or not x.is_integer():
+        return fmt_num(x)
+    return f"{int(x):,}"
+
+
+def fmt_num(value: Any, digits: int = 3) -> str:
+    """A measurement to `digits` significant figures, never in scientific notation (0.0200, 90.1, 12,345)."""
+    x = number(value)
+    if x is None:
+        return fmt_text(value)
+    if math.isinf(x):
+        return "∞" if x > 0 else "−∞"
+    if x == 0:
+        return "0"
+    magnitude = math.floor(math.log10(abs(x)))
+    decimals = max(0, digits - 1 - magnitude)
+    return f"{x:,.{decimals}f}"
+
+
+def fmt_short(value: Any, digits: int = 3) -> str:
+    """Like fmt_num without trailing zeros, for prose (1 s, 0.1 changes/s, 0.8 ms)."""
+    text = fmt_num(value, digits)
+    return text.rstrip("0").rstrip(".") if number(value) is not None and "." in text else text
+
+
+def fmt_pct(value: Any, decimals: int = 2) -> str:
+    """A fraction as a percentage (0.0333 -> 3.33%)."""
+    x = number(value)
+    return fmt_text(value) if x is None else f"{100 * x:.{decimals}f}%"
+
+
+def fmt_text(value: Any) -> str:
+    """Any other value: null as a dash, the rest as its string."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
+
+
+def wasted_interval(mode: dict[str, Any]) -> tuple[float, float] | None:
+    """The 95% interval of a mode's wasted fraction as (low, high), when summary.json has one."""
+    ci = mode.get("wasted_fraction_ci95")
+    if not isinstance(ci, (list, tuple)) or len(ci) != 2:
+        return None
+    lo, hi = number(ci[0]), number(ci[1])
+    return None if lo is None or hi is None else (lo, hi)

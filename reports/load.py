@@ -1,0 +1,111 @@
+"""Read a run directory (manifest.json, summary.json, detections.parquet) and check it is one we can report on.
+
+Nothing here computes statistics: the files are taken as the analysis wrote them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import FormatVersionError, RunDirError
+
+__all__ = ["KNOWN_FORMAT_VERSIONS", "DETECTION_COLUMNS", "RunData", "load_run"]
+
+KNOWN_FORMAT_VERSIONS = frozenset({1})
+MANIFEST = "manifest.json"
+SUMMARY = "summary.json"
+DETECTIONS = "detections.parquet"
+DETECTION_COLUMNS = ("mode", "change_id", "resource_id", "t_change_ns", "t_obs_ns", "latency_ms")
+
+
+@dataclass(frozen=True)
+class RunData:
+    """One run directory as read from disk."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    summary: dict[str, Any]
+    detections: pd.DataFrame
+
+    @property
+    def modes(self) -> dict[str, dict[str, Any]]:
+        """Mode name -> that mode's summary section, in the order the summary lists them."""
+        return self.summary["modes"]
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.summary.get("partial") or self.manifest.get("partial"))
+
+    @property
+    def change_process(self) -> str | None:
+        """The change process ("poisson", "constant", ...): it decides which analytic model applies."""
+        workload, scenario = self.summary.get("workload"), self.manifest.get("scenario")
+        process = workload.get("process") if isinstance(workload, dict) else None
+        if process is None and isinstance(scenario, dict) and isinstance(scenario.get("changes"), dict):
+            process = scenario["changes"].get("process")
+        return process if isinstance(process, str) else None
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Read and check `run_dir`; raise RunDirError (or FormatVersionError) naming the file at fault."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: not a directory: expected a run directory written by `hookbench run`")
+    manifest = _read_json(run_dir / MANIFEST)
+    summary = _read_json(run_dir / SUMMARY)
+    modes = summary.get("modes")
+    if not isinstance(modes, dict) or not all(isinstance(m, dict) for m in modes.values()):
+        found = "(missing)" if modes is None else f"a {type(modes).__name__}"
+        raise RunDirError(
+            f"{run_dir / SUMMARY}: modes = {found}: expected an object of mode name -> object of results;"
+            " re-run the analysis to rewrite summary.json"
+        )
+    return RunData(run_dir, manifest, summary, _read_detections(run_dir / DETECTIONS))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise RunDirError(f"{path}: missing: a run directory needs {path.name}; "
+                          "is this a directory written by `hookbench run`?")
+    try:
+        # json accepts NaN/Infinity; NaN is treated as null from here on.
+        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_parse_constant)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        reason = f"cannot be read as JSON ({exc}); the file is damaged or not a result file"
+        raise RunDirError(f"{path}: {reason}") from exc
+    if not isinstance(data, dict):
+        raise RunDirError(f"{path}: top level is {type(data).__name__}: expected a JSON object")
+    version = data.get("format_version")
+    # bool is an int subclass: `true` must not pass for version 1.
+    if type(version) is not int or version not in KNOWN_FORMAT_VERSIONS:
+        shown = "(missing)" if "format_version" not in data else repr(version)
+        known = ", ".join(str(v) for v in sorted(KNOWN_FORMAT_VERSIONS))
+        raise FormatVersionError(
+            f"{path}: format_version = {shown}: this hookbench reads format_version {known};"
+            " use the hookbench version that wrote the run, or re-run the analysis"
+        )
+    return data
+
+
+def _parse_constant(name: str) -> float | None:
+    value = float(name)
+    return None if math.isnan(value) else value
+
+
+def _read_detections(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise RunDirError(f"{path}: missing: a run directory needs {path.name} (it may have zero rows)")
+    try:
+        table = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise RunDirError(f"{path}: cannot be read as Parquet ({exc})") from exc
+    missing = [c for c in DETECTION_COLUMNS if c not in table.columns]
+    if missing:
+        raise RunDirError(f"{path}: columns {missing} missing: expected columns {list(DETECTION_COLUMNS)}")
+    return table

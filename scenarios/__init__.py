@@ -1,0 +1,1 @@
+"""Locust scenarios (locustfiles) that drive load against the hookbench servers."""

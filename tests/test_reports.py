@@ -1,0 +1,363 @@
+"""reports: a synthetic run directory in, report.md / report.html / figures out."""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.errors import FormatVersionError, RunDirError
+from reports import build_report
+
+FIGURES = ("latency_cdf", "wasted_fraction", "requests_per_change")
+DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
+
+MANIFEST: dict[str, Any] = {
+    "format_version": 1,
+    "scenario": {
+        "name": "default",
+        "description": "Cursor and ETag polling against webhooks, 50 resources",
+        "seed": 42,
+        "run": {"duration": 30.0, "warmup": 5.0, "drain": 5.0, "time_scale": 1.0},
+        "resources": {"count": 50},
+        "changes": {"process": "poisson", "rate": 0.1, "interval": None},
+        "polling": {"interval": 1.0, "styles": ["cursor", "etag"], "cursor_limit": 100, "timeout": 5.0},
+        "webhook": {"enabled": True, "timeout": 5.0, "max_attempts": 5},
+    },
+    "seed": 42,
+    "time_scale": 1.0,
+    "window": {"start_ns": 1_000_000_000, "end_ns": 31_000_000_000, "grace_end_ns": 36_000_000_000,
+               "warmup_s": 5.0, "duration_s": 30.0, "drain_s": 5.0},
+    "partial": False,
+    "versions": {"python": "3.11.7", "aiohttp": "3.10.5", "locust": "2.43.0", "pandas": "3.1.1"},
+    "machine": {"cpu_count": 8, "cpu_model": "Test CPU @ 3.0GHz", "platform": "Linux-6.1-x86_64"},
+    "git_commit": "0123456789abcdef0123456789abcdef01234567",
+    "command_line": ["hookbench", "run", "scenarios/default.toml", "--set", "seed=42"],
+    "started_at": "2025-01-02T03:04:05+00:00",
+}
+
+
+def _mode(kind: str, style: str | None, **values: Any) -> dict[str, Any]:
+    mode: dict[str, Any] = {
+        "kind": kind, "requests": 30, "empty_requests": 1, "wasted_fraction": 0.0333, "wasted_fraction_se": 0.03,
+        "wasted_fraction_ci95": [0.0059, 0.1667],
+        "errors": 0, "observed": 150, "lost": 0, "duplicates": 0, "coalesced": 0, "requests_per_change": 0.2,
+        "bytes_per_change": 90.1, "cpu_s_per_change": 0.00002,
+        "latency_ms": {"mean": 500.2, "p50": 480.0, "p90": 900.1, "p99": 990.0, "max": 1001.0, "n": 150},
+        "model": {"wasted_fraction": 0.0067, "latency_mean_ms": 500.0, "requests_per_change": 0.2,
+                  "lambda_T": 5.0},
+    }
+    if style is not None:
+        mode["style"] = style
+    mode.update(values)
+    return mode
+
+
+# 50 resources x 0.1 changes/s x 30 s = 150 changes; cursor polls once a second, ETag polls each resource.
+SUMMARY: dict[str, Any] = {
+    "format_version": 1, "scenario": "default", "duration_s": 30.0, "seed": 42, "changes": 150,
+    "harness_saturated": False, "partial": False, "time_scale": 1.0,
+    "saturation": {"reasons": [], "producer_loop_lag_ms": {"p99": 1.2, "max": 4.0},
+                   "receiver_loop_lag_ms": {"p99": 0.8, "max": 2.5}, "locust_cpu_max_pct": 23.0,
+                   "locust_cpu_warnings": 0},
+    "workload": {"resources": 50, "process": "poisson", "rate_per_resource": 0.1, "poll_interval_s": 1.0},
+    "modes": {
+        "polling": _mode("polling", "cursor", model={
+            "wasted_fraction": 0.0067, "latency_mean_ms": 500.0, "requests_per_change": 0.2, "lambda_T": 5.0,
+            "changes_per_useful_poll": 5.03, "note": "analytic: wasted = e^(-lambda*T), latency = T/2"}),
+        "polling_etag": _mode("polling", "etag", requests=1500, empty_requests=1357, wasted_fraction=0.9047,
+                              wasted_fraction_se=0.0076, wasted_fraction_ci95=[0.889, 0.9186], observed=138, coalesced=12, requests_per_change=10.0,
+                              bytes_per_change=2431.5, cpu_s_per_change=0.0009,
+                              model={"wasted_fraction": 0.9048, "latency_mean_ms": 500.0,
+                                     "requests_per_change": 10.0, "lambda_T": 0.1}),
+        "webhook": _mode("webhook", None, requests=151, empty_requests=0, wasted_fraction=None,
+                         wasted_fraction_se=None, wasted_fraction_ci95=None, requests_per_change=1.0067, bytes_per_change=412.0,
+                         latency_ms={"mean": 3.1, "p50": 2.0, "p90": 5.5, "p99": 12.0, "max": 40.0, "n": 150},
+                         model={"requests_per_change": 1.0}),
+    },
+}
+
+
+def _detections(rows_per_mode: int) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    frames = []
+    for mode, scale_ms in (("polling", 500.0), ("polling_etag", 500.0), ("webhook", 3.0)):
+        latency = rng.exponential(scale_ms, rows_per_mode) + 0.5
+        t_change = np.arange(rows_per_mode, dtype="int64") * 20_000_000 + 1_000_000_000
+        frames.append(pd.DataFrame({
+            "mode": mode,
+            "change_id": [f"c{i}" for i in range(rows_per_mode)],
+            "resource_id": (np.arange(rows_per_mode) % 50).astype("int64"),
+            "t_change_ns": t_change,
+            "t_obs_ns": t_change + (latency * 1e6).astype("int64"),
+            "latency_ms": latency.astype("float64"),
+        }))
+    table = pd.concat(frames, ignore_index=True)
+    return table.astype({"mode": "str", "change_id": "str", "resource_id": "int64", "t_change_ns": "int64",
+                         "t_obs_ns": "int64", "latency_ms": "float64"})
+
+
+def make_run(root: Path, *, summary: dict[str, Any] | None = None, manifest: dict[str, Any] | None = None,
+             rows_per_mode: int = 150) -> Path:
+    run_dir = root / "run"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text(json.dumps(manifest or MANIFEST), encoding="utf-8")
+    (run_dir / "summary.json").write_text(json.dumps(summary or SUMMARY), encoding="utf-8")
+    _detections(rows_per_mode).to_parquet(run_dir / "detections.parquet", index=False)
+    return run_dir
+
+
+def _summary(**changes: Any) -> dict[str, Any]:
+    summary = copy.deepcopy(SUMMARY)
+    summary.update(changes)
+    return summary
+
+
+def _md_row(md: str, label: str) -> list[str]:
+    """The cells of the Markdown results row whose label is `label`."""
+    for line in md.splitlines():
+        if not line.startswith("|"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0].strip("*") == label:
+            return cells[1:]
+    raise AssertionError(f"no row {label!r} in report.md")
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return make_run(tmp_path)
+
+
+def test_writes_markdown_html_and_every_figure(run_dir: Path) -> None:
+    out = build_report(run_dir)
+
+    assert out["md"] == run_dir / "report.md" and out["md"].is_file()
+    assert out["html"] == run_dir / "report.html" and out["html"].is_file()
+    assert sorted(p.name for p in out["figures"]) == sorted(f"{name}.png" for name in FIGURES)
+    for path in out["figures"]:
+        assert path.parent == run_dir / "figures"
+        assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    md = out["md"].read_text(encoding="utf-8")
+    for name in FIGURES:
+        assert f"](figures/{name}.png)" in md
+
+
+def test_html_is_self_contained_with_every_figure_embedded(run_dir: Path) -> None:
+    out = build_report(run_dir)
+    page = out["html"].read_text(encoding="utf-8")
+
+    assert 'src="http' not in page and 'href="http' not in page
+    assert "http://" not in page and "https://" not in page
+    assert "<link" not in page and "<script" not in page
+    embedded = DATA_URI.findall(page)
+    assert len(embedded) == len(FIGURES)
+    # each data URI is exactly one of the PNG files written
+    assert sorted(base64.b64decode(data) for data in embedded) == sorted(p.read_bytes() for p in out["figures"])
+
+
+def test_markdown_shows_the_summary_numbers(run_dir: Path) -> None:
+    md = build_report(run_dir)["md"].read_text(encoding="utf-8")
+
+    assert _md_row(md, "")[:3] == ["polling", "polling_etag", "webhook"]
+    # the interval is shown as summary.json gives it (a Wilson interval, asymmetric near 0 and 1)
+    assert _md_row(md, "wasted fraction (95% CI)")[1] == "90.47% (88.90% to 91.86%)"
+    assert _md_row(md, "model: wasted fraction e^(−λT)")[1] == "90.48%"
+    assert _md_row(md, "wasted fraction (95% CI)")[0] == "3.33% (0.59% to 16.67%)"
+    assert _md_row(md, "model: wasted fraction e^(−λT)") == ["0.67%", "90.48%", "–"]
+    assert _md_row(md, "requests") == ["30", "1,500", "151"]
+    assert _md_row(md, "coalesced")[1] == "12"
+    assert _md_row(md, "requests per change") == ["0.200", "10.0", "1.01"]
+    assert _md_row(md, "producer CPU µs per change")[:2] == ["20.0", "900"]
+    assert _md_row(md, "latency p99 (ms)") == ["990", "990", "12.0"]
+    assert _md_row(md, "model: changes per useful poll") == ["5.03", "–", "–"]
+    assert "- **polling**: analytic: wasted = e^(-lambda\\*T), latency = T/2" in md
+    assert "150 changes happened in the window" in md
+    assert "at 0.1 changes/s per resource; pollers polled every 1 s" in md
+    assert "hookbench run scenarios/default.toml --set seed=42" in md
+    assert "0123456789abcdef0123456789abcdef01234567" in md
+    assert "Test CPU @ 3.0GHz" in md
+
+
+def test_null_values_render_as_a_dash(tmp_path: Path) -> None:
+    summary = _summary()
+    summary["modes"]["webhook"]["latency_ms"] = {"mean": None, "p50": None, "p90": None, "p99": None,
+                                                 "max": None, "n": 0}
+    summary["modes"]["polling"]["bytes_per_change"] = None
+    summary["modes"]["webhook"]["model"] = {}
+    out = build_report(make_run(tmp_path, summary=summary))
+    md = out["md"].read_text(encoding="utf-8")
+
+    assert _md_row(md, "wasted fraction (95% CI)")[2] == "–"  # webhook: null in summary.json
+    assert _md_row(md, "latency p50 (ms)")[2] == "–"
+    assert _md_row(md, "model: mean latency (ms)")[2] == "–"  # model {}: key absent
+    assert _md_row(md, "bytes per change")[0] == "–"
+    assert "None" not in md and "nan" not in md.lower()
+    assert "<td>–</td>" in out["html"].read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("saturated", [True, False])
+def test_saturation_warning_appears_iff_harness_saturated(tmp_path: Path, saturated: bool) -> None:
+    summary = _summary(harness_saturated=saturated)
+    if saturated:
+        summary["saturation"]["reasons"] = ["producer event-loop lag p99 85 ms > 50 ms", "locust CPU 97% > 90%"]
+    out = build_report(make_run(tmp_path, summary=summary))
+    md, page = out["md"].read_text(encoding="utf-8"), out["html"].read_text(encoding="utf-8")
+
+    warning = "the harness itself was a bottleneck"
+    assert (warning in md) is saturated
+    assert (warning in page) is saturated
+    assert ('class="notice warning"' in page) is saturated
+    assert ("understate the capacity" in md) is saturated
+    assert ("locust CPU 97% &gt; 90%" in page) is saturated
+    if saturated:
+        assert "**⚠ Warning: the harness itself was a bottleneck in this run**" in md
+        assert "> - producer event-loop lag p99 85 ms \\> 50 ms" in md
+    else:
+        assert "not saturated: producer event-loop lag p99 1.2 ms, max 4 ms" in md
+        assert "Locust CPU max 23%" in md
+
+
+@pytest.mark.parametrize("partial", [True, False])
+def test_partial_notice_appears_iff_partial(tmp_path: Path, partial: bool) -> None:
+    out = build_report(make_run(tmp_path, summary=_summary(partial=partial)))
+    md, page = out["md"].read_text(encoding="utf-8"), out["html"].read_text(encoding="utf-8")
+
+    assert ("Partial run: interrupted" in md) is partial
+    assert ('class="notice caution"' in page) is partial
+
+
+@pytest.mark.parametrize("file_name", ["summary.json", "manifest.json"])
+@pytest.mark.parametrize("version", [2, "1", True, None])
+def test_unknown_format_version_is_refused(tmp_path: Path, file_name: str, version: Any) -> None:
+    run_dir = make_run(tmp_path)
+    path = run_dir / file_name
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["format_version"] = version
+    path.write_text(json.dumps(data), encoding="utf-8")
+
+    with pytest.raises(FormatVersionError, match=re.escape(str(path))) as info:
+        build_report(run_dir)
+    assert "format_version" in str(info.value)
+    assert not (run_dir / "report.md").exists()
+
+
+def test_missing_format_version_is_refused(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    summary = _summary()
+    del summary["format_version"]
+    (run_dir / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+
+    with pytest.raises(FormatVersionError, match=r"format_version = \(missing\)"):
+        build_report(run_dir)
+
+
+@pytest.mark.parametrize("file_name", ["summary.json", "manifest.json", "detections.parquet"])
+def test_missing_file_raises_run_dir_error_naming_it(tmp_path: Path, file_name: str) -> None:
+    run_dir = make_run(tmp_path)
+    (run_dir / file_name).unlink()
+
+    with pytest.raises(RunDirError, match=re.escape(str(run_dir / file_name))):
+        build_report(run_dir)
+
+
+def test_missing_run_dir_and_bad_json_raise_run_dir_error(tmp_path: Path) -> None:
+    with pytest.raises(RunDirError, match="not a directory"):
+        build_report(tmp_path / "nope")
+    run_dir = make_run(tmp_path)
+    (run_dir / "summary.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(RunDirError, match="cannot be read as JSON"):
+        build_report(run_dir)
+
+
+def test_detections_without_the_contract_columns_are_refused(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    pd.DataFrame({"mode": ["polling"], "latency": [1.0]}).to_parquet(run_dir / "detections.parquet")
+
+    with pytest.raises(RunDirError, match="latency_ms"):
+        build_report(run_dir)
+
+
+def test_zero_detections_skip_the_latency_figure_with_a_note(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path)
+    build_report(run_dir)  # first with data: the stale latency figure must then go away
+    _detections(0).to_parquet(run_dir / "detections.parquet", index=False)
+
+    out = build_report(run_dir)
+    md, page = out["md"].read_text(encoding="utf-8"), out["html"].read_text(encoding="utf-8")
+
+    assert [p.name for p in out["figures"]] == ["wasted_fraction.png", "requests_per_change.png"]
+    assert not (run_dir / "figures" / "latency_cdf.png").exists()
+    assert "**Figure skipped:** no change was detected in the measured window" in md
+    assert "figures/latency_cdf.png" not in md
+    assert len(DATA_URI.findall(page)) == 2
+
+
+def test_only_present_modes_and_unknown_keys_are_tolerated(tmp_path: Path) -> None:
+    summary = _summary(overload={"curve": [1, 2, 3]}, claims={"C1": "supported"})
+    summary["modes"] = {"webhook": dict(SUMMARY["modes"]["webhook"], retries=3, extra={"a": 1},
+                                        model={"requests_per_change": 1.0, "changes_per_useful_poll": math.inf})}
+    del summary["saturation"]
+    out = build_report(make_run(tmp_path, summary=summary))
+    md = out["md"].read_text(encoding="utf-8")
+
+    assert _md_row(md, "") == ["webhook"]
+    assert _md_row(md, "retries") == ["3"]  # optional row, shown because a mode has it
+    assert _md_row(md, "model: changes per useful poll") == ["∞"]  # json writes inf as Infinity
+    # no polling mode: nothing to show on the wasted-fraction figure
+    assert [p.name for p in out["figures"]] == ["latency_cdf.png", "requests_per_change.png"]
+    assert "**Figure skipped:** no polling mode reported" in md
+    assert "Harness check:** not saturated." in md
+
+
+def test_text_from_files_is_escaped(tmp_path: Path) -> None:
+    manifest = copy.deepcopy(MANIFEST)
+    manifest["scenario"]["description"] = "<script>alert('x')</script> & *stars* | pipes"
+    summary = _summary(harness_saturated=True)
+    summary["saturation"]["reasons"] = ["<b>lag</b>"]
+    out = build_report(make_run(tmp_path, manifest=manifest, summary=summary))
+    page = out["html"].read_text(encoding="utf-8")
+    md = out["md"].read_text(encoding="utf-8")
+
+    assert "<script>" not in page and "<b>lag</b>" not in page
+    assert "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; &amp; *stars*" in page
+    assert "&lt;b&gt;lag&lt;/b&gt;" in page
+    assert r"\<script\>" in md and r"\*stars\*" in md
+
+
+def test_model_label_names_e_to_the_minus_lambda_t_only_for_poisson_changes(tmp_path: Path) -> None:
+    summary = _summary()
+    summary["workload"] = dict(summary["workload"], process="constant")
+    md = build_report(make_run(tmp_path, summary=summary))["md"].read_text(encoding="utf-8")
+
+    assert _md_row(md, "model: wasted fraction") == ["0.67%", "90.48%", "–"]
+    assert "e^(−λT) for Poisson changes" not in md
+
+
+def test_time_scaled_run_says_so(tmp_path: Path) -> None:
+    manifest = dict(MANIFEST, time_scale=10.0)
+    out = build_report(make_run(tmp_path, manifest=manifest, summary=_summary(time_scale=10.0)))
+
+    assert "time-scaled by 10:" in out["md"].read_text(encoding="utf-8")
+
+
+def test_reports_imports_neither_servers_scenarios_locust_nor_pyplot(run_dir: Path) -> None:
+    code = (
+        "import sys; from pathlib import Path; from reports import build_report; "
+        f"build_report(Path({str(run_dir)!r})); "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'servers', 'scenarios', 'locust', 'gevent'}"
+        " or m == 'matplotlib.pyplot'); print(bad); sys.exit(1 if bad else 0)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
