@@ -266,6 +266,7 @@ def _parse_override(item: str) -> tuple[str, Any]:
 def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
     """Validate plain data (+ overrides) into a Scenario. Raises ScenarioError naming source and key."""
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    overridden: set[str] = set()
     for item in overrides:
         key, value = _parse_override(item)
         section = key.split(".")[0] if "." in key else ""
@@ -273,6 +274,10 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
         if section not in _SCHEMA or name not in _SCHEMA[section]:
             raise ScenarioError("--set", key, value, f"unknown key; known keys: {', '.join(_all_keys())}")
         _set_dotted(data, key, value, "--set")
+        overridden.add(key)
+
+    def where_from(key: str) -> str:
+        return f"--set (over {source})" if key in overridden else source
 
     values: dict[str, dict[str, Any]] = {}
     for section, fields in _SCHEMA.items():
@@ -296,9 +301,9 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
             try:
                 v = _coerce(f.kind, table[key])
             except ValueError:
-                raise ScenarioError(source, where, table[key], f.expected or _KIND_WORDS[f.kind]) from None
+                raise ScenarioError(where_from(where), where, table[key], f.expected or _KIND_WORDS[f.kind]) from None
             if f.check is not None and not f.check(v):
-                raise ScenarioError(source, where, table[key], f.expected or _KIND_WORDS[f.kind])
+                raise ScenarioError(where_from(where), where, table[key], f.expected or _KIND_WORDS[f.kind])
             out[key] = v
         values[section] = out
 
@@ -311,7 +316,7 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
                             '(e.g. "10s")')
     wh = values["webhook"]
     if wh["backoff_cap"] < wh["backoff_base"]:
-        raise ScenarioError(source, "webhook.backoff_cap", wh["backoff_cap"], "must be >= webhook.backoff_base")
+        raise ScenarioError(where_from("webhook.backoff_cap"), "webhook.backoff_cap", wh["backoff_cap"], "must be >= webhook.backoff_base")
 
     top = values[""]
     return Scenario(
