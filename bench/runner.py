@@ -179,7 +179,8 @@ def run_scenario(scenario: Scenario, run_dir: Path, locustfile: Path, *, repo: P
                 s = tick()
                 polls = sum(v["requests"] for k, v in s["modes"].items() if k in STYLE_MODE.values())
                 d = s["deliveries"]
-                progress.show(f"[{time.monotonic() - t0:5.1f}s] {label} {seconds - max(left, 0):3.0f}/{seconds:.0f}s"
+                done = min(seconds, seconds - (end - time.monotonic()))
+                progress.show(f"[{time.monotonic() - t0:5.1f}s] {label} {done:3.0f}/{seconds:.0f}s"
                               f"  changes {s['changes']}  polls {polls}  deliveries "
                               f"{d['attempts']} ({d['failed']} failed, {d['pending']} pending)")
 

@@ -24,6 +24,7 @@ __all__ = ["create_app"]
 
 # Route name -> mode charged for the request.
 _ROUTE_MODE = {"resource": MODE_ETAG, "changes": MODE_CURSOR}
+_MODE: web.RequestKey[str] = web.RequestKey("hb_mode", str)
 
 
 @web.middleware
@@ -43,12 +44,12 @@ async def _cost_middleware(request: web.Request,
         cost.requests += 1
         cost.bytes_in += header_bytes(f"{request.method} {request.raw_path} HTTP/1.1",
                                       {k.decode("latin-1"): v.decode("latin-1") for k, v in request.raw_headers})
-        request["hb_mode"] = mode
+        request[_MODE] = mode
 
 
 async def _count_response_bytes(request: web.Request, response: web.StreamResponse) -> None:
     """on_response_prepare: the head is final here (Date, Server, Content-Length added), so count it."""
-    mode = request.get("hb_mode")
+    mode = request.get(_MODE)
     if mode is None:
         return
     body = getattr(response, "body", None)

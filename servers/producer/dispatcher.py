@@ -117,7 +117,8 @@ class Dispatcher:
         status, bytes_out, bytes_in, error = 0, 0, 0, None
         t_send = time.time_ns()
         try:
-            async with self.session.post(ep.sub.url, data=payload, headers=headers,
+            # No redirects: a 3xx is the endpoint's answer (a failure), never a hop to an unchecked URL.
+            async with self.session.post(ep.sub.url, data=payload, headers=headers, allow_redirects=False,
                                          timeout=aiohttp.ClientTimeout(total=self.cfg.timeout)) as resp:
                 rbody = await resp.read()
                 status = resp.status

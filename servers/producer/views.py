@@ -5,12 +5,15 @@ Handlers are thin: parse, call the store or dispatcher, translate problems into 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import time
 
 from aiohttp import web
+from yarl import URL
 
 from bench.protocol import etag_for
+from bench.signing import Signer
 
 from .keys import DISPATCHER, GENERATOR, LEDGER, MARKS, STORE
 
@@ -37,18 +40,23 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "role": "producer"})
 
 
-@routes.get("/resources/{id}", name="resource")
+def _none_match(header: str | None, etag: str) -> bool:
+    """RFC 9110 If-None-Match: '*' or a comma-separated list of entity tags (weak ones compare weakly)."""
+    if header is None:
+        return False
+    tags = [t.strip() for t in header.split(",")]
+    return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
+
+
+@routes.get(r"/resources/{id:\d{1,18}}", name="resource")
 async def get_resource(request: web.Request) -> web.StreamResponse:
-    try:
-        rid = int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound(text="resource ids are integers") from None
+    rid = int(request.match_info["id"])  # the route admits only 1-18 digits: always a valid SQLite integer
     store = request.app[STORE]
     version = store.resource_version(rid)
     if version is None:
         raise web.HTTPNotFound(text=f"no resource {rid}")
     etag = etag_for(rid, version)
-    if etag in request.headers.get("If-None-Match", ""):
+    if _none_match(request.headers.get("If-None-Match"), etag):
         return web.Response(status=304, headers={"ETag": etag})
     body = store.get_resource(rid)
     return web.json_response(body, headers={"ETag": etag}, dumps=lambda o: json.dumps(o, separators=(",", ":")))
@@ -73,17 +81,31 @@ async def add_subscription(request: web.Request) -> web.Response:
     if not isinstance(data, dict) or not isinstance(data.get("url"), str) or not isinstance(data.get("secret"), str):
         raise web.HTTPBadRequest(text="expected {\"url\": string, \"secret\": string}")
     url, secret = data["url"], data["secret"]
-    if not url.startswith(("http://127.0.0.1", "http://[::1]", "http://localhost", "https://127.0.0.1",
-                           "https://[::1]", "https://localhost")):
-        raise web.HTTPBadRequest(text=f"url={url!r}: hookbench only delivers to loopback addresses")
+    if not _is_loopback_url(url):
+        raise web.HTTPBadRequest(text=f"url={url!r}: hookbench only delivers to loopback addresses "
+                                      "(http(s)://127.0.0.1, [::1] or localhost, no user info)")
     try:
-        from bench.signing import Signer
         Signer(secret)
     except ValueError as e:
         raise web.HTTPBadRequest(text=str(e)) from None
     sub = request.app[STORE].add_subscription(url, secret, time.time_ns())
     request.app[DISPATCHER].add(sub)
     return web.json_response({"id": sub.id, "url": sub.url}, status=201)
+
+
+def _is_loopback_url(url: str) -> bool:
+    try:
+        u = URL(url)
+    except (ValueError, TypeError):
+        return False
+    if u.scheme not in ("http", "https") or u.user is not None or u.password is not None or not u.host:
+        return False
+    if u.host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(u.host).is_loopback
+    except ValueError:
+        return False
 
 
 @routes.delete("/subscriptions/{id}")

@@ -54,6 +54,8 @@ async def receive(request: web.Request) -> web.Response:
     try:
         event = json.loads(body)
         change_id = event["data"]["change_id"]
+        if not isinstance(change_id, str) or not change_id:
+            raise TypeError("change_id must be a non-empty string")
     except (ValueError, UnicodeDecodeError, KeyError, TypeError):
         log.warning("rejected %s: body is not a JSON change event", msg_id)
         _record(request, t_obs, msg_id, None, 400, "rejected", "body is not a JSON change event")
