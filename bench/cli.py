@@ -10,8 +10,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import __version__
 from .config import load_scenario
-from .errors import HookbenchError, ScenarioError
+from .errors import HookbenchError, RunError, ScenarioError
 
 __all__ = ["main"]
 
@@ -79,6 +80,13 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    try:
+        return _serve(args)
+    except OSError as e:  # e.g. the port is taken
+        raise RunError(f"cannot serve {args.server} on 127.0.0.1:{args.port}: {e.strerror or e}") from None
+
+
+def _serve(args: argparse.Namespace) -> int:
     from servers.common import serve
 
     if args.server == "producer":
@@ -105,6 +113,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hookbench", description="Polling vs webhooks, measured.")
+    ap.add_argument("--version", action="version", version=f"hookbench {__version__}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a comparison scenario and write a report")

@@ -21,7 +21,7 @@ import psutil
 
 from .analysis import Window, detections, summarize
 from .config import Scenario
-from .errors import RunError
+from .errors import RunDirError, RunError
 from .manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
 from .procs import ProcessGroup
 from .protocol import STYLE_MODE
@@ -52,6 +52,9 @@ def new_run_dir(base: Path, name: str) -> Path:
             return d
         except FileExistsError:
             continue
+        except OSError as e:
+            raise RunDirError(f"{base}: cannot create a run directory there ({e.strerror}); "
+                              "pass a writable --out DIR") from None
     raise RunError(f"cannot create a new run directory under {base}")
 
 

@@ -148,3 +148,10 @@ def test_report_on_a_non_run_directory_exits_2(tmp_path: Path, capsys: pytest.Ca
 def test_scenario_error_carries_its_parts() -> None:
     e = ScenarioError("f.toml", "polling.interval", -1, "must be positive")
     assert str(e) == "f.toml: polling.interval = -1: must be positive" and e.exit_code == 2
+
+
+def test_unwritable_out_dir_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    code, err = run_cli(capsys, "run", str(write(tmp_path, GOOD)), "--out", str(blocker))
+    assert code == 2 and str(blocker) in err and "pass a writable --out DIR" in err
