@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .model import poll_model
-from .protocol import MODE_CURSOR, MODE_ETAG, MODE_KIND, MODE_WEBHOOK
+from .protocol import MODE_CURSOR, MODE_ETAG, mode_kind
 from .tables import Tables
 
 __all__ = ["Window", "summarize", "percentile", "latency_stats", "wilson_interval", "detections", "SUMMARY_FORMAT_VERSION",
@@ -123,8 +123,8 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
     unobserved = changes[~changes["change_id"].isin(counts.index)]
     coalesced = _coalesced(t, w, mode, unobserved) if mode == MODE_ETAG else 0
 
-    out: dict[str, Any] = {"kind": MODE_KIND[mode]}
-    if MODE_KIND[mode] == "polling":
+    out: dict[str, Any] = {"kind": mode_kind(mode)}
+    if mode_kind(mode) == "polling":
         polls = t.polls[(t.polls["mode"] == mode) & ~t.polls["initial"]
                         & (t.polls["t_intended_ns"] >= w.start_ns) & (t.polls["t_intended_ns"] < w.end_ns)]
         requests = int(len(polls))
@@ -168,7 +168,7 @@ def _live_rate_and_interval(scenario: dict[str, Any]) -> tuple[float, float]:
 def _model(mode: str, scenario: dict[str, Any], rtt_ms: float | None) -> dict[str, Any]:
     ch = scenario["changes"]
     lam, T = _live_rate_and_interval(scenario)
-    if mode == MODE_WEBHOOK:
+    if mode_kind(mode) == "webhook":
         return {"requests_per_change": 1.0, "note": "one delivery per change when every first attempt succeeds"}
     targets = scenario["resources"]["count"] if mode == MODE_CURSOR else 1
     m: dict[str, Any] = poll_model(ch["process"], lam, T, targets, state=mode == MODE_ETAG)

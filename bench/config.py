@@ -1,149 +1,133 @@
 """Scenario configuration: TOML file -> validated, frozen `Scenario`.
 
 Layering (lowest to highest): the scenario file, `--set key=value` overrides, explicit CLI flags
-(the CLI turns those into overrides too). Every value is validated in this one module; errors name
-the file, the key, the bad value and what was expected (`ScenarioError`).
+(the CLI turns those into overrides too). The keys are declared once, in the tables below; the
+checking is `bench.schema`. Errors name the file, the key, the bad value and what was expected.
 
 Times in `[changes]` and `[polling]` are *nominal*: they are divided by `run.time_scale` before the
 processes use them (the `live_*` properties), so a run can be sped up without changing lambda*T.
-`[run]` durations and `[webhook]` timings are wall-clock.
+`[run]`, `[webhook]`, `[receiver]` and `[faults]` times are wall-clock.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .errors import MISSING, ScenarioError
+from .protocol import ATTACK_KINDS, ATTACK_NEEDS, MODE_WEBHOOK, SCHEMES
+from .schema import DURATION_HELP, Field, parse_duration, validate_table
 
-__all__ = ["Scenario", "load_scenario", "scenario_from_dict", "parse_duration", "POLL_STYLES", "CHANGE_PROCESSES"]
+__all__ = ["Scenario", "DeliveryCfg", "ReceiverCfg", "FaultsCfg", "AttackCfg", "load_scenario",
+           "scenario_from_dict", "delivery_from_dict", "receiver_from_dict", "parse_duration",
+           "POLL_STYLES", "CHANGE_PROCESSES", "POLICIES"]
 
 POLL_STYLES = ("cursor", "etag")
 CHANGE_PROCESSES = ("poisson", "constant")
+POLICIES = ("retry", "fire_and_forget", "outbox")
+MAX_TOLERANCE_S = 300.0  # the standardwebhooks package hard-codes 5 minutes
 
-_DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(us|ms|s|m|h)?\s*$")
-_UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-_DURATION_HELP = 'must be a positive duration like "500ms", "2s" or "1m" (a bare number means seconds)'
+_pos = lambda x: x > 0  # noqa: E731
+_nonneg = lambda x: x >= 0  # noqa: E731
+_NONNEG_HELP = 'must be a duration >= 0 like "0s" or "3s"'
+_fraction = lambda x: 0 <= x < 1  # noqa: E731
 
+# --- what a scenario holds ------------------------------------------------------------------------
 
-def parse_duration(value: object) -> float:
-    """Seconds from `"250ms"`, `"2s"`, `"1.5m"`, `"1h"`, `"10us"` or a number of seconds. Raises ValueError."""
-    if isinstance(value, bool):
-        raise ValueError("a boolean is not a duration")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    elif isinstance(value, str):
-        m = _DURATION_RE.match(value)
-        if not m:
-            raise ValueError(f"cannot read {value!r} as a duration")
-        seconds = float(m.group(1)) * _UNIT_S[m.group(2)]
-    else:
-        raise ValueError(f"{type(value).__name__} is not a duration")
-    if not math.isfinite(seconds):
-        raise ValueError("not finite")
-    return seconds
+_DELIVERY: dict[str, Field] = {  # one webhook subscription's delivery policy ([webhook] gives defaults)
+    "scheme": Field("choice", "standard", choices=SCHEMES),
+    "policy": Field("choice", "retry", choices=POLICIES),
+    "timeout": Field("duration", 2.0, _pos, DURATION_HELP),
+    "max_attempts": Field("int", 5, lambda n: 1 <= n <= 100, "must be an integer from 1 to 100"),
+    "retry_delays": Field("durations", [], None, 'must be a list of delays like ["1s", "5s", "30s"] '
+                          "(empty: exponential back-off)"),
+    "backoff_base": Field("duration", 0.2, _pos, DURATION_HELP),
+    "backoff_factor": Field("float", 2.0, lambda x: x >= 1, "must be a number >= 1"),
+    "backoff_cap": Field("duration", 10.0, _pos, DURATION_HELP),
+    "jitter": Field("float", 0.2, _fraction, "must be a fraction in [0, 1)"),
+    "concurrency": Field("int", 16, lambda n: 1 <= n <= 1024, "must be an integer from 1 to 1024"),
+    "retry_after_cap": Field("duration", 60.0, _pos, DURATION_HELP),
+    "breaker_failure_ratio": Field("float", 0.5, lambda x: 0 < x <= 1, "must be a fraction in (0, 1]"),
+    "breaker_window": Field("int", 20, lambda n: 1 <= n <= 10_000, "must be an integer from 1 to 10000"),
+    "breaker_open": Field("duration", 5.0, _pos, DURATION_HELP),
+}
+_NAME_RE = re.compile(r"webhook[A-Za-z0-9_]{0,40}")
 
-
-# --- the schema: one table says every key, its kind, default and constraint -----------------------
-
-@dataclass(frozen=True)
-class _Field:
-    kind: str  # "duration" | "float" | "int" | "str" | "bool" | "styles"
-    default: Any = MISSING  # MISSING = required
-    check: Callable[[Any], bool] | None = None
-    expected: str = ""
-
-
-def _pos(x: float) -> bool:
-    return x > 0
-
-
-def _nonneg(x: float) -> bool:
-    return x >= 0
-
-
-_SCHEMA: dict[str, dict[str, _Field]] = {
+_SCHEMA: dict[str, dict[str, Field]] = {
     "": {
-        "name": _Field("str", MISSING, lambda s: bool(re.fullmatch(r"[A-Za-z0-9._-]{1,64}", s)),
-                       "must be 1-64 characters of letters, digits, '.', '_' or '-'"),
-        "description": _Field("str", ""),
-        "seed": _Field("int", 1, lambda n: 0 <= n < 2**63, "must be an integer in [0, 2**63)"),
+        "name": Field("str", MISSING, lambda s: bool(re.fullmatch(r"[A-Za-z0-9._-]{1,64}", s)),
+                      "must be 1-64 characters of letters, digits, '.', '_' or '-'"),
+        "description": Field("str", ""),
+        "seed": Field("int", 1, lambda n: 0 <= n < 2**63, "must be an integer in [0, 2**63)"),
     },
     "run": {
-        "duration": _Field("duration", MISSING, _pos, _DURATION_HELP),
-        "warmup": _Field("duration", 3.0, _nonneg, 'must be a duration >= 0 like "0s" or "3s"'),
-        "drain": _Field("duration", 3.0, _pos, _DURATION_HELP),
-        "time_scale": _Field("float", 1.0, lambda x: 0 < x <= 1e6, "must be a number > 0 (1 = real time)"),
+        "duration": Field("duration", MISSING, _pos, DURATION_HELP),
+        "warmup": Field("duration", 3.0, _nonneg, _NONNEG_HELP),
+        "drain": Field("duration", 3.0, _pos, DURATION_HELP),
+        "time_scale": Field("float", 1.0, lambda x: 0 < x <= 1e6, "must be a number > 0 (1 = real time)"),
     },
     "resources": {
-        "count": _Field("int", MISSING, lambda n: 1 <= n <= 100_000, "must be an integer from 1 to 100000"),
+        "count": Field("int", MISSING, lambda n: 1 <= n <= 100_000, "must be an integer from 1 to 100000"),
     },
     "changes": {
-        "process": _Field("str", "poisson", lambda s: s in CHANGE_PROCESSES,
-                          f"must be one of {', '.join(CHANGE_PROCESSES)}"),
-        "rate": _Field("float", None, _pos, "must be a number > 0 (changes per second per resource)"),
-        "interval": _Field("duration", None, _pos, _DURATION_HELP),
+        "process": Field("choice", "poisson", choices=CHANGE_PROCESSES),
+        "rate": Field("float", None, _pos, "must be a number > 0 (changes per second per resource)"),
+        "interval": Field("duration", None, _pos, DURATION_HELP),
     },
     "polling": {
-        "interval": _Field("duration", MISSING, _pos, _DURATION_HELP),
-        "styles": _Field("styles", list(POLL_STYLES), lambda v: len(v) > 0 and len(set(v)) == len(v),
-                         f"must be a non-empty list of distinct styles from {list(POLL_STYLES)}"),
-        "cursor_limit": _Field("int", 100, lambda n: 1 <= n <= 10_000, "must be an integer from 1 to 10000"),
-        "timeout": _Field("duration", 5.0, _pos, _DURATION_HELP),
+        "interval": Field("duration", MISSING, _pos, DURATION_HELP),
+        "styles": Field("choices", list(POLL_STYLES), lambda v: len(v) > 0,
+                        f"must be a non-empty list of distinct styles from {list(POLL_STYLES)}",
+                        choices=POLL_STYLES),
+        "cursor_limit": Field("int", 100, lambda n: 1 <= n <= 10_000, "must be an integer from 1 to 10000"),
+        "timeout": Field("duration", 5.0, _pos, DURATION_HELP),
     },
     "webhook": {
-        "enabled": _Field("bool", True),
-        "timeout": _Field("duration", 2.0, _pos, _DURATION_HELP),
-        "max_attempts": _Field("int", 5, lambda n: 1 <= n <= 100, "must be an integer from 1 to 100"),
-        "backoff_base": _Field("duration", 0.2, _pos, _DURATION_HELP),
-        "backoff_factor": _Field("float", 2.0, lambda x: x >= 1, "must be a number >= 1"),
-        "backoff_cap": _Field("duration", 10.0, _pos, _DURATION_HELP),
-        "jitter": _Field("float", 0.2, lambda x: 0 <= x < 1, "must be a fraction in [0, 1)"),
-        "concurrency": _Field("int", 16, lambda n: 1 <= n <= 1024, "must be an integer from 1 to 1024"),
+        "enabled": Field("bool", True),
+        "slo": Field("duration", 5.0, _pos, DURATION_HELP + "; a delivery later than this counts as late"),
+        **_DELIVERY,
+    },
+    "receiver": {
+        "profile": Field("choice", "basic", choices=("basic", "secure")),
+        "tolerance": Field("duration", MAX_TOLERANCE_S, lambda x: 0 < x <= MAX_TOLERANCE_S,
+                           'must be a duration in (0, 300s]: the standardwebhooks package allows at most 5 min'),
+        "dedup_ttl": Field("duration", 3600.0, _pos, DURATION_HELP),
+        "basic_auth": Field("bool", None),
+        "path_token": Field("bool", None),
+        "https": Field("bool", None),
+        "max_body": Field("int", 1 << 20, lambda n: 1024 <= n <= 64 << 20, "must be bytes from 1024 to 67108864"),
+        "require_content_type": Field("bool", True),
+    },
+    "faults": {
+        "receiver_down": Field("tables", [], lambda rows: all(r["end"] > r["start"] for r in rows),
+                               "every window needs end > start", fields={
+                                   "start": Field("duration", MISSING, _nonneg, _NONNEG_HELP + " (from window start)"),
+                                   "end": Field("duration", MISSING, _pos, DURATION_HELP + " (from window start)"),
+                                   "mode": Field("choice", "refuse", choices=("refuse", "503")),
+                               }),
+        "receiver_error_rate": Field("float", 0.0, _fraction, "must be a fraction in [0, 1)"),
+        "receiver_delay": Field("duration", 0.0, _nonneg, _NONNEG_HELP),
+        "receiver_delay_dist": Field("choice", "fixed", choices=("fixed", "exponential")),
+        "receiver_max_concurrent": Field("int", 0, lambda n: 0 <= n <= 100_000, "must be an integer >= 0 (0 = no limit)"),
+        "receiver_processing": Field("duration", 0.0, _nonneg, _NONNEG_HELP),
+        "producer_crash": Field("tables", [], None, fields={
+            "at": Field("duration", MISSING, _nonneg, _NONNEG_HELP + " (from window start)"),
+            "down": Field("duration", 1.0, _nonneg, _NONNEG_HELP),
+        }),
+    },
+    "attack": {
+        "enabled": Field("bool", False),
+        "rate": Field("float", 400.0, lambda x: 0 < x <= 100_000, "must be requests per second in (0, 100000]"),
+        "kinds": Field("choices", list(ATTACK_KINDS), lambda v: len(v) > 0, choices=ATTACK_KINDS),
     },
 }
 
+# --- the frozen result ----------------------------------------------------------------------------
 
-def _coerce(kind: str, value: Any) -> Any:
-    """Return the value as `kind`, or raise ValueError (the caller words the message)."""
-    if kind == "duration":
-        return parse_duration(value)
-    if kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ValueError
-        return float(value)
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError
-        return value
-    if kind == "str":
-        if not isinstance(value, str):
-            raise ValueError
-        return value
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise ValueError
-        return value
-    if kind == "styles":
-        if not isinstance(value, list) or not all(isinstance(s, str) and s in POLL_STYLES for s in value):
-            raise ValueError
-        return tuple(value)
-    raise AssertionError(kind)
-
-
-_KIND_WORDS = {
-    "duration": _DURATION_HELP, "float": "must be a number", "int": "must be an integer",
-    "str": "must be a string", "bool": "must be true or false",
-    "styles": f"must be a list of styles from {list(POLL_STYLES)}",
-}
-
-
-# --- the frozen result ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class RunCfg:
@@ -183,15 +167,93 @@ class PollingCfg:
 
 
 @dataclass(frozen=True)
-class WebhookCfg:
-    enabled: bool
+class DeliveryCfg:
+    """How the producer delivers to one subscription; `name` is its mode name in summary.json."""
+
+    name: str
+    scheme: str
+    policy: str
     timeout: float
     max_attempts: int
+    retry_delays: tuple[float, ...]
     backoff_base: float
     backoff_factor: float
     backoff_cap: float
     jitter: float
     concurrency: int
+    retry_after_cap: float
+    breaker_failure_ratio: float
+    breaker_window: int
+    breaker_open: float
+
+    @property
+    def attempts(self) -> int:
+        """Attempts actually allowed: fire-and-forget makes exactly one."""
+        return 1 if self.policy == "fire_and_forget" else self.max_attempts
+
+    def nominal_delay(self, attempt: int) -> float:
+        """Delay after failed attempt `attempt` (1-based) before jitter: the list, or base*factor^(n-1) capped."""
+        if self.retry_delays:
+            return self.retry_delays[min(attempt, len(self.retry_delays)) - 1]
+        return min(self.backoff_cap, self.backoff_base * self.backoff_factor ** (attempt - 1))
+
+    @property
+    def retry_window_s(self) -> float:
+        """Longest time from the first attempt to the last (all timeouts, largest jitter)."""
+        delays = sum(self.nominal_delay(n) * (1 + self.jitter) for n in range(1, self.attempts))
+        return delays + self.attempts * self.timeout
+
+
+@dataclass(frozen=True)
+class WebhookCfg:
+    enabled: bool
+    slo: float
+    subscriptions: tuple[DeliveryCfg, ...]
+
+
+@dataclass(frozen=True)
+class ReceiverCfg:
+    """The receiver's defences; the `secure` profile turns every one on."""
+
+    profile: str
+    tolerance: float
+    dedup_ttl: float
+    basic_auth: bool
+    path_token: bool
+    https: bool
+    max_body: int
+    require_content_type: bool
+
+
+@dataclass(frozen=True)
+class DownWindow:
+    start: float  # seconds after the window starts
+    end: float
+    mode: str  # "refuse": connection refused; "503": answers 503
+
+
+@dataclass(frozen=True)
+class Crash:
+    at: float  # seconds after the window starts
+    down: float  # seconds before the producer is restarted on the same store
+
+
+@dataclass(frozen=True)
+class FaultsCfg:
+    receiver_down: tuple[DownWindow, ...]
+    receiver_error_rate: float
+    receiver_delay: float
+    receiver_delay_dist: str
+    receiver_max_concurrent: int
+    receiver_processing: float
+    producer_crash: tuple[Crash, ...]
+
+
+@dataclass(frozen=True)
+class AttackCfg:
+    enabled: bool
+    rate: float
+    kinds: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -204,6 +266,9 @@ class Scenario:
     changes: ChangesCfg
     polling: PollingCfg
     webhook: WebhookCfg
+    receiver: ReceiverCfg
+    faults: FaultsCfg
+    attack: AttackCfg
     source: str = "<dict>"
 
     # live (time-scaled) values: what the processes actually use
@@ -225,42 +290,52 @@ class Scenario:
         if "etag" in self.polling.styles:
             out.append("polling_etag")
         if self.webhook.enabled:
-            out.append("webhook")
+            out.extend(d.name for d in self.webhook.subscriptions)
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario as plain data (durations in seconds); `scenario_from_dict` reads it back."""
-        d = dataclasses.asdict(self)
+        d = _plain(dataclasses.asdict(self))
         d.pop("source")
-        d["polling"]["styles"] = list(d["polling"]["styles"])
         return d
 
 
-# --- loading -------------------------------------------------------------------------------------
+def _plain(o: Any) -> Any:
+    if isinstance(o, dict):
+        return {k: _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    return o
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any, source: str) -> None:
-    parts = dotted.split(".")
-    if len(parts) > 2 or not all(parts):
-        raise ScenarioError(source, dotted, value, "keys are 'name' or 'section.name', e.g. polling.interval")
-    if len(parts) == 1:
-        data[parts[0]] = value
-    else:
-        section = data.setdefault(parts[0], {})
-        if not isinstance(section, dict):
-            raise ScenarioError(source, parts[0], section, "must be a table")
-        section[parts[1]] = value
 
+# --- loading --------------------------------------------------------------------------------------
 
 def _parse_override(item: str) -> tuple[str, Any]:
     if "=" not in item:
         raise ScenarioError("--set", item, item, "must look like key=value, e.g. polling.interval=2s")
     key, raw = item.split("=", 1)
     key, raw = key.strip(), raw.strip()
-    try:  # a TOML value (number, bool, list, quoted string) ...
+    try:  # a TOML value (number, bool, list, inline table, quoted string) ...
         value = tomllib.loads(f"v = {raw}")["v"]
     except tomllib.TOMLDecodeError:  # ... or else a bare string such as 2s or poisson
         value = raw
     return key, value
+
+
+def _apply_override(data: dict[str, Any], key: str, value: Any) -> None:
+    parts = key.split(".")
+    section, name = (parts[0], parts[1]) if len(parts) == 2 else ("", parts[0])
+    known = _SCHEMA.get(section, {}) | ({"subscriptions": None} if section == "webhook" else {})
+    if len(parts) > 2 or not all(parts) or name not in known:
+        keys = [f"{s}.{k}" if s else k for s, fields in _SCHEMA.items() for k in fields]
+        raise ScenarioError("--set", key, value, f"unknown key; known keys: {', '.join(keys)}")
+    if section:
+        table = data.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ScenarioError("--set", section, table, "must be a table")
+        table[name] = value
+    else:
+        data[name] = value
 
 
 def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
@@ -269,66 +344,100 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
     overridden: set[str] = set()
     for item in overrides:
         key, value = _parse_override(item)
-        section = key.split(".")[0] if "." in key else ""
-        name = key.split(".")[-1]
-        if section not in _SCHEMA or name not in _SCHEMA[section]:
-            raise ScenarioError("--set", key, value, f"unknown key; known keys: {', '.join(_all_keys())}")
-        _set_dotted(data, key, value, "--set")
+        _apply_override(data, key, value)
         overridden.add(key)
 
-    def where_from(key: str) -> str:
-        return f"--set (over {source})" if key in overridden else source
+    def src(key: str) -> str:
+        hit = any(key == k or key.startswith(k + ".") or key.startswith(k + "[") for k in overridden)
+        return f"--set (over {source})" if hit else source
 
-    values: dict[str, dict[str, Any]] = {}
-    for section, fields in _SCHEMA.items():
-        table = data if section == "" else data.get(section, {})
-        if not isinstance(table, dict):
-            raise ScenarioError(source, section, table, "must be a table like [" + section + "]")
-        allowed = set(fields) | (set(_SCHEMA) - {""} if section == "" else set())
-        for key in table:
-            if key not in allowed:
-                where = f"{section}.{key}" if section else key
-                hint = ", ".join(sorted(fields)) if section else ", ".join(sorted(allowed))
-                raise ScenarioError(source, where, table[key], f"unknown key; allowed here: {hint}")
-        out: dict[str, Any] = {}
-        for key, f in fields.items():
-            where = f"{section}.{key}" if section else key
-            if key not in table or table[key] is None:
-                if f.default is MISSING:
-                    raise ScenarioError(source, where, MISSING, "is required; " + (f.expected or _KIND_WORDS[f.kind]))
-                out[key] = tuple(f.default) if isinstance(f.default, list) else f.default
-                continue
-            try:
-                v = _coerce(f.kind, table[key])
-            except ValueError:
-                raise ScenarioError(where_from(where), where, table[key], f.expected or _KIND_WORDS[f.kind]) from None
-            if f.check is not None and not f.check(v):
-                raise ScenarioError(where_from(where), where, table[key], f.expected or _KIND_WORDS[f.kind])
-            out[key] = v
-        values[section] = out
+    sections = set(_SCHEMA) - {""}
+    v = {"": validate_table(data, _SCHEMA[""], "", src, extra_allowed=sections)}
+    for section in sections:
+        extra = {"subscriptions"} if section == "webhook" else set()
+        v[section] = validate_table(data.get(section, {}), _SCHEMA[section], section, src, extra_allowed=extra)
 
-    ch = values["changes"]
-    if ch["process"] == "poisson" and ch["rate"] is None:
-        raise ScenarioError(source, "changes.rate", MISSING, 'is required when changes.process = "poisson" '
-                            "(changes per second per resource, e.g. 0.1)")
-    if ch["process"] == "constant" and ch["interval"] is None:
-        raise ScenarioError(source, "changes.interval", MISSING, 'is required when changes.process = "constant" '
-                            '(e.g. "10s")')
-    wh = values["webhook"]
-    if wh["backoff_cap"] < wh["backoff_base"]:
-        raise ScenarioError(where_from("webhook.backoff_cap"), "webhook.backoff_cap", wh["backoff_cap"], "must be >= webhook.backoff_base")
+    ch = v["changes"]
+    for process, key, hint in (("poisson", "rate", "changes per second per resource, e.g. 0.1"),
+                               ("constant", "interval", 'e.g. "10s"')):
+        if ch["process"] == process and ch[key] is None:
+            raise ScenarioError(src(f"changes.{key}"), f"changes.{key}", MISSING,
+                                f'is required when changes.process = "{process}" ({hint})')
 
-    top = values[""]
+    webhook = _webhook(data.get("webhook", {}), v["webhook"], src)
+    receiver = _receiver(v["receiver"])
+    for d in webhook.subscriptions:
+        if receiver.dedup_ttl < d.retry_window_s:
+            raise ScenarioError(src("receiver.dedup_ttl"), "receiver.dedup_ttl", receiver.dedup_ttl,
+                                f"must be at least the retry window of subscription {d.name!r} "
+                                f"({d.retry_window_s:.0f} s), or retried deliveries could be processed twice")
+    attack = AttackCfg(**v["attack"])
+    for kind in attack.kinds if attack.enabled else ():
+        need = ATTACK_NEEDS.get(kind)
+        if need and not getattr(receiver, need):
+            raise ScenarioError(src("attack.kinds"), "attack.kinds", list(attack.kinds),
+                                f"{kind!r} needs receiver.{need} = true (or receiver.profile = \"secure\")")
+    f = v["faults"]
+    faults = FaultsCfg(**{**f, "receiver_down": tuple(DownWindow(**w) for w in f["receiver_down"]),
+                          "producer_crash": tuple(Crash(**c) for c in f["producer_crash"])})
+    top = v[""]
     return Scenario(
         name=top["name"], description=top["description"], seed=top["seed"],
-        run=RunCfg(**values["run"]), resources=ResourcesCfg(**values["resources"]),
-        changes=ChangesCfg(**ch), polling=PollingCfg(**values["polling"]), webhook=WebhookCfg(**wh),
+        run=RunCfg(**v["run"]), resources=ResourcesCfg(**v["resources"]), changes=ChangesCfg(**ch),
+        polling=PollingCfg(**v["polling"]), webhook=webhook, receiver=receiver, faults=faults, attack=attack,
         source=source,
     )
 
 
-def _all_keys() -> list[str]:
-    return [f"{s}.{k}" if s else k for s, fields in _SCHEMA.items() for k in fields]
+def _delivery(values: dict[str, Any], name: str, where: str, src: Any) -> DeliveryCfg:
+    d = DeliveryCfg(name=name, **{k: values[k] for k in _DELIVERY})
+    if d.backoff_cap < d.backoff_base:
+        raise ScenarioError(src(f"{where}.backoff_cap"), f"{where}.backoff_cap", d.backoff_cap,
+                            f"must be >= {where}.backoff_base")
+    return d
+
+
+def _webhook(raw: dict[str, Any], values: dict[str, Any], src: Any) -> WebhookCfg:
+    rows = raw.get("subscriptions") if isinstance(raw, dict) else None
+    if rows is None:
+        subs: tuple[DeliveryCfg, ...] = (_delivery(values, MODE_WEBHOOK, "webhook", src),)
+    else:
+        if not isinstance(rows, list) or not rows:
+            raise ScenarioError(src("webhook.subscriptions"), "webhook.subscriptions", rows,
+                                "must be a non-empty list of [[webhook.subscriptions]] tables")
+        # each subscription inherits every delivery key it does not set from [webhook]
+        fields = {k: replace(f, default=values[k]) for k, f in _DELIVERY.items()}
+        fields["name"] = Field("str", MISSING, lambda s: bool(_NAME_RE.fullmatch(s)),
+                               "must start with 'webhook' and continue with letters, digits or '_' "
+                               "(it becomes the mode name, e.g. webhook_outbox)")
+        subs = tuple(_delivery(validate_table(row, fields, f"webhook.subscriptions[{i}]", src), row["name"],
+                               f"webhook.subscriptions[{i}]", src) for i, row in enumerate(rows))
+        names = [d.name for d in subs]
+        if len(set(names)) != len(names):
+            raise ScenarioError(src("webhook.subscriptions"), "webhook.subscriptions", names,
+                                "subscription names must be distinct")
+    return WebhookCfg(enabled=values["enabled"], slo=values["slo"], subscriptions=subs)
+
+
+def _receiver(values: dict[str, Any]) -> ReceiverCfg:
+    secure = values["profile"] == "secure"
+    for key in ("basic_auth", "path_token", "https"):
+        if values[key] is None:
+            values[key] = secure
+    return ReceiverCfg(**values)
+
+
+def delivery_from_dict(data: dict[str, Any], source: str) -> DeliveryCfg:
+    """A DeliveryCfg from plain data (e.g. the JSON body of POST /subscriptions); ScenarioError if invalid."""
+    fields = dict(_DELIVERY)
+    fields["name"] = Field("str", MISSING, lambda s: bool(_NAME_RE.fullmatch(s)), "must start with 'webhook'")
+    values = validate_table(data, fields, "", lambda _k: source)
+    return _delivery(values, values["name"], "", lambda _k: source)
+
+
+def receiver_from_dict(data: dict[str, Any], source: str) -> ReceiverCfg:
+    """A ReceiverCfg from plain data (e.g. the receiver's config file); ScenarioError if invalid."""
+    return _receiver(validate_table(data, _SCHEMA["receiver"], "receiver", lambda _k: source))
 
 
 def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
@@ -337,9 +446,11 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ScenarioError(str(p), "(file)", str(p), "file not found; pass a scenario .toml, e.g. scenarios/default.toml") from None
+        raise ScenarioError(str(p), "(file)", str(p),
+                            "file not found; pass a scenario .toml, e.g. scenarios/default.toml") from None
     except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
-        raise ScenarioError(str(p), "(file)", str(p), f"cannot be read as a UTF-8 text file ({e.__class__.__name__})") from None
+        raise ScenarioError(str(p), "(file)", str(p),
+                            f"cannot be read as a UTF-8 text file ({e.__class__.__name__})") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

@@ -10,16 +10,30 @@ import json
 from typing import Any, TypedDict
 
 __all__ = [
-    "MODE_CURSOR", "MODE_ETAG", "MODE_WEBHOOK", "MODE_KIND", "STYLE_MODE",
-    "ChangeEvent", "change_event", "encode_event", "etag_for", "READY_PREFIX",
+    "MODE_CURSOR", "MODE_ETAG", "MODE_WEBHOOK", "mode_kind", "STYLE_MODE", "SCHEMES", "ATTACK_KINDS",
+    "ATTACK_NEEDS", "ChangeEvent", "change_event", "encode_event", "etag_for", "msg_id_for", "READY_PREFIX",
 ]
 
 # Mode names as they appear in summary.json (design.md section 4).
 MODE_CURSOR = "polling"  # cursor feed GET /changes?after=SEQ
 MODE_ETAG = "polling_etag"  # state polling GET /resources/{id} with If-None-Match
-MODE_WEBHOOK = "webhook"
-MODE_KIND = {MODE_CURSOR: "polling", MODE_ETAG: "polling", MODE_WEBHOOK: "webhook"}
+MODE_WEBHOOK = "webhook"  # the default subscription; others are named webhook_<something>
 STYLE_MODE = {"cursor": MODE_CURSOR, "etag": MODE_ETAG}
+
+
+def mode_kind(mode: str) -> str:
+    """'polling' or 'webhook': every webhook subscription's mode name starts with 'webhook'."""
+    return "webhook" if mode.startswith(MODE_WEBHOOK) else "polling"
+
+
+# Webhook signing schemes (bench.signing implements them).
+SCHEMES = ("standard", "github", "stripe")
+
+# Hostile request kinds of the attack load, and the receiver defence a kind needs switched on.
+ATTACK_KINDS = ("forged_signature", "wrong_secret", "replayed_timestamp", "replayed_id", "tampered_body",
+                "oversized", "malformed_json", "wrong_content_type", "missing_headers", "wrong_basic_auth",
+                "wrong_path_token")
+ATTACK_NEEDS = {"wrong_basic_auth": "basic_auth", "wrong_path_token": "path_token"}
 
 # Producer routes
 PATH_HEALTH = "/health"

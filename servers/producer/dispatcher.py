@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
-from bench.config import WebhookCfg
+from bench.config import DeliveryCfg, WebhookCfg
 from bench.protocol import MODE_WEBHOOK, ChangeEvent, encode_event, msg_id_for
 from bench.records import JsonlWriter
 from bench.signing import Signer
@@ -26,10 +26,9 @@ from .store import Subscription
 __all__ = ["Dispatcher", "backoff_delay"]
 
 
-def backoff_delay(cfg: WebhookCfg, attempt: int, rng: random.Random) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1-based): base*factor^(n-1), capped, +-jitter."""
-    delay = min(cfg.backoff_cap, cfg.backoff_base * cfg.backoff_factor ** (attempt - 1))
-    return delay * (1.0 + rng.uniform(-cfg.jitter, cfg.jitter))
+def backoff_delay(cfg: DeliveryCfg, attempt: int, rng: random.Random) -> float:
+    """Seconds to wait after failed attempt number `attempt` (1-based): the schedule's delay, +-jitter."""
+    return cfg.nominal_delay(attempt) * (1.0 + rng.uniform(-cfg.jitter, cfg.jitter))
 
 
 @dataclass
@@ -49,6 +48,7 @@ class _Endpoint:
 class Dispatcher:
     def __init__(self, cfg: WebhookCfg, ledger: Ledger, records: JsonlWriter | None, seed: int) -> None:
         self.cfg = cfg
+        self.delivery = cfg.subscriptions[0]
         self.ledger = ledger
         self.records = records
         self.rng = random.Random(seed)
@@ -74,7 +74,7 @@ class Dispatcher:
     # --- subscriptions ------------------------------------------------------------------------
     def add(self, sub: Subscription) -> None:
         ep = _Endpoint(sub)
-        ep.workers = [asyncio.create_task(self._worker(ep)) for _ in range(self.cfg.concurrency)]
+        ep.workers = [asyncio.create_task(self._worker(ep)) for _ in range(self.delivery.concurrency)]
         self.endpoints[sub.id] = ep
 
     async def remove(self, sid: str) -> None:
@@ -119,7 +119,7 @@ class Dispatcher:
         try:
             # No redirects: a 3xx is the endpoint's answer (a failure), never a hop to an unchecked URL.
             async with self.session.post(ep.sub.url, data=payload, headers=headers, allow_redirects=False,
-                                         timeout=aiohttp.ClientTimeout(total=self.cfg.timeout)) as resp:
+                                         timeout=aiohttp.ClientTimeout(total=self.delivery.timeout)) as resp:
                 rbody = await resp.read()
                 status = resp.status
                 sent_head = resp.request_info.headers
@@ -140,8 +140,8 @@ class Dispatcher:
             self.ok += 1
             return
         self.failed += 1
-        if job.attempt < self.cfg.max_attempts:
-            delay = backoff_delay(self.cfg, job.attempt, self.rng)
+        if job.attempt < self.delivery.attempts:
+            delay = backoff_delay(self.delivery, job.attempt, self.rng)
             loop = asyncio.get_running_loop()
             retry = _Job(job.change, job.attempt + 1)
 
