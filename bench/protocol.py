@@ -45,8 +45,10 @@ PATH_STATS = "/stats"
 PATH_CONTROL_MARK = "/control/mark"  # POST {"name": "..."}: snapshot counters (window start/end)
 PATH_CONTROL_CHANGES = "/control/changes"  # POST {"running": false}: stop the change generator
 
-# Receiver routes
+# Receiver routes: /hooks/<endpoint name, or its secret token when receiver.path_token is on>
 PATH_HOOKS = "/hooks"
+PATH_RECEIVER_START = "/control/start"  # POST {"t0_ns": N}: the window starts; fault windows count from here
+ATTACK_LABEL_HEADER = "x-hookbench-attack"  # set by the attack load, kept in the audit log, never used to decide
 
 # Standard Webhooks headers
 H_ID = "webhook-id"
@@ -73,8 +75,12 @@ def change_event(change_id: str, resource_id: int, seq: int, version: int, t_cha
 
 
 def encode_event(change: ChangeEvent) -> str:
-    """The exact JSON text POSTed for one change (what the signature covers)."""
-    body: dict[str, Any] = {"type": EVENT_TYPE, "data": change}
+    """The exact JSON text POSTed for one change (what the signature covers).
+
+    `id` is the message id (as in webhook-id), so schemes whose headers carry no id (Stripe style)
+    can still be deduplicated.
+    """
+    body: dict[str, Any] = {"id": msg_id_for(change["change_id"]), "type": EVENT_TYPE, "data": change}
     return json.dumps(body, separators=(",", ":"))
 
 

@@ -346,7 +346,7 @@ async def test_dispatcher_delivers_signed_exact_bytes_to_capture_and_receiver(tm
         assert req.path == "/hooks"
         assert req.body == encode_event(ch).encode()  # the exact bytes that were signed
         event = Webhook(cap_secret).verify(req.body, req.headers)
-        assert event == {"type": EVENT_TYPE, "data": ch}
+        assert event == {"id": f"msg_{ch['change_id']}", "type": EVENT_TYPE, "data": ch}
         assert req.headers["content-type"] == "application/json"
         with pytest.raises(WebhookVerificationError):  # signed for this subscription only
             Webhook(rcv_secret).verify(req.body, req.headers)
