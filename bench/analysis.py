@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .loss import faults_section
 from .model import poll_model
+from .security import security_section
 from .protocol import MODE_CURSOR, MODE_ETAG, mode_kind
 from .tables import Tables
 
@@ -98,8 +100,8 @@ def _cost(marks: dict[str, dict[str, Any]], mode: str) -> tuple[float | None, fl
     """(bytes, cpu seconds) the producer spent on `mode` between the window marks; None if a mark is missing."""
     start = marks.get("window_start")
     end = marks.get("window_end") or marks.get("shutdown")
-    if start is None or end is None:
-        return None, None
+    if start is None or end is None or start.get("pid") != end.get("pid"):
+        return None, None  # missing, or the producer restarted in between: its counters began again
     a = start["modes"].get(mode, {})
     b = end["modes"].get(mode, {})
     nbytes = (b.get("bytes_in", 0) + b.get("bytes_out", 0)) - (a.get("bytes_in", 0) + a.get("bytes_out", 0))
@@ -136,7 +138,10 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
         out["rtt_ms_p50"] = float(np.median(rtt)) if requests else None
         out["send_late_ms_p99"] = percentile(np.sort(late.to_numpy(dtype=float)), 99) if requests else None
     else:
-        attempts = t.deliveries[t.deliveries["change_id"].isin(changes["change_id"])]
+        d = t.deliveries
+        # rows of jobs dropped without an attempt (subscription disabled or deleted) are not requests
+        real = ~(d["outcome"].fillna("").eq("abandoned") & d["status"].eq(0))
+        attempts = d[real & (d["mode"] == mode) & d["change_id"].isin(changes["change_id"])]
         requests = int(len(attempts))
         errors = int((~attempts["status"].between(200, 299)).sum())
         empty = max(0, requests - observed)  # attempts that brought no new change: failures and duplicates
@@ -195,13 +200,15 @@ def _saturation(t: Tables, w: Window, modes: dict[str, dict[str, Any]], T: float
         if p99 > LAG_P99_LIMIT_MS:
             reasons.append(f"{server} event-loop lag p99 {p99:.1f} ms > {LAG_P99_LIMIT_MS:.0f} ms")
     h = t.harness[(t.harness["t_ns"] >= w.start_ns) & (t.harness["t_ns"] <= w.grace_end_ns)]
-    locust = h.loc[h["process"] == "locust", "cpu_pct"]
-    out["locust_cpu_max_pct"] = float(locust.max()) if len(locust) else None
+    locust = h.loc[h["process"].isin(["locust", "attack"])]  # the pollers' and the attack load's Locust
+    out["locust_cpu_max_pct"] = float(locust["cpu_pct"].max()) if len(locust) else None
     out["locust_cpu_warnings"] = locust_cpu_warnings
-    hot = int((locust > LOCUST_CPU_LIMIT_PCT).sum())
-    if hot >= 2 or locust_cpu_warnings:
-        reasons.append(f"Locust CPU above {LOCUST_CPU_LIMIT_PCT:.0f}% ({hot} samples, "
-                       f"{locust_cpu_warnings} Locust warnings)")
+    for process, cpu in locust.groupby("process")["cpu_pct"]:
+        hot = int((cpu > LOCUST_CPU_LIMIT_PCT).sum())
+        if hot >= 2:
+            reasons.append(f"{process} (Locust) CPU above {LOCUST_CPU_LIMIT_PCT:.0f}% in {hot} one-second samples")
+    if locust_cpu_warnings:
+        reasons.append(f"Locust warned {locust_cpu_warnings} times that its CPU passed 90%")
     for mode, s in modes.items():
         late = s.get("send_late_ms_p99")
         if late is not None and late > LATE_SEND_LIMIT * T * 1e3:
@@ -233,4 +240,6 @@ def summarize(t: Tables, w: Window, scenario: dict[str, Any], marks: dict[str, d
             "rate_per_resource": lam, "poll_interval_s": T,
         },
         "modes": per_mode,
+        "faults": faults_section(t, w, scenario, det, per_mode),
+        "security": security_section(t, bool(scenario.get("attack", {}).get("enabled"))),
     }

@@ -43,7 +43,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(path, _overrides(args))
     run_dir = new_run_dir(Path(args.out), scenario.name)
     print(f"hookbench run: scenario {scenario.name} ({path}), seed {scenario.seed} -> {run_dir}")
-    result = run_scenario(scenario, run_dir, _scenarios_dir() / "pollers.py", repo=REPO)
+    result = run_scenario(scenario, run_dir, _scenarios_dir(), repo=REPO)
     paths = build_report(run_dir)
     s = result.summary
     print(f"\n{s['changes']} changes in a {s['duration_s']:.1f} s window"
@@ -57,11 +57,37 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{mode:14} {m['requests']:>9} {_f(m['wasted_fraction'], '.3f'):>8} "
               f"{_f(m['model'].get('wasted_fraction'), '.3f'):>8} {_f(m['requests_per_change'], '.2f'):>8} "
               f"{m['lost']:>5} {_f(lat['p50'], '.1f'):>8} {_f(lat['p99'], '.1f'):>8}")
+    _print_faults(s)
+    _print_security(s)
     print(f"\nreport: {paths['html']}\n        {paths['md']}")
     if result.error and result.error != "interrupted":
         print(f"hookbench: the run failed: {result.error}", file=sys.stderr)
         return 1
     return 130 if result.partial else 0
+
+
+def _print_faults(s: dict) -> None:
+    f = s.get("faults") or {}
+    if not (f.get("receiver_down") or f.get("producer_crashes")):
+        return
+    outages = ", ".join(f"{o['duration_s']:.1f} s ({o['mode']})" for o in f["receiver_down"]) or "none"
+    print(f"\nfaults: receiver down {outages}; producer crashes {len(f['producer_crashes'])}; "
+          f"{f['changes_in_outage']} changes made during outages")
+    print(f"{'mode':16} {'policy':16} {'lost':>5} {'dup dlv':>8} {'dup proc':>8} {'late':>5} {'max delay ms':>13}")
+    for mode, m in f["modes"].items():
+        print(f"{mode:16} {m['policy']:16} {m['lost']:>5} {m['duplicates_delivered']:>8} "
+              f"{_f(m['duplicates_processed'], 'd'):>8} {m['late']:>5} {_f(m['max_delay_ms'], '.0f'):>13}")
+
+
+def _print_security(s: dict) -> None:
+    sec = s.get("security") or {}
+    if not sec.get("hostile_sent"):
+        return
+    legit = sec["legit"]
+    print(f"\nsecurity: {sec['hostile_sent']} hostile requests, {sec['hostile_as_expected']} answered as a defended "
+          f"receiver must, {sec['hostile_accepted']} processed; receiver 5xx: {sec['receiver_5xx']}; "
+          f"legitimate deliveries answered 2xx: {legit['answered_2xx']}/{legit['sent']}; "
+          f"audit log complete: {sec['audit']['complete']}")
 
 
 def _f(value: float | None, spec: str) -> str:
@@ -80,34 +106,30 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    try:
-        return _serve(args)
-    except OSError as e:  # e.g. the port is taken
-        raise RunError(f"cannot serve {args.server} on 127.0.0.1:{args.port}: {e.strerror or e}") from None
+    if args.server == "receiver":  # the receiver's own command line (python -m servers.receiver --help)
+        from servers.receiver.__main__ import main as receiver_main
 
-
-def _serve(args: argparse.Namespace) -> int:
+        return receiver_main(list(args.args))
+    pa = argparse.ArgumentParser(prog="hookbench serve producer",
+                                 description="Run the producer alone on 127.0.0.1 (e.g. for plain `locust -f`).")
+    pa.add_argument("--port", type=int, default=8080, help="port (0: any free port; the ready line says which)")
+    pa.add_argument("--scenario", help="scenario TOML (default: scenarios/default.toml)")
+    pa.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key")
+    pa.add_argument("--db", help="SQLite file (default: hookbench-producer-<scenario>.db)")
+    pa.add_argument("--records", help="directory to write record files to (default: none)")
+    p = pa.parse_args(list(args.args))
     from servers.common import serve
+    from servers.producer import create_app as producer_app
 
-    if args.server == "producer":
-        from servers.producer import create_app as producer_app
-
-        path = Path(args.scenario) if args.scenario else _scenarios_dir() / "default.toml"
-        scenario = load_scenario(path, _overrides(args))
-        db = Path(args.db) if args.db else Path(f"hookbench-producer-{scenario.name}.db")
-        print(f"producer: scenario {scenario.name}, {scenario.resources.count} resources, store {db}; "
-              f"Ctrl-C stops it", file=sys.stderr)
-        serve(producer_app(scenario, db_path=db, records_dir=args.records), "127.0.0.1", args.port)
-        return 0
-    from servers.receiver import create_app as receiver_app
-
-    if not args.secret:
-        raise ScenarioError("--secret", "--secret", None, "is required for the receiver: 'whsec_' + base64")
+    path = Path(p.scenario) if p.scenario else _scenarios_dir() / "default.toml"
+    scenario = load_scenario(path, list(p.set or []))
+    db = Path(p.db) if p.db else Path(f"hookbench-producer-{scenario.name}.db")
+    print(f"producer: scenario {scenario.name}, {scenario.resources.count} resources, store {db}; "
+          f"Ctrl-C stops it", file=sys.stderr)
     try:
-        app = receiver_app(args.secret, records_dir=args.records)
-    except ValueError as e:
-        raise ScenarioError("--secret", "--secret", args.secret, str(e)) from None
-    serve(app, "127.0.0.1", args.port)
+        serve(producer_app(scenario, db_path=db, records_dir=p.records), "127.0.0.1", p.port)
+    except OSError as e:  # e.g. the port is taken
+        raise RunError(f"cannot serve the producer on 127.0.0.1:{p.port}: {e.strerror or e}") from None
     return 0
 
 
@@ -128,14 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir")
     rep.set_defaults(func=cmd_report)
 
-    srv = sub.add_parser("serve", help="run one server alone on 127.0.0.1 (e.g. for plain `locust -f`)")
+    srv = sub.add_parser("serve", help="run one server alone on 127.0.0.1 (e.g. for plain `locust -f`)",
+                         description="hookbench serve producer --help / hookbench serve receiver --help "
+                                     "list each server's options.")
     srv.add_argument("server", choices=["producer", "receiver"])
-    srv.add_argument("--port", type=int, default=8080)
-    srv.add_argument("--scenario", help="producer: scenario TOML (default: scenarios/default.toml)")
-    srv.add_argument("--set", action="append", metavar="KEY=VALUE", help="producer: override a scenario key")
-    srv.add_argument("--db", help="producer: SQLite file (default: hookbench-producer-<scenario>.db)")
-    srv.add_argument("--secret", help="receiver: Standard Webhooks secret 'whsec_...'")
-    srv.add_argument("--records", help="directory to write record files to (default: none)")
+    srv.add_argument("args", nargs=argparse.REMAINDER, help="the server's own options")
     srv.set_defaults(func=cmd_serve)
     return ap
 

@@ -23,7 +23,7 @@ from .protocol import ATTACK_KINDS, ATTACK_NEEDS, MODE_WEBHOOK, SCHEMES
 from .schema import DURATION_HELP, Field, parse_duration, validate_table
 
 __all__ = ["Scenario", "DeliveryCfg", "ReceiverCfg", "FaultsCfg", "AttackCfg", "load_scenario",
-           "scenario_from_dict", "delivery_from_dict", "receiver_from_dict", "parse_duration",
+           "scenario_from_dict", "delivery_from_dict", "receiver_from_dict", "receiver_faults_from_dict", "parse_duration",
            "POLL_STYLES", "CHANGE_PROCESSES", "POLICIES"]
 
 POLL_STYLES = ("cursor", "etag")
@@ -377,7 +377,19 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
         if need and not getattr(receiver, need):
             raise ScenarioError(src("attack.kinds"), "attack.kinds", list(attack.kinds),
                                 f"{kind!r} needs receiver.{need} = true (or receiver.profile = \"secure\")")
+    if attack.enabled and not webhook.enabled:
+        raise ScenarioError(src("attack.enabled"), "attack.enabled", True,
+                            "needs webhook.enabled = true: the attack aims at a webhook endpoint")
     f = v["faults"]
+    duration = v["run"]["duration"]
+    for i, c in enumerate(f["producer_crash"]):
+        if c["at"] + c["down"] >= duration:
+            raise ScenarioError(src("faults.producer_crash"), f"faults.producer_crash[{i}]", c,
+                                f"at + down must end inside the window (run.duration = {duration:g} s)")
+    for i, w in enumerate(f["receiver_down"]):
+        if w["end"] > duration:
+            raise ScenarioError(src("faults.receiver_down"), f"faults.receiver_down[{i}].end", w["end"],
+                                f"must be <= run.duration ({duration:g} s)")
     faults = FaultsCfg(**{**f, "receiver_down": tuple(DownWindow(**w) for w in f["receiver_down"]),
                           "producer_crash": tuple(Crash(**c) for c in f["producer_crash"])})
     top = v[""]
@@ -438,6 +450,14 @@ def delivery_from_dict(data: dict[str, Any], source: str) -> DeliveryCfg:
 def receiver_from_dict(data: dict[str, Any], source: str) -> ReceiverCfg:
     """A ReceiverCfg from plain data (e.g. the receiver's config file); ScenarioError if invalid."""
     return _receiver(validate_table(data, _SCHEMA["receiver"], "receiver", lambda _k: source))
+
+
+def receiver_faults_from_dict(data: dict[str, Any], source: str) -> FaultsCfg:
+    """The receiver_* part of [faults] from plain data (the receiver's config file); ScenarioError if invalid."""
+    fields = {k: f for k, f in _SCHEMA["faults"].items() if k.startswith("receiver_")}
+    f = validate_table(data, fields, "faults", lambda _k: source)
+    return FaultsCfg(**{**f, "receiver_down": tuple(DownWindow(**w) for w in f["receiver_down"]),
+                        "producer_crash": ()})
 
 
 def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:

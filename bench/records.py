@@ -19,8 +19,12 @@ RECORD_FILES = {
     "polls": "pollers (Locust)",
     "observations": "pollers (Locust) -- what each poll taught the poller",
     "deliveries": "producer dispatcher -- one row per attempt",
-    "arrivals": "receiver -- one row per request",
-    "marks": "producer -- counter snapshots at window start/end",
+    "audit": "receiver -- one row per request, legitimate or hostile (the arrivals table)",
+    "faults": "receiver -- down/up transitions of injected outages",
+    "attack": "attack load (Locust) -- one row per hostile request",
+    "events": "orchestrator -- crashes, restarts, and the producer's delivery counters each second",
+    "harness": "orchestrator -- CPU of every child process each second",
+    "marks": "producer -- counter snapshots at window start/end (written at once)",
     "loop_lag": "producer and receiver -- event-loop lag samples",
 }
 

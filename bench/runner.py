@@ -8,7 +8,9 @@ it gathers the records (tables), analyses them and writes summary.json. Reports 
 from __future__ import annotations
 
 import json
+import os
 import signal
+import ssl
 import sys
 import time
 import urllib.error
@@ -23,11 +25,11 @@ from .analysis import Window, detections, summarize
 from .config import Scenario
 from .errors import RunDirError, RunError
 from .manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
-from .procs import ProcessGroup
-from .protocol import STYLE_MODE
+from .procs import Child, ProcessGroup
+from .protocol import PATH_RECEIVER_START, STYLE_MODE
 from .records import JsonlWriter
-from .signing import new_secret
 from .tables import load_records, read_marks, write_parquet
+from .wiring import Endpoint, attack_argv, make_endpoints, poller_argv, producer_argv, receiver_config, subscription_body
 
 __all__ = ["RunResult", "run_scenario", "new_run_dir"]
 
@@ -58,12 +60,17 @@ def new_run_dir(base: Path, name: str) -> Path:
     raise RunError(f"cannot create a new run directory under {base}")
 
 
-def _http(url: str, data: dict[str, Any] | None = None, timeout: float = 5.0) -> dict[str, Any]:
+def _http(url: str, data: dict[str, Any] | None = None, timeout: float = 5.0,
+          ctx: ssl.SSLContext | None = None) -> dict[str, Any]:
     body = None if data is None else json.dumps(data).encode()
     req = urllib.request.Request(url, data=body, method="GET" if data is None else "POST",
                                  headers={"content-type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read() or b"{}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
+            return json.loads(resp.read() or b"{}")
+    except urllib.error.HTTPError as e:  # a child refused what we sent: say what it said
+        detail = e.read().decode(errors="replace")[:300]
+        raise RunError(f"{req.method} {url.split('?')[0]} answered {e.code}: {detail}") from None
 
 
 class _Progress:
@@ -96,106 +103,216 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise _Interrupted()
 
 
-def run_scenario(scenario: Scenario, run_dir: Path, locustfile: Path, *, repo: Path,
+class _Orchestra:
+    """The processes of one run and what the orchestrator does to them over time."""
+
+    def __init__(self, scenario: Scenario, run_dir: Path, scenarios_dir: Path, repo: Path,
+                 manifest: dict[str, Any], log: Callable[[str], None]) -> None:
+        self.sc, self.run_dir, self.scenarios_dir, self.repo, self.log = scenario, run_dir, scenarios_dir, repo, log
+        self.manifest = manifest
+        self.records = run_dir / "records"
+        self.group = ProcessGroup()
+        self.harness = JsonlWriter(self.records / "harness.jsonl")
+        self.events = JsonlWriter(self.records / "events.jsonl")
+        self.progress = _Progress(log)
+        self.watched: dict[str, psutil.Process] = {}
+        self.producer_port = 0
+        self.producer_up = False
+        self.generation = 0
+        self.ssl: ssl.SSLContext | None = None
+        self.window: dict[str, int] = {}
+        self.t0 = time.monotonic()
+
+    # --- starting ---------------------------------------------------------------------------------
+    def _watch(self, child: Child) -> None:
+        p = psutil.Process(child.pid)
+        p.cpu_percent(None)  # prime: the next call returns usage since now
+        self.watched[child.name] = p
+
+    def _event(self, event: str, **extra: Any) -> None:
+        self.events.write({"t_ns": time.time_ns(), "source": "orchestrator", "event": event, **extra})
+
+    def start_producer(self) -> None:
+        argv = producer_argv(self.run_dir / "scenario.json", self.run_dir / "producer.db", self.records,
+                             self.producer_port, self.generation)
+        child = self.group.start("producer" if self.generation == 0 else f"producer.{self.generation}", argv,
+                                 self.run_dir / "logs" / "producer.log", cwd=self.repo)
+        self.producer_port = child.port or 0
+        self.producer_up = True
+        self.producer = child
+        self._watch(child)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.producer_port}"
+
+    def start_servers(self) -> None:
+        sc = self.sc
+        self.endpoints = make_endpoints(sc)
+        tls_dir = self.run_dir / "tls"
+        config = self.run_dir / "receiver.json"
+        write_json(config, receiver_config(sc, self.endpoints, tls_dir))
+        config.chmod(0o600)  # it holds the endpoints' secrets
+        receiver = self.group.start("receiver", [sys.executable, "-m", "servers.receiver", "--config", str(config),
+                                                 "--records", str(self.records), "--port", "0"],
+                                    self.run_dir / "logs" / "receiver.log", cwd=self.repo)
+        self._watch(receiver)
+        scheme = "https" if sc.receiver.https else "http"
+        self.receiver_base = f"{scheme}://127.0.0.1:{receiver.port}"
+        ca = tls_dir / "cert.pem" if sc.receiver.https else None
+        if ca is not None:  # trust exactly the receiver's own certificate, never "verification off"
+            self.ssl = ssl.create_default_context(cafile=str(ca))
+        self.start_producer()
+        self.log(f"producer on {self.base} (pid {self.producer.pid}), receiver on {self.receiver_base} "
+                 f"(pid {receiver.pid})")
+        if sc.webhook.enabled:
+            for ep in self.endpoints:
+                _http(f"{self.base}/subscriptions", subscription_body(sc, ep, self.receiver_base, ca))
+
+    def start_pollers(self) -> Child:
+        sc = self.sc
+        total = sc.run.warmup + sc.run.duration + sc.run.drain + STARTUP_TIMEOUT_S
+        argv = poller_argv(sc, self.scenarios_dir / "pollers.py", self.base, self.run_dir, total)
+        self.manifest["locust_command"] = argv[1:]
+        locust = self.group.start("locust", argv, self.run_dir / "logs" / "locust.out", wait_ready=False,
+                                  cwd=self.repo)
+        locust.expected_exit = True  # it ends by itself at --run-time; we stop it earlier ourselves
+        self._watch(locust)
+        return locust
+
+    def start_attack(self) -> None:
+        sc = self.sc
+        argv = attack_argv(sc, self.scenarios_dir / "attack.py", self.receiver_base, self.base, self.endpoints[0],
+                           self.run_dir, sc.run.duration)
+        self.manifest["attack_command"] = [_redact(a, self.endpoints) for a in argv[1:]]
+        attack = self.group.start("attack", argv, self.run_dir / "logs" / "attack.out", wait_ready=False,
+                                  cwd=self.repo)
+        attack.expected_exit = True
+        self._watch(attack)
+        self.log(f"attack load: {sc.attack.rate:g} hostile requests/s at {self.endpoints[0].name} (pid {attack.pid})")
+
+    # --- while running ----------------------------------------------------------------------------
+    def tick(self) -> dict[str, Any] | None:
+        self.group.check()
+        now = time.time_ns()
+        for name, p in self.watched.items():
+            try:
+                self.harness.write({"t_ns": now, "process": name, "cpu_pct": p.cpu_percent(None)})
+            except psutil.Error:
+                pass
+        if not self.producer_up:
+            return None
+        stats = _http(f"{self.base}/stats", timeout=2.0)
+        d = stats["deliveries"]
+        self.events.write({"t_ns": now, "source": "producer", "event": "stats", "changes": stats["changes"],
+                           "attempts": d["attempts"], "ok": d["ok"], "failed": d["failed"], "pending": d["pending"]})
+        return stats
+
+    def phase(self, label: str, seconds: float, actions: list[tuple[float, Callable[[], None]]] = ()) -> None:
+        """Run `seconds`, ticking once a second and doing each (offset, action) when its offset is reached."""
+        start = time.monotonic()
+        end = start + seconds
+        todo = sorted(actions, key=lambda a: a[0])
+        while (left := end - time.monotonic()) > 0:
+            due = todo[0][0] + start if todo else end
+            time.sleep(max(0.0, min(1.0, left, due - time.monotonic())))
+            while todo and time.monotonic() >= todo[0][0] + start:
+                todo.pop(0)[1]()
+            s = self.tick()
+            done = min(seconds, time.monotonic() - start)
+            if s is None:
+                self.progress.show(f"[{time.monotonic() - self.t0:5.1f}s] {label} {done:3.0f}/{seconds:.0f}s"
+                                   "  producer down")
+                continue
+            polls = sum(v["requests"] for k, v in s["modes"].items() if k in STYLE_MODE.values())
+            d = s["deliveries"]
+            self.progress.show(f"[{time.monotonic() - self.t0:5.1f}s] {label} {done:3.0f}/{seconds:.0f}s"
+                               f"  changes {s['changes']}  polls {polls}  deliveries "
+                               f"{d['attempts']} ({d['failed']} failed, {d['pending']} pending)")
+        for _, action in todo:  # an action due exactly at the end
+            action()
+
+    def crash_actions(self) -> list[tuple[float, Callable[[], None]]]:
+        """kill -9 the producer at each crash time, restart it on the same store `down` seconds later."""
+        out: list[tuple[float, Callable[[], None]]] = []
+        for crash in self.sc.faults.producer_crash:
+            out.append((crash.at, self.kill_producer))
+            out.append((crash.at + crash.down, self.restart_producer))
+        return out
+
+    def kill_producer(self) -> None:
+        self.producer.expected_exit = True
+        os.kill(self.producer.pid, signal.SIGKILL)
+        self.producer.popen.wait(10)
+        self.producer_up = False
+        self._event("producer_killed", pid=self.producer.pid)
+        self.log(f"\nfault: producer (pid {self.producer.pid}) killed with SIGKILL")
+
+    def restart_producer(self) -> None:
+        self.generation += 1
+        self.start_producer()
+        self._event("producer_restarted", pid=self.producer.pid, generation=self.generation)
+        self.log(f"\nfault: producer restarted on the same store (pid {self.producer.pid})")
+
+    def start_window(self) -> None:
+        self.window["start_ns"] = _http(f"{self.base}/control/mark", {"name": "window_start"})["t_ns"]
+        _http(f"{self.receiver_base}{PATH_RECEIVER_START}", {"t0_ns": self.window["start_ns"]}, ctx=self.ssl)
+        if self.sc.attack.enabled:
+            self.start_attack()
+
+    def end_window(self) -> None:
+        self.window["end_ns"] = _http(f"{self.base}/control/mark", {"name": "window_end"})["t_ns"]
+        _http(f"{self.base}/control/changes", {"running": False})
+
+    def close(self) -> dict[str, int | None]:
+        self.progress.done()
+        codes = self.group.stop_all()
+        self.harness.close()
+        self.events.close()
+        return codes
+
+
+def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Path,
                  log: Callable[[str], None] = print) -> RunResult:
     """Carry out one run into `run_dir` (already created, empty). Always writes manifest.json and summary.json."""
     records = run_dir / "records"
     records.mkdir()
-    db = run_dir / "producer.db"
-    scenario_json = run_dir / "scenario.json"
-    write_json(scenario_json, scenario.to_dict())
+    write_json(run_dir / "scenario.json", scenario.to_dict())
     manifest: dict[str, Any] = {"format_version": MANIFEST_FORMAT_VERSION, "scenario": scenario.to_dict(),
                                 "scenario_source": scenario.source, "seed": scenario.seed,
                                 "time_scale": scenario.run.time_scale, **collect_metadata(repo),
                                 "window": None, "partial": True, "processes": {}}
     write_json(run_dir / "manifest.json", manifest)
 
-    harness = JsonlWriter(records / "harness.jsonl")
-    progress = _Progress(log)
-    window: dict[str, int] = {}
     error: str | None = None
     partial = False
-    py = sys.executable
     old_term = signal.signal(signal.SIGTERM, _on_sigterm)
-    group = ProcessGroup()
+    o = _Orchestra(scenario, run_dir, scenarios_dir, repo, manifest, log)
     try:
-        secret = new_secret()
-        producer = group.start("producer", [py, "-m", "servers.producer", "--scenario-json", str(scenario_json),
-                                            "--db", str(db), "--records", str(records)],
-                               run_dir / "logs" / "producer.log", cwd=repo)
-        receiver = group.start("receiver", [py, "-m", "servers.receiver", "--secret", secret,
-                                            "--records", str(records)], run_dir / "logs" / "receiver.log", cwd=repo)
-        base = f"http://127.0.0.1:{producer.port}"
-        log(f"producer on {base} (pid {producer.pid}), receiver on http://127.0.0.1:{receiver.port} "
-            f"(pid {receiver.pid})")
-        if scenario.webhook.enabled:
-            _http(f"{base}/subscriptions", {"url": f"http://127.0.0.1:{receiver.port}/hooks", "secret": secret})
-
-        sc = scenario
-        styles = sc.polling.styles
-        users = (1 if "cursor" in styles else 0) + (sc.resources.count if "etag" in styles else 0)
-        total_s = sc.run.warmup + sc.run.duration + sc.run.drain
-        locust_argv = [py, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(users),
-                       "--run-time", f"{int(total_s + STARTUP_TIMEOUT_S)}s", "--stop-timeout", "2",
-                       "--host", base, "--csv", str(run_dir / "locust"), "--only-summary",
-                       "--logfile", str(run_dir / "logs" / "locust.log"),
-                       "--hb-interval", repr(sc.live_poll_interval), "--hb-resources", str(sc.resources.count),
-                       "--hb-styles", ",".join(styles), "--hb-limit", str(sc.polling.cursor_limit),
-                       "--hb-seed", str(sc.seed), "--hb-timeout", repr(sc.polling.timeout),
-                       "--hb-records", str(records)]
-        manifest["locust_command"] = locust_argv[1:]
-        locust = group.start("locust", locust_argv, run_dir / "logs" / "locust.out", wait_ready=False, cwd=repo)
-        locust.expected_exit = True  # it ends by itself at --run-time; we stop it earlier ourselves
-
-        watched = {c.name: psutil.Process(c.pid) for c in group.children}
-        for p in watched.values():
-            p.cpu_percent(None)  # prime: the next call returns usage since now
-
-        def tick() -> dict[str, Any]:
-            group.check()
-            now = time.time_ns()
-            for name, p in watched.items():
-                try:
-                    harness.write({"t_ns": now, "process": name, "cpu_pct": p.cpu_percent(None)})
-                except psutil.Error:
-                    pass
-            return _http(f"{base}/stats", timeout=2.0)
-
+        o.start_servers()
+        locust = o.start_pollers()
         # t0 = the first poll the producer sees: Locust's start-up is not part of the warm-up.
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             if locust.popen.poll() is not None:
                 raise RunError(f"Locust exited with code {locust.popen.returncode} before polling "
                                f"(logs {run_dir / 'logs'}):\n{locust.tail()}")
-            stats = tick()
-            if sum(v["requests"] for k, v in stats["modes"].items() if k in STYLE_MODE.values()) > 0:
+            stats = o.tick()
+            if stats and sum(v["requests"] for k, v in stats["modes"].items() if k in STYLE_MODE.values()) > 0:
                 break
             if time.monotonic() > deadline:
                 raise RunError(f"Locust sent no poll within {STARTUP_TIMEOUT_S:.0f} s:\n{locust.tail()}")
             time.sleep(0.1)
-        t0 = time.monotonic()
-
-        def phase(label: str, seconds: float) -> None:
-            end = time.monotonic() + seconds
-            while (left := end - time.monotonic()) > 0:
-                time.sleep(min(1.0, left))
-                s = tick()
-                polls = sum(v["requests"] for k, v in s["modes"].items() if k in STYLE_MODE.values())
-                d = s["deliveries"]
-                done = min(seconds, seconds - (end - time.monotonic()))
-                progress.show(f"[{time.monotonic() - t0:5.1f}s] {label} {done:3.0f}/{seconds:.0f}s"
-                              f"  changes {s['changes']}  polls {polls}  deliveries "
-                              f"{d['attempts']} ({d['failed']} failed, {d['pending']} pending)")
-
+        o.t0 = time.monotonic()
+        sc = scenario
         log(f"warm-up {sc.run.warmup:g}s, window {sc.run.duration:g}s, drain {sc.run.drain:g}s "
-            f"({users} Locust users, pid {locust.pid})")
-        phase("warm-up", sc.run.warmup)
-        window["start_ns"] = _http(f"{base}/control/mark", {"name": "window_start"})["t_ns"]
-        phase("window", sc.run.duration)
-        window["end_ns"] = _http(f"{base}/control/mark", {"name": "window_end"})["t_ns"]
-        _http(f"{base}/control/changes", {"running": False})
-        phase("drain", sc.run.drain)
-        window["grace_end_ns"] = time.time_ns()
+            f"(Locust pid {locust.pid})")
+        o.phase("warm-up", sc.run.warmup)
+        o.start_window()
+        o.phase("window", sc.run.duration, o.crash_actions())
+        o.end_window()
+        o.phase("drain", sc.run.drain)
+        o.window["grace_end_ns"] = time.time_ns()
     except (KeyboardInterrupt, _Interrupted):
         partial = True
         error = "interrupted"
@@ -203,14 +320,16 @@ def run_scenario(scenario: Scenario, run_dir: Path, locustfile: Path, *, repo: P
     except RunError as e:
         partial = True
         error = str(e)
+    except (OSError, urllib.error.URLError) as e:  # a child stopped answering
+        partial = True
+        error = f"lost contact with a child process: {e}"
     finally:
-        progress.done()
         signal.signal(signal.SIGTERM, old_term)
-        codes = group.stop_all()
-        harness.close()
-        manifest["processes"] = {c.name: {"pid": c.pid, "exit_code": codes.get(c.name)} for c in group.children}
+        codes = o.close()
+        manifest["processes"] = {c.name: {"pid": c.pid, "exit_code": codes.get(c.name)} for c in o.group.children}
 
     now = time.time_ns()
+    window = o.window
     start = window.get("start_ns", now)
     end = window.get("end_ns", max(start, now))
     w = Window(start, end, window.get("grace_end_ns", max(end, now)))
@@ -221,7 +340,7 @@ def run_scenario(scenario: Scenario, run_dir: Path, locustfile: Path, *, repo: P
     manifest["error"] = error
     write_json(run_dir / "manifest.json", manifest)
 
-    tables = load_records(records, db)
+    tables = load_records(records, run_dir / "producer.db")
     write_parquet(tables, run_dir)
     detections(tables, w).to_parquet(run_dir / "detections.parquet", index=False)
     summary = summarize(tables, w, scenario.to_dict(), read_marks(records), modes=list(scenario.modes),
@@ -230,10 +349,18 @@ def run_scenario(scenario: Scenario, run_dir: Path, locustfile: Path, *, repo: P
     return RunResult(run_dir, summary, partial, error)
 
 
+def _redact(arg: str, endpoints: list[Endpoint]) -> str:
+    for ep in endpoints:
+        for secret in (ep.secret, ep.password, ep.token):
+            if secret and secret in arg:
+                arg = arg.replace(secret, "<secret>")
+    return arg
+
+
 def _locust_cpu_warnings(logs: Path) -> int:
     """Locust logs a warning when its own CPU passes 90%: count them."""
     n = 0
-    for name in ("locust.log", "locust.out"):
+    for name in ("locust.log", "locust.out", "attack.log", "attack.out"):
         try:
             n += (logs / name).read_text(errors="replace").count("CPU usage above")
         except OSError:

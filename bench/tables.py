@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from .protocol import MODE_WEBHOOK
+from .protocol import ATTACK_LABEL_HEADER
 
 __all__ = ["Tables", "SCHEMAS", "load_records", "write_parquet", "read_parquet", "read_marks"]
 
@@ -26,11 +26,18 @@ SCHEMAS: dict[str, dict[str, str]] = {
               "t_recv_ns": I64, "status": I64, "empty": BOOL, "n_new": I64, "bytes": I64, "error": STR,
               "followup": BOOL, "initial": BOOL},
     "observations": {"mode": STR, "user": I64, "change_id": STR, "t_obs_ns": I64},
-    "deliveries": {"msg_id": STR, "change_id": STR, "subscription_id": STR, "attempt": I64, "t_send_ns": I64,
-                   "t_done_ns": I64, "status": I64, "latency_ms": F64, "bytes_out": I64, "bytes_in": I64,
-                   "error": STR},
-    "arrivals": {"t_obs_ns": I64, "webhook_id": STR, "change_id": STR, "status": I64, "verdict": STR,
-                 "reason": STR},
+    "deliveries": {"mode": STR, "msg_id": STR, "change_id": STR, "subscription_id": STR, "attempt": I64,
+                   "t_send_ns": I64, "t_done_ns": I64, "status": I64, "latency_ms": F64, "bytes_out": I64,
+                   "bytes_in": I64, "error": STR, "retry_after_s": F64, "outcome": STR},
+    # the receiver's audit log: one row per request, legitimate or hostile
+    "arrivals": {"t_ns": I64, "t_obs_ns": NI64, "endpoint": STR, "remote": STR, "method": STR, "path": STR,
+                 "msg_id": STR, "change_id": STR, "status": NI64, "verdict": STR, "reason": STR,
+                 "latency_ms": F64, "attack": STR},
+    "attacks": {"kind": STR, "t_send_ns": I64, "t_recv_ns": I64, "status": I64, "expected_status": I64,
+                "bytes": I64},
+    # what happened to the processes: fault transitions, crashes, and the producer's delivery counters
+    "events": {"t_ns": I64, "source": STR, "event": STR, "mode": STR, "changes": NI64, "attempts": NI64,
+               "ok": NI64, "failed": NI64, "pending": NI64},
     "loop_lag": {"server": STR, "t_ns": I64, "lag_ms": F64, "cpu_s": F64},
     "harness": {"t_ns": I64, "process": STR, "cpu_pct": F64},
 }
@@ -43,6 +50,8 @@ class Tables:
     observations: pd.DataFrame
     deliveries: pd.DataFrame
     arrivals: pd.DataFrame
+    attacks: pd.DataFrame
+    events: pd.DataFrame
     loop_lag: pd.DataFrame
     harness: pd.DataFrame
 
@@ -84,21 +93,34 @@ def _read_changes(db: Path) -> list[dict[str, Any]]:
         con.close()
 
 
+def _audit_rows(paths: list[Path]) -> list[dict[str, Any]]:
+    rows = _read_jsonl(paths)
+    for row in rows:  # the attack label is one of the audit's selected headers
+        headers = row.pop("headers", None) or {}
+        row["attack"] = headers.get(ATTACK_LABEL_HEADER)
+    return rows
+
+
 def load_records(records_dir: Path, db_path: Path) -> Tables:
     """Gather what every process recorded during a run into typed tables."""
     r = Path(records_dir)
-    arrivals = typed("arrivals", _read_jsonl(list(r.glob("arrivals*.jsonl"))))
+    arrivals = typed("arrivals", _audit_rows(list(r.glob("audit*.jsonl"))))
     observations = typed("observations", _read_jsonl(list(r.glob("observations*.jsonl"))))
-    # Every arrival that carried a verified change is an observation by the webhook consumer.
-    hooked = arrivals[arrivals["verdict"].isin(["accepted", "duplicate"]) & arrivals["change_id"].notna()]
-    webhook_obs = pd.DataFrame({"mode": MODE_WEBHOOK, "user": 0, "change_id": hooked["change_id"],
-                                "t_obs_ns": hooked["t_obs_ns"]})
+    # A verified arrival carrying a change is an observation by that endpoint's consumer; hostile
+    # requests (the attack load's labelled replays) are not the sender's deliveries.
+    hooked = arrivals[arrivals["verdict"].isin(["accepted", "duplicate"]) & arrivals["change_id"].notna()
+                      & arrivals["attack"].isna() & arrivals["endpoint"].notna()]
+    webhook_obs = pd.DataFrame({"mode": hooked["endpoint"], "user": 0, "change_id": hooked["change_id"],
+                                "t_obs_ns": hooked["t_obs_ns"].fillna(hooked["t_ns"])})
     return Tables(
         changes=typed("changes", _read_changes(db_path)),
         polls=typed("polls", _read_jsonl(list(r.glob("polls*.jsonl")))),
         observations=typed("observations", pd.concat([observations, webhook_obs], ignore_index=True)),
         deliveries=typed("deliveries", _read_jsonl(list(r.glob("deliveries*.jsonl")))),
         arrivals=arrivals,
+        attacks=typed("attacks", _read_jsonl(list(r.glob("attack-*.jsonl")))),
+        events=typed("events", _read_jsonl(list(r.glob("events*.jsonl")))
+                     + [{"source": "receiver", **row} for row in _read_jsonl(list(r.glob("faults*.jsonl")))]),
         loop_lag=typed("loop_lag", _read_jsonl(list(r.glob("loop_lag*.jsonl")))),
         harness=typed("harness", _read_jsonl(list(r.glob("harness*.jsonl")))),
     )

@@ -12,8 +12,10 @@ from typing import Any, NamedTuple
 
 from .document import Block, Bullets, CodeBlock, Heading, Image, Notice, Para, Row, Strong, Table
 from .figures import FigureOutcome
-from .fmt import DASH, fmt_count, fmt_num, fmt_pct, fmt_short, fmt_text, get, number, wasted_interval
+from .fmt import DASH, fmt_count, fmt_num, fmt_pct, fmt_short, fmt_text, get, number, obj, wasted_interval
 from .load import RunData
+from .loss import down_intervals, loss_blocks
+from .security import security_blocks
 
 __all__ = ["build_document"]
 
@@ -25,7 +27,10 @@ DEFINITIONS: tuple[tuple[str, str], ...] = (
     ("detection latency", "t_obs − t_change, from the producer's change to the moment the observer "
                           "(a poller or the webhook receiver) learned of it."),
     ("lost", "a change in the window that the mode had not observed by the end of the grace period (drain)."),
-    ("duplicate", "a second observation of the same change by the same observer."),
+    ("duplicate", "a second observation of the same change by the same observer. Under faults, duplicates "
+                  "delivered counts them; duplicates processed counts those the receiver processed again "
+                  "despite deduplication."),
+    ("late", "a change observed more than the scenario's SLO (webhook.slo) after it was made."),
     ("coalesced", "state polling only: changes overwritten before any poll saw them, so the poller saw only a "
                   "later version; counted apart from lost."),
     ("requests per change", "requests the mode made (polls, or webhook delivery attempts including retries) / "
@@ -54,16 +59,15 @@ def build_document(run: RunData, figures: list[FigureOutcome]) -> tuple[str, lis
     blocks += _status(run)
     blocks += [Heading(2, "What was measured"), Para(_workload_text(run))]
     blocks += [Heading(2, "Results"), *_results(run)]
+    if loss := loss_blocks(run):
+        blocks += [Heading(2, "Who lost what"), *loss]
+    if security := security_blocks(run.security, bool(down_intervals(run.faults))):
+        blocks += [Heading(2, "Security under attack"), *security]
     blocks += [Heading(2, "Figures"), *_figures(run, figures)]
     blocks += [Heading(2, "Reproduce"), *_reproduce(run)]
     blocks += [Heading(2, "Environment"), *_environment(run)]
     blocks += [Heading(2, "Definitions"), Bullets(DEFINITIONS), Para(MODEL_NOTE)]
     return title, blocks
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    """`value` if it is a JSON object, else an empty one: a missing section shows as dashes, not an error."""
-    return value if isinstance(value, dict) else {}
 
 
 def _started_at(value: Any) -> str:
@@ -92,7 +96,7 @@ def _status(run: RunData) -> list[Block]:
         blocks.append(Notice("caution", "The run recorded an error", "Read the numbers below with care.",
                              recorded))
     saturated = run.summary.get("harness_saturated")
-    sat = _obj(run.summary.get("saturation"))
+    sat = obj(run.summary.get("saturation"))
     if saturated is True:
         reasons = sat.get("reasons")
         items = tuple(str(r) for r in reasons) if isinstance(reasons, list) and reasons else ("(none recorded)",)
@@ -133,7 +137,7 @@ def _harness_line(saturated: Any, sat: dict[str, Any]) -> str:
 
 def _workload_text(run: RunData) -> str:
     s, m = run.summary, run.manifest
-    scenario = _obj(m.get("scenario"))
+    scenario = obj(m.get("scenario"))
 
     def pick(summary_keys: tuple[str, ...], scenario_keys: tuple[str, ...]) -> Any:
         value = get(s, *summary_keys)
@@ -296,7 +300,7 @@ def _reproduce(run: RunData) -> list[Block]:
 
 
 def _environment(run: RunData) -> list[Block]:
-    machine = _obj(run.manifest.get("machine"))
+    machine = obj(run.manifest.get("machine"))
     blocks: list[Block] = [Bullets((
         ("CPU", fmt_text(machine.get("cpu_model"))),
         ("cores", fmt_count(machine.get("cpu_count"))),

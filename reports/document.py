@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Literal, Union
 
 __all__ = [
-    "Strong", "Inline", "Heading", "Para", "Notice", "Bullets", "CodeBlock", "Row", "Table", "Image",
-    "Block",
+    "Strong", "Inline", "Heading", "Para", "Notice", "Bullets", "CodeBlock", "Failure", "Cell", "Row", "Table",
+    "Image", "Block",
 ]
 
 
@@ -60,9 +60,19 @@ class CodeBlock:
 
 
 @dataclass(frozen=True)
+class Failure:
+    """A table cell whose value shows that something failed (data lost, a defence broken): it must stand out."""
+
+    text: str
+
+
+Cell = Union[str, Failure]
+
+
+@dataclass(frozen=True)
 class Row:
     label: str
-    cells: tuple[str, ...]
+    cells: tuple[Cell, ...]
     model: bool = False  # an analytic prediction, shown apart from measurements
 
 
@@ -72,6 +82,7 @@ class Table:
     rows: tuple[Row, ...]
     numeric: bool = True  # right-align the value columns
     caption: str = ""
+    text_columns: frozenset[int] = frozenset()  # value columns (0 = first after the label) left-aligned as text
 
 
 @dataclass(frozen=True)

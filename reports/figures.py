@@ -1,4 +1,5 @@
-"""Draw the report's figures as PNG files with matplotlib, from values the analysis already computed.
+"""Draw the report's figures as PNG files with matplotlib, from values the analysis already computed and from the
+raw tables (the delivery timeline, in timeline.py).
 
 Figures are built with `matplotlib.figure.Figure` and the Agg canvas directly, not through pyplot: no global
 backend is switched (a notebook importing this keeps its own) and no figure is left open in pyplot's registry.
@@ -21,6 +22,7 @@ from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from .fmt import fmt_num, fmt_pct, fmt_short, get, number, wasted_interval
 from .load import RunData
+from .timeline import draw_delivery_timeline
 
 __all__ = ["DPI", "FigureOutcome", "make_figures"]
 
@@ -45,25 +47,27 @@ class FigureOutcome:
 
 # A drawer fills the axes and returns (True, caption), or draws nothing and returns (False, why it skipped).
 Drawer = Callable[[Axes, RunData, dict[str, tuple[float, ...]]], tuple[bool, str]]
+# The same for a whole figure (several panels, its own size): it gets the figure and its title.
+FigureDrawer = Callable[[Figure, str, RunData, dict[str, tuple[float, ...]]], tuple[bool, str]]
 
 
 def make_figures(run: RunData, out_dir: Path) -> list[FigureOutcome]:
     """Write every figure that has data into `out_dir`; a skipped figure's stale PNG is removed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     colors = _mode_colors(run)
-    specs: Sequence[tuple[str, str, Drawer]] = (
-        ("latency_cdf", "Detection latency (ECDF)", _draw_latency_cdf),
-        ("wasted_fraction", "Wasted fraction of polls", _draw_wasted_fraction),
-        ("requests_per_change", "Requests per change", _draw_requests_per_change),
+    specs: Sequence[tuple[str, str, FigureDrawer]] = (
+        ("latency_cdf", "Detection latency (ECDF)", _one_axes(_draw_latency_cdf)),
+        ("wasted_fraction", "Wasted fraction of polls", _one_axes(_draw_wasted_fraction)),
+        ("requests_per_change", "Requests per change", _one_axes(_draw_requests_per_change)),
+        ("delivery_timeline", "Webhook deliveries through the faults",
+         lambda fig, title, run, _colors: draw_delivery_timeline(fig, title, run)),
     )
     outcomes = []
     for name, title, draw in specs:
         path = out_dir / f"{name}.png"
         fig = Figure(figsize=SIZE_IN, dpi=DPI, layout="constrained")
         FigureCanvasAgg(fig)
-        ax = fig.add_subplot()
-        ax.set_title(title)
-        drawn, note = draw(ax, run, colors)
+        drawn, note = draw(fig, title, run, colors)
         if drawn:
             fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
             outcomes.append(FigureOutcome(name, title, path, note))
@@ -72,6 +76,15 @@ def make_figures(run: RunData, out_dir: Path) -> list[FigureOutcome]:
             outcomes.append(FigureOutcome(name, title, None, note))
         fig.clear()
     return outcomes
+
+
+def _one_axes(draw: Drawer) -> FigureDrawer:
+    """A figure drawer for the common case: one titled axes."""
+    def on_figure(fig: Figure, title: str, run: RunData, colors: dict[str, tuple[float, ...]]) -> tuple[bool, str]:
+        ax = fig.add_subplot()
+        ax.set_title(title)
+        return draw(ax, run, colors)
+    return on_figure
 
 
 def _mode_colors(run: RunData) -> dict[str, tuple[float, ...]]:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["DASH", "number", "get", "fmt_count", "fmt_num", "fmt_short", "fmt_pct", "fmt_text"]
+from bench.protocol import mode_kind
+
+from .document import Cell, Failure
+
+__all__ = ["DASH", "number", "get", "obj", "fmt_count", "fmt_num", "fmt_short", "fmt_pct", "fmt_text",
+           "fmt_counted", "fmt_policy", "count_failed_if_positive", "is_webhook"]
 
 DASH = "–"  # en dash: the contract's rendering of null
 
@@ -27,6 +32,11 @@ def get(data: Any, *keys: str) -> Any:
     return data
 
 
+def obj(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one: a missing section shows as dashes, not an error."""
+    return value if isinstance(value, dict) else {}
+
+
 def fmt_count(value: Any) -> str:
     """An integer count with thousands separators (1,500)."""
     x = number(value)
@@ -35,6 +45,19 @@ def fmt_count(value: Any) -> str:
     if math.isinf(x) or not x.is_integer():
         return fmt_num(x)
     return f"{int(x):,}"
+
+
+def fmt_counted(value: Any, noun: str, verb: tuple[str, str] | None = None) -> str:
+    """A count with its noun (and verb) agreeing: "1 change was", "50 changes were"."""
+    one = number(value) == 1
+    text = f"{fmt_count(value)} {noun if one else noun + 's'}"
+    return text if verb is None else f"{text} {verb[0] if one else verb[1]}"
+
+
+def count_failed_if_positive(value: Any) -> Cell:
+    """A count of things that went wrong (changes lost, hostile requests processed): a Failure when above 0."""
+    text = fmt_count(value)
+    return Failure(text) if (number(value) or 0) > 0 else text
 
 
 def fmt_num(value: Any, digits: int = 3) -> str:
@@ -70,6 +93,27 @@ def fmt_text(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     return str(value)
+
+
+POLICY_WORDS = {"fire_and_forget": "fire-and-forget", "retry": "retries (in memory)",
+                "outbox": "retries + durable outbox"}
+
+
+def is_webhook(mode: str) -> bool:
+    """Whether `mode` is a webhook subscription (webhook, webhook_ff, webhook_outbox, ...) rather than a poller."""
+    return mode_kind(mode) == "webhook"
+
+
+def fmt_policy(policy: Any, mode: str, style: Any = None) -> str:
+    """How a mode delivers or catches up, in words; a polling mode's words depend on its style (cursor or ETag)."""
+    if policy == "polling":
+        if style == "cursor" or (style is None and mode == "polling"):
+            return "cursor polling catch-up"
+        if style == "etag" or (style is None and mode == "polling_etag"):
+            return "state polling"
+        return "polling"
+    words = POLICY_WORDS.get(policy) if isinstance(policy, str) else None
+    return words or fmt_text(policy)
 
 
 def wasted_interval(mode: dict[str, Any]) -> tuple[float, float] | None:

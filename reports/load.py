@@ -1,4 +1,5 @@
-"""Read a run directory (manifest.json, summary.json, detections.parquet) and check it is one we can report on.
+"""Read a run directory (manifest.json, summary.json, detections.parquet; deliveries.parquet and events.parquet
+when present) and check it is one we can report on.
 
 Nothing here computes statistics: the files are taken as the analysis wrote them.
 """
@@ -12,16 +13,22 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from bench.errors import FormatVersionError, RunDirError
 
-__all__ = ["KNOWN_FORMAT_VERSIONS", "DETECTION_COLUMNS", "RunData", "load_run"]
+__all__ = ["KNOWN_FORMAT_VERSIONS", "DETECTION_COLUMNS", "DELIVERY_COLUMNS", "EVENT_COLUMNS", "RunData", "load_run"]
 
 KNOWN_FORMAT_VERSIONS = frozenset({1})
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 DETECTIONS = "detections.parquet"
 DETECTION_COLUMNS = ("mode", "change_id", "resource_id", "t_change_ns", "t_obs_ns", "latency_ms")
+# Optional raw tables (older runs lack them, or some of their columns): only the columns the figures use are read.
+DELIVERIES = "deliveries.parquet"
+DELIVERY_COLUMNS = ("mode", "attempt", "t_send_ns", "status")
+EVENTS = "events.parquet"
+EVENT_COLUMNS = ("t_ns", "source", "event", "pending")
 
 
 @dataclass(frozen=True)
@@ -32,11 +39,32 @@ class RunData:
     manifest: dict[str, Any]
     summary: dict[str, Any]
     detections: pd.DataFrame
+    deliveries: pd.DataFrame | None = None  # None: the run directory has no deliveries.parquet
+    events: pd.DataFrame | None = None  # None: no events.parquet
 
     @property
     def modes(self) -> dict[str, dict[str, Any]]:
         """Mode name -> that mode's summary section, in the order the summary lists them."""
         return self.summary["modes"]
+
+    @property
+    def faults(self) -> dict[str, Any] | None:
+        """summary.json's `faults` section, or None when the summary has none (older runs)."""
+        section = self.summary.get("faults")
+        return section if isinstance(section, dict) else None
+
+    @property
+    def security(self) -> dict[str, Any] | None:
+        """summary.json's `security` section, or None when the summary has none (older runs)."""
+        section = self.summary.get("security")
+        return section if isinstance(section, dict) else None
+
+    @property
+    def window_start_ns(self) -> int | None:
+        """When the measured window started (manifest.json window.start_ns), the zero of the timeline."""
+        window = self.manifest.get("window")
+        start = window.get("start_ns") if isinstance(window, dict) else None
+        return start if type(start) is int else None
 
     @property
     def partial(self) -> bool:
@@ -66,7 +94,9 @@ def load_run(run_dir: Path) -> RunData:
             f"{run_dir / SUMMARY}: modes = {found}: expected an object of mode name -> object of results;"
             " re-run the analysis to rewrite summary.json"
         )
-    return RunData(run_dir, manifest, summary, _read_detections(run_dir / DETECTIONS))
+    return RunData(run_dir, manifest, summary, _read_detections(run_dir / DETECTIONS),
+                   _read_optional(run_dir / DELIVERIES, DELIVERY_COLUMNS),
+                   _read_optional(run_dir / EVENTS, EVENT_COLUMNS))
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -109,3 +139,15 @@ def _read_detections(path: Path) -> pd.DataFrame:
     if missing:
         raise RunDirError(f"{path}: columns {missing} missing: expected columns {list(DETECTION_COLUMNS)}")
     return table
+
+
+def _read_optional(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    """The `columns` of `path` that it has (a figure needing an absent one says so), or None without the file."""
+    if not path.is_file():
+        return None
+    try:
+        present = set(pq.read_schema(path).names)
+        return pd.read_parquet(path, columns=[c for c in columns if c in present])
+    except Exception as exc:  # pyarrow raises several unrelated types for a bad file
+        raise RunDirError(f"{path}: cannot be read as Parquet ({exc}); the file is damaged: move it out of the"
+                          " run directory to report without it") from exc

@@ -7,7 +7,8 @@ import html
 import re
 from functools import singledispatch
 
-from .document import Block, Bullets, CodeBlock, Heading, Image, Inline, Notice, Para, Row, Strong, Table
+from .document import (Block, Bullets, Cell, CodeBlock, Failure, Heading, Image, Inline, Notice, Para, Row, Strong,
+                       Table)
 
 __all__ = ["to_markdown", "to_html"]
 
@@ -22,8 +23,10 @@ def _md(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
-def _md_cell(text: str) -> str:
-    return _md(" ".join(text.split())).replace("|", r"\|")
+def _md_cell(cell: Cell) -> str:
+    if isinstance(cell, Failure):
+        return f"**{_md_cell(cell.text)}**"
+    return _md(" ".join(cell.split())).replace("|", r"\|")
 
 
 def _md_fence(text: str) -> str:
@@ -82,10 +85,10 @@ def _(block: CodeBlock) -> str:
 
 @_md_block.register
 def _(block: Table) -> str:
-    align = "---:" if block.numeric else "---"
+    align = ["---:" if block.numeric and i not in block.text_columns else "---" for i in range(len(block.header) - 1)]
     lines = [
         "| " + " | ".join(_md_cell(h) for h in block.header) + " |",
-        "|" + "|".join(["---", *[align] * (len(block.header) - 1)]) + "|",
+        "|" + "|".join(["---", *align]) + "|",
     ]
     for row in block.rows:
         label = f"*{_md_cell(row.label)}*" if row.model else _md_cell(row.label)
@@ -121,7 +124,9 @@ th, td { border-bottom: 1px solid #e3e3e3; padding: .3rem .8rem; text-align: lef
 thead th { border-bottom: 2px solid #bbb; }
 table.numeric td { text-align: right; font-variant-numeric: tabular-nums; }
 tbody th { font-weight: normal; }
+table.numeric td.text { text-align: left; }
 tr.model th, tr.model td { font-style: italic; color: #555; background: #fafafa; }
+td.fail { color: #a11414; background: #fdecea; font-weight: 700; }
 .notice { border-left: 6px solid; border-radius: 4px; padding: .6rem 1rem; margin: 1rem 0; }
 .notice p { margin: .3rem 0; }
 .notice.warning { border-color: #c62828; background: #fdecea; color: #7f1010; }
@@ -184,9 +189,15 @@ def _(block: CodeBlock) -> str:
     return f"<pre><code>{_h(block.text)}</code></pre>"
 
 
-def _html_row(row: Row) -> str:
+def _html_cell(cell: Cell, text_column: bool) -> str:
+    classes = [name for name, on in (("text", text_column), ("fail", isinstance(cell, Failure))) if on]
+    cls = f' class="{" ".join(classes)}"' if classes else ""
+    return f"<td{cls}>{_h(cell.text if isinstance(cell, Failure) else cell)}</td>"
+
+
+def _html_row(row: Row, text_columns: frozenset[int]) -> str:
     cls = ' class="model"' if row.model else ""
-    cells = "".join(f"<td>{_h(c)}</td>" for c in row.cells)
+    cells = "".join(_html_cell(c, i in text_columns) for i, c in enumerate(row.cells))
     return f'<tr{cls}><th scope="row">{_h(row.label)}</th>{cells}</tr>'
 
 
@@ -195,7 +206,7 @@ def _(block: Table) -> str:
     cls = ' class="numeric"' if block.numeric else ""
     head = "".join(f'<th scope="col">{_h(h)}</th>' for h in block.header)
     caption = f"<caption>{_h(block.caption)}</caption>" if block.caption else ""
-    body = "\n".join(_html_row(r) for r in block.rows)
+    body = "\n".join(_html_row(r, block.text_columns) for r in block.rows)
     return f"<table{cls}>{caption}\n<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
 
 

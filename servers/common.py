@@ -1,9 +1,11 @@
-"""What every hookbench server process shares: serving an app until SIGTERM, the ready line, loop-lag sampling."""
+"""What every hookbench server process shares: serving an app (HTTP or HTTPS) until SIGTERM, the ready line,
+a listener the app can pause and resume, loop-lag sampling."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
+import ssl
 import time
 from pathlib import Path
 from typing import AsyncIterator, Callable
@@ -13,20 +15,92 @@ from aiohttp import web
 from bench.protocol import READY_PREFIX
 from bench.records import JsonlWriter
 
-__all__ = ["serve", "loop_lag_ctx", "LAG_INTERVAL_S"]
+__all__ = ["serve", "start_app", "Listener", "LISTENER", "loop_lag_ctx", "LAG_INTERVAL_S"]
 
 LAG_INTERVAL_S = 0.1
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
-async def _serve(app: web.Application, host: str, port: int) -> None:
+class Listener:
+    """Where an app listens: lets the app stop listening (new connections are refused) and listen again.
+
+    `start_app` attaches it to the runner; the first `start()` learns the real port, so every later
+    `start()` listens on the same port (a receiver outage in "refuse" mode). Open connections are not
+    touched by `stop()`: the app decides what to do with requests that still arrive on them.
+    """
+
+    def __init__(self) -> None:
+        self._runner: web.BaseRunner | None = None
+        self._host = "127.0.0.1"
+        self._port = 0
+        self._ssl: ssl.SSLContext | None = None
+        self.listening = False
+
+    @property
+    def attached(self) -> bool:
+        return self._runner is not None
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def attach(self, runner: web.BaseRunner, host: str, port: int, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._runner, self._host, self._port, self._ssl = runner, host, port, ssl_context
+
+    async def start(self) -> int:
+        """Listen on the attached host and port (the real port once known); returns the port."""
+        if self._runner is None:
+            raise RuntimeError("Listener.start() before attach()")
+        if self.listening:
+            return self._port
+        site = web.TCPSite(self._runner, self._host, self._port, ssl_context=self._ssl)
+        await site.start()
+        if self._port == 0:  # first start on port 0: learn the port picked, and keep it
+            self._port = self._runner.addresses[-1][1]
+        self.listening = True
+        return self._port
+
+    async def stop(self) -> None:
+        """Stop listening on every site of the runner; open connections stay open."""
+        if self._runner is None:
+            raise RuntimeError("Listener.stop() before attach()")
+        for site in list(self._runner.sites):
+            await site.stop()
+        self.listening = False
+
+
+LISTENER: web.AppKey[Listener] = web.AppKey("listener", Listener)
+
+
+async def start_app(app: web.Application, host: str = "127.0.0.1", port: int = 0, *,
+                    ssl_context: ssl.SSLContext | None = None) -> tuple[web.AppRunner, int]:
+    """Set `app` up and listen on host:port (port 0 picks a free one); returns the runner and the real port.
+
+    The app's own `LISTENER` is used when it has one (so it can stop and resume listening). The caller
+    owns the runner: `await runner.cleanup()` runs every cleanup_ctx.
+    """
+    if host not in LOOPBACK:
+        raise ValueError(f"refusing to bind {host!r}: hookbench servers bind loopback only (127.0.0.1 or ::1)")
+    listener = app.get(LISTENER) or Listener()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        real_port = runner.addresses[0][1]
+        listener.attach(runner, host, port, ssl_context)
+        real_port = await listener.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner, real_port
+
+
+async def _serve(app: web.Application, host: str, port: int, ssl_context: ssl.SSLContext | None,
+                 on_ready: Callable[[int], None] | None) -> None:
+    runner, real_port = await start_app(app, host, port, ssl_context=ssl_context)
+    try:
         # The orchestrator (and a person) learn the real port from this line; port 0 picks a free one.
         print(f"{READY_PREFIX} port={real_port}", flush=True)
+        if on_ready is not None:
+            on_ready(real_port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -36,11 +110,15 @@ async def _serve(app: web.Application, host: str, port: int) -> None:
         await runner.cleanup()  # runs every cleanup_ctx: records are flushed and closed
 
 
-def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0) -> None:
-    """Serve `app` until SIGTERM/SIGINT, then clean up. Only loopback is allowed."""
-    if host not in ("127.0.0.1", "::1", "localhost"):
+def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0, *,
+          ssl_context: ssl.SSLContext | None = None, on_ready: Callable[[int], None] | None = None) -> None:
+    """Serve `app` until SIGTERM/SIGINT, then clean up. Only loopback is allowed.
+
+    With `ssl_context` it serves HTTPS. `on_ready(port)` runs once it listens, after the ready line.
+    """
+    if host not in LOOPBACK:
         raise SystemExit(f"refusing to bind {host!r}: hookbench servers bind loopback only (127.0.0.1 or ::1)")
-    asyncio.run(_serve(app, host, port))
+    asyncio.run(_serve(app, host, port, ssl_context, on_ready))
 
 
 def loop_lag_ctx(records_dir: Path | None, name: str) -> Callable[[web.Application], AsyncIterator[None]]:

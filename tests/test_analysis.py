@@ -60,7 +60,7 @@ POLLS = (
 
 
 def attempt(change: str, n: int, status: int) -> dict:
-    return {"msg_id": f"msg_{change}", "change_id": change, "subscription_id": "s", "attempt": n,
+    return {"mode": "webhook", "msg_id": f"msg_{change}", "change_id": change, "subscription_id": "s", "attempt": n,
             "t_send_ns": 0, "t_done_ns": 0, "status": status, "latency_ms": 1.0, "bytes_out": 400, "bytes_in": 90,
             "error": None if 200 <= status < 300 else "x"}
 
@@ -153,7 +153,7 @@ def test_saturation_flags_loop_lag_and_locust_cpu() -> None:
     assert s["harness_saturated"] is True
     assert s["saturation"]["producer_loop_lag_ms"] == {"p99": 50.0, "max": 50.0, "n": 100}
     assert any("producer event-loop lag p99 50.0 ms" in r for r in s["saturation"]["reasons"])
-    assert any("Locust CPU above 90%" in r for r in s["saturation"]["reasons"])
+    assert any("locust (Locust) CPU above 90% in 2 one-second samples" in r for r in s["saturation"]["reasons"])
 
 
 def test_not_saturated_when_quiet(summary: dict) -> None:

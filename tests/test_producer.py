@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import functools
 import json
+import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +23,17 @@ from bench.config import Scenario, scenario_from_dict
 from bench.protocol import EVENT_TYPE, ChangeEvent, encode_event, etag_for, msg_id_for
 from bench.signing import new_secret
 from servers.producer import create_app
+from servers.producer.app import drop_torn_tail
+from servers.producer.generator import generation_seed
 from servers.producer.keys import DISPATCHER, STORE
 from servers.receiver import create_app as create_receiver
+from servers.receiver import simple_setup
+from servers.receiver.audit import AUDIT_FILE
 
 RESOURCES = 5  # ids 0..4
 RESOURCE_KEYS = {"id", "version", "seq", "change_id", "t_change_ns", "data"}
 DELIVERY_KEYS = {"msg_id", "change_id", "subscription_id", "attempt", "t_send_ns", "t_done_ns", "status",
-                 "latency_ms", "bytes_out", "bytes_in", "error"}
+                 "latency_ms", "bytes_out", "bytes_in", "error", "mode", "retry_after_s", "outcome"}
 WAIT_S = 10.0  # upper bound of every wait; normally met in milliseconds
 
 
@@ -325,7 +331,7 @@ async def test_dispatcher_delivers_signed_exact_bytes_to_capture_and_receiver(tm
     cap_secret, rcv_secret = new_secret(), new_secret()
     records = tmp_path / "producer"
     receiver_records = tmp_path / "receiver"
-    receiver_app = create_receiver(rcv_secret, records_dir=receiver_records)
+    receiver_app = create_receiver(simple_setup([rcv_secret]), records_dir=receiver_records)
     async with capture_server() as cap, TestServer(receiver_app) as receiver:
         async with producer(tmp_path, records=records) as (app, client):
             await subscribe(client, cap.url(), cap_secret)
@@ -351,8 +357,8 @@ async def test_dispatcher_delivers_signed_exact_bytes_to_capture_and_receiver(tm
         with pytest.raises(WebhookVerificationError):  # signed for this subscription only
             Webhook(rcv_secret).verify(req.body, req.headers)
 
-    arrivals = read_jsonl(receiver_records / "arrivals.jsonl")
-    assert sorted((a["webhook_id"], a["change_id"], a["status"], a["verdict"]) for a in arrivals) == sorted(
+    arrivals = read_jsonl(receiver_records / AUDIT_FILE)
+    assert sorted((a["msg_id"], a["change_id"], a["status"], a["verdict"]) for a in arrivals) == sorted(
         (mid, c["change_id"], 204, "accepted") for mid, c in by_id.items())
 
     rows = read_jsonl(records / "deliveries.jsonl")
@@ -361,6 +367,7 @@ async def test_dispatcher_delivers_signed_exact_bytes_to_capture_and_receiver(tm
         assert set(row) == DELIVERY_KEYS
         assert row["msg_id"] == msg_id_for(row["change_id"])
         assert (row["attempt"], row["status"], row["error"]) == (1, 204, None)
+        assert (row["mode"], row["outcome"], row["retry_after_s"]) == ("webhook", "ok", None)
         assert row["t_done_ns"] >= row["t_send_ns"] and row["latency_ms"] >= 0
         assert row["bytes_out"] > len(encode_event(by_id[row["msg_id"]])) and row["bytes_in"] > 0
     assert sum(r["subscription_id"] == rcv_sid for r in rows) == 4
@@ -392,7 +399,8 @@ async def test_retries_keep_the_id_and_refresh_the_timestamp(tmp_path: Path) -> 
     rows = read_jsonl(records / "deliveries.jsonl")
     for ch in made:
         mine = [r for r in rows if r["change_id"] == ch["change_id"]]
-        assert [(r["attempt"], r["status"]) for r in mine] == [(1, 500), (2, 500), (3, 204)]
+        assert [(r["attempt"], r["status"], r["outcome"]) for r in mine] == [
+            (1, 500, "retry"), (2, 500, "retry"), (3, 204, "ok")]
         assert {(r["msg_id"], r["subscription_id"]) for r in mine} == {(msg_id_for(ch["change_id"]), sid)}
         assert all(r["error"] is None for r in mine)
         assert mine[1]["t_send_ns"] > mine[0]["t_done_ns"] and mine[2]["t_send_ns"] > mine[1]["t_done_ns"]
@@ -416,8 +424,8 @@ async def test_retries_stop_at_max_attempts(tmp_path: Path) -> None:
 
     assert sorted(len(cap.by_id(msg_id_for(c["change_id"]))) for c in made) == [2, 2]
     rows = read_jsonl(records / "deliveries.jsonl")
-    assert sorted((r["change_id"], r["attempt"], r["status"]) for r in rows) == sorted(
-        (c["change_id"], n, 500) for c in made for n in (1, 2))
+    assert sorted((r["change_id"], r["attempt"], r["status"], r["outcome"]) for r in rows) == sorted(
+        (c["change_id"], n, 500, "retry" if n == 1 else "gave_up") for c in made for n in (1, 2))
 
 
 @async_test
@@ -495,3 +503,142 @@ async def test_ledger_counts_polls_per_mode(tmp_path: Path) -> None:
         assert (await client.get("/health")).status == 200
         final = (await (await client.get("/stats")).json())["modes"]
         assert (final["polling"]["requests"], final["polling_etag"]["requests"]) == (3, 6)
+
+
+# --- subscriptions: the full body, storage, restart ----------------------------------------------------
+
+def _delivery(**kw: Any) -> dict[str, Any]:
+    return {"name": "webhook_x", **kw}
+
+
+@async_test
+async def test_subscription_body_validation(tmp_path: Path) -> None:
+    pem = tmp_path / "not-a-cert.pem"
+    pem.write_text("not a certificate\n")
+    ok_url, tls_url = "http://127.0.0.1:9/hooks", "https://127.0.0.1:9/hooks"
+    bad = [
+        ({"delivery": _delivery(max_attempts=0)}, "max_attempts"),  # ScenarioError wording
+        ({"delivery": {"policy": "retry"}}, "name"),
+        ({"delivery": _delivery(policy="sometimes")}, "policy"),
+        ({"delivery": _delivery(name="hook")}, "webhook"),
+        ({"delivery": _delivery(timeout="-1s")}, "timeout"),
+        ({"delivery": "retry"}, "table"),
+        ({"scheme": "hmac"}, "scheme"),
+        ({"scheme": "github", "delivery": _delivery(scheme="stripe")}, "scheme"),
+        ({"secrets": []}, "secrets"),
+        ({"secrets": "whsec_abc"}, "secrets"),
+        ({"secrets": [new_secret(), 5]}, "secrets"),
+        ({"secrets": ["whsec_!!"]}, "whsec_"),
+        ({"secret": new_secret(), "secrets": [new_secret()]}, "not both"),
+        ({"scheme": "github", "secrets": [""]}, "empty secret"),
+        ({"basic_auth": {"user": "a:b", "password": "x"}}, "basic_auth"),
+        ({"basic_auth": {"user": "a"}}, "basic_auth"),
+        ({"basic_auth": "a:b"}, "basic_auth"),
+        ({"ca_file": str(pem)}, "https"),  # ca_file with an http url
+        ({"url": tls_url}, "ca_file"),
+        ({"url": tls_url, "ca_file": str(tmp_path / "missing.pem")}, "no such file"),
+        ({"url": tls_url, "ca_file": str(pem)}, "PEM"),
+        ({"hmac": "sha1"}, "unknown field"),
+    ]
+    async with producer(tmp_path) as (app, client):
+        for extra, hint in bad:
+            body = {"url": ok_url, "secrets": [new_secret()], **extra}
+            resp = await client.post("/subscriptions", json=body)
+            text = await resp.text()
+            assert resp.status == 400, (extra, text)
+            assert hint in text, (extra, text)
+        assert app[STORE].active_subscriptions() == []
+
+
+@async_test
+async def test_subscription_is_stored_resumed_and_never_shows_secrets(tmp_path: Path) -> None:
+    current, older = "s3cr3t-current-value", "s3cr3t-older-value"
+    body = {"url": "http://127.0.0.1:9/hooks", "scheme": "github", "secrets": [current, older],
+            "delivery": {"name": "webhook_gh", "policy": "fire_and_forget", "retry_delays": ["1s", "2s"],
+                         "concurrency": 3},
+            "basic_auth": {"user": "hook", "password": "hunter2-pw"}}
+    async with producer(tmp_path) as (app, client):
+        resp = await client.post("/subscriptions", json=body)
+        assert resp.status == 201
+        text = await resp.text()
+        shown = json.loads(text)
+        assert (shown["scheme"], shown["name"], shown["basic_auth"], shown["ca_file"]) == (
+            "github", "webhook_gh", {"user": "hook"}, None)
+        assert shown["delivery"]["retry_delays"] == [1.0, 2.0] and shown["delivery"]["scheme"] == "github"
+        sid = shown["id"]
+        for secret in (current, older, "hunter2-pw"):
+            assert secret not in text
+            assert secret not in await (await client.get("/stats")).text()
+            assert secret not in repr(app[STORE].active_subscriptions())
+    async with producer(tmp_path) as (app, client):  # same store: resumed as it was
+        (sub,) = app[STORE].active_subscriptions()
+        assert (sub.id, sub.scheme, sub.secrets, sub.basic_auth) == (sid, "github", (current, older),
+                                                                     ("hook", "hunter2-pw"))
+        assert (sub.delivery.name, sub.delivery.policy, sub.delivery.retry_delays, sub.delivery.concurrency) == (
+            "webhook_gh", "fire_and_forget", (1.0, 2.0), 3)
+        stats = (await (await client.get("/stats")).json())["subscriptions"]
+        assert stats[sid]["name"] == "webhook_gh" and stats[sid]["active"] is True
+
+
+@async_test
+async def test_legacy_body_takes_the_scenarios_first_subscription(tmp_path: Path) -> None:
+    scenario = make_scenario(subscriptions=[{"name": "webhook_outbox", "policy": "outbox", "max_attempts": 7},
+                                            {"name": "webhook_ff", "policy": "fire_and_forget"}])
+    async with producer(tmp_path, scenario) as (app, client):
+        resp = await client.post("/subscriptions", json={"url": "http://127.0.0.1:9/h", "secret": new_secret()})
+        assert resp.status == 201
+        shown = await resp.json()
+        assert (shown["scheme"], shown["name"], shown["delivery"]["policy"], shown["delivery"]["max_attempts"]) == (
+            "standard", "webhook_outbox", "outbox", 7)
+
+
+@async_test
+async def test_store_of_the_first_layout_is_converted(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "store.db")
+    db.executescript("CREATE TABLE subscriptions (id TEXT PRIMARY KEY, url TEXT NOT NULL, secret TEXT NOT NULL, "
+                     "created_ns INTEGER NOT NULL, active INTEGER NOT NULL DEFAULT 1);")
+    secret = new_secret()
+    db.execute("INSERT INTO subscriptions VALUES ('sub_old', 'http://127.0.0.1:9/h', ?, 1, 1)", (secret,))
+    db.commit()
+    db.close()
+    async with producer(tmp_path) as (app, client):
+        (sub,) = app[STORE].active_subscriptions()
+        assert (sub.id, sub.scheme, sub.secrets, sub.delivery.name) == ("sub_old", "standard", (secret,), "webhook")
+
+
+# --- marks and restarts ----------------------------------------------------------------------------------
+
+@async_test
+async def test_marks_are_on_disk_at_once_with_pid_and_generation(tmp_path: Path) -> None:
+    records = tmp_path / "records"
+    app = create_app(make_scenario(), db_path=tmp_path / "store.db", records_dir=records, start_changes=False,
+                     generation=3)
+    async with TestClient(TestServer(app)) as client:
+        snap = await (await client.post("/control/mark", json={"name": "window_start"})).json()
+        (on_disk,) = read_jsonl(records / "marks.jsonl")  # before any shutdown
+        assert on_disk == snap
+        assert (snap["mark"], snap["pid"], snap["generation"]) == ("window_start", os.getpid(), 3)
+        stats = await (await client.get("/stats")).json()
+        assert (stats["pid"], stats["generation"]) == (os.getpid(), 3)
+    marks = read_jsonl(records / "marks.jsonl")
+    assert [(m["mark"], m["generation"]) for m in marks] == [("window_start", 3), ("shutdown", 3)]
+
+
+def test_generation_reseeds_the_change_schedule() -> None:
+    assert generation_seed(7, 0) == 7  # the first start is what it always was
+    seeds = {generation_seed(7, g) for g in range(5)}
+    assert len(seeds) == 5 and all(0 <= s < 2**63 for s in seeds)
+    assert generation_seed(7, 2) == generation_seed(7, 2) != generation_seed(8, 2)
+
+
+def test_drop_torn_tail(tmp_path: Path) -> None:
+    f = tmp_path / "deliveries.jsonl"
+    f.write_bytes(b'{"a":1}\n{"b":2}\n{"c":')
+    drop_torn_tail(f)
+    assert f.read_bytes() == b'{"a":1}\n{"b":2}\n'
+    drop_torn_tail(f)
+    assert f.read_bytes() == b'{"a":1}\n{"b":2}\n'
+    f.write_bytes(b'{"torn')
+    drop_torn_tail(f)
+    assert f.read_bytes() == b""
+    drop_torn_tail(tmp_path / "absent.jsonl")

@@ -108,12 +108,17 @@ def _detections(rows_per_mode: int) -> pd.DataFrame:
 
 
 def make_run(root: Path, *, summary: dict[str, Any] | None = None, manifest: dict[str, Any] | None = None,
-             rows_per_mode: int = 150) -> Path:
+             rows_per_mode: int = 150, deliveries: pd.DataFrame | None = None,
+             events: pd.DataFrame | None = None) -> Path:
     run_dir = root / "run"
     run_dir.mkdir()
     (run_dir / "manifest.json").write_text(json.dumps(manifest or MANIFEST), encoding="utf-8")
     (run_dir / "summary.json").write_text(json.dumps(summary or SUMMARY), encoding="utf-8")
     _detections(rows_per_mode).to_parquet(run_dir / "detections.parquet", index=False)
+    if deliveries is not None:
+        deliveries.to_parquet(run_dir / "deliveries.parquet", index=False)
+    if events is not None:
+        events.to_parquet(run_dir / "events.parquet", index=False)
     return run_dir
 
 
@@ -121,6 +126,115 @@ def _summary(**changes: Any) -> dict[str, Any]:
     summary = copy.deepcopy(SUMMARY)
     summary.update(changes)
     return summary
+
+
+# --- a run with faults and an attack load ---------------------------------------------------------
+# The receiver refuses connections 5-15 s into the window, the producer is killed at 20 s and back at 23 s
+# (no changes meanwhile): 135 changes in the window, 50 of them during the outage. Retry and outbox resend
+# with backoff until the receiver is back; fire-and-forget gives up on the 50.
+
+S = 1_000_000_000  # ns per second
+W0 = MANIFEST["window"]["start_ns"]
+OUTAGE, CRASH = (5.0, 15.0), (20.0, 23.0)
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 8.0, 8.0)
+WEBHOOK_MODES = ("webhook", "webhook_ff", "webhook_outbox")
+
+
+def _fault_tables() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """deliveries.parquet and events.parquet of that run, attempt by attempt and second by second."""
+    changes = [round(t, 1) for t in np.arange(-3.0, 30.0, 0.2) if not CRASH[0] <= t < CRASH[1]]
+    rows, in_flight = [], []  # in_flight: (first attempt, delivered) per change and mode
+    for mode in WEBHOOK_MODES:
+        for i, t_change in enumerate(changes):
+            t, attempt = t_change + 0.002, 1
+            while True:
+                down = OUTAGE[0] <= t < OUTAGE[1]
+                done = not down or mode == "webhook_ff"
+                rows.append({"mode": mode, "msg_id": f"msg_{mode}_{i}", "change_id": f"c{i}",
+                             "subscription_id": f"sub_{mode}", "attempt": attempt, "t_send_ns": W0 + round(t * S),
+                             "t_done_ns": W0 + round(t * S) + 2_000_000, "status": 0 if down else 204,
+                             "latency_ms": 2.0, "bytes_out": 430, "bytes_in": 0 if down else 100,
+                             "error": "connection refused" if down else None, "retry_after_s": None,
+                             "outcome": ("gave_up" if mode == "webhook_ff" else "retry") if down else "ok"})
+                if done:
+                    break
+                t += RETRY_DELAYS[attempt - 1]
+                if CRASH[0] <= t < CRASH[1]:  # the producer is down: its next attempt waits for the restart
+                    t = CRASH[1] + 0.1
+                attempt += 1
+            in_flight.append((t_change, t))
+    deliveries = pd.DataFrame(rows)
+    events = [{"t_ns": W0 + round(OUTAGE[0] * S), "source": "receiver", "event": "down", "mode": "refuse"},
+              {"t_ns": W0 + round(OUTAGE[1] * S), "source": "receiver", "event": "up", "mode": "refuse"},
+              {"t_ns": W0 + round(CRASH[0] * S), "source": "orchestrator", "event": "producer_killed"},
+              {"t_ns": W0 + round(CRASH[1] * S), "source": "orchestrator", "event": "producer_restarted"}]
+    for second in range(-3, 36):
+        if CRASH[0] <= second < CRASH[1]:
+            continue  # the producer is down: no stats
+        sent = deliveries[deliveries["t_send_ns"] <= W0 + second * S]
+        events.append({"t_ns": W0 + second * S + 1000, "source": "producer", "event": "stats",
+                       "changes": sum(t <= second for t in changes), "attempts": len(sent),
+                       "ok": int((sent["status"] == 204).sum()), "failed": int((sent["status"] == 0).sum()),
+                       "pending": sum(a <= second < b for a, b in in_flight)})
+    table = pd.DataFrame(events).astype({"changes": "Int64", "attempts": "Int64", "ok": "Int64", "failed": "Int64",
+                                         "pending": "Int64"})
+    return deliveries, table
+
+
+def _loss(policy: str, **values: Any) -> dict[str, Any]:
+    row = {"policy": policy, "changes": 135, "observed": 135, "lost": 0, "coalesced": 0, "duplicates_delivered": 0,
+           "duplicates_processed": None if policy == "polling" else 0, "late": 0, "max_delay_ms": 1001.0,
+           "lost_change_ids": []}
+    if policy != "polling":
+        row.update(attempted_during_outage=50, gave_up=0)
+    row.update(values)
+    return row
+
+
+FAULTS: dict[str, Any] = {
+    "receiver_down": [{"start_ns": W0 + 5 * S, "end_ns": W0 + 15 * S, "mode": "refuse", "duration_s": 10.0}],
+    "producer_crashes": [{"killed_ns": W0 + 20 * S, "restarted_ns": W0 + 23 * S, "down_s": 3.0}],
+    "changes_in_outage": 50,
+    "slo_s": 5.0,
+    "modes": {
+        "polling": _loss("polling"),
+        "polling_etag": _loss("polling", observed=123, coalesced=12, max_delay_ms=2950.0),
+        "webhook": _loss("retry", duplicates_delivered=2, late=31, max_delay_ms=9_480.5),
+        "webhook_ff": _loss("fire_and_forget", observed=85, lost=50, gave_up=50, max_delay_ms=4.2,
+                            lost_change_ids=[f"c{i}" for i in range(40, 60)]),
+        "webhook_outbox": _loss("outbox", late=31, max_delay_ms=9_481.0),
+    },
+}
+
+SECURITY: dict[str, Any] = {
+    "attack_enabled": True, "hostile_sent": 300, "hostile_accepted": 0, "hostile_as_expected": 298, "receiver_5xx": 0,
+    "kinds": {
+        "forged_signature": {"sent": 100, "expected_status": 401, "as_expected": 100, "statuses": {"401": 100},
+                             "accepted": 0, "deduplicated": 0, "audited": 100},
+        "replayed_id": {"sent": 100, "expected_status": 200, "as_expected": 98, "statuses": {"200": 98, "0": 2},
+                        "accepted": 0, "deduplicated": 98, "audited": 98},
+        "tampered_body": {"sent": 100, "expected_status": 401, "as_expected": 100, "statuses": {"401": 100},
+                          "accepted": 0, "deduplicated": 0, "audited": 100},
+    },
+    "legit": {"sent": 1200, "answered_2xx": 1200, "accepted_fraction": 1.0},
+    "audit": {"rows": 1498, "hostile_rows": 298, "legit_rows": 1200, "complete": True},
+}
+
+
+def _fault_summary(**changes: Any) -> dict[str, Any]:
+    """SUMMARY with the two extra webhook modes, the faults and the security sections."""
+    summary = _summary(faults=copy.deepcopy(FAULTS), security=copy.deepcopy(SECURITY), changes=135)
+    for mode in WEBHOOK_MODES[1:]:
+        summary["modes"][mode] = copy.deepcopy(SUMMARY["modes"]["webhook"])
+    summary.update(changes)
+    return summary
+
+
+def make_fault_run(root: Path, summary: dict[str, Any] | None = None, *, deliveries: bool = True,
+                   events: bool = True) -> Path:
+    d, e = _fault_tables()
+    return make_run(root, summary=summary or _fault_summary(), deliveries=d if deliveries else None,
+                    events=e if events else None)
 
 
 def _md_row(md: str, label: str) -> list[str]:
@@ -361,3 +475,198 @@ def test_reports_imports_neither_servers_scenarios_locust_nor_pyplot(run_dir: Pa
     root = Path(__file__).resolve().parents[1]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- loss table, security table, delivery timeline -------------------------------------------------
+
+def _section(md: str, heading: str) -> str:
+    """The text of the `## heading` section of report.md, up to the next `## ` heading."""
+    start = md.index(f"## {heading}\n")
+    end = md.find("\n## ", start + 1)
+    return md[start:end if end >= 0 else None]
+
+
+def test_loss_table_has_a_row_per_mode_and_lost_changes_stand_out(tmp_path: Path) -> None:
+    out = build_report(make_fault_run(tmp_path))
+    md, page = out["md"].read_text(encoding="utf-8"), out["html"].read_text(encoding="utf-8")
+    loss = _section(md, "Who lost what")
+
+    assert ("| mode | policy | changes | observed | lost | coalesced | duplicates delivered | duplicates processed"
+            " | late (\\> 5 s SLO) | max delay (s) |") in loss
+    assert _md_row(loss, "polling") == ["cursor polling catch-up", "135", "135", "0", "0", "0", "–", "0", "1.00"]
+    assert _md_row(loss, "polling_etag") == ["state polling", "135", "123", "0", "12", "0", "–", "0", "2.95"]
+    assert _md_row(loss, "webhook") == ["retries (in memory)", "135", "135", "0", "0", "2", "0", "31", "9.48"]
+    assert _md_row(loss, "webhook_ff") == ["fire-and-forget", "135", "85", "**50**", "0", "0", "0", "0", "0.00420"]
+    assert _md_row(loss, "webhook_outbox")[:4] == ["retries + durable outbox", "135", "135", "0"]
+    assert "|---|---|---:|" in loss  # the policy column is text, left-aligned
+    assert page.count('<td class="fail">') == 1 and '<td class="fail">50</td>' in page
+    assert '<td class="text">fire-and-forget</td>' in page
+    # the faults as measured, relative to the window start
+    assert ("The receiver was down once (as measured from its own records): 10 s refusing connections, "
+            "from 5 s to 15 s into the window. 50 changes were made in the window while it was down.") in loss
+    assert "The producer crashed (kill -9) once: killed 20 s into the window, back 3 s later." in loss
+    assert "Deliveries given up: webhook 0, webhook_ff 50, webhook_outbox 0." in loss
+    assert "- **webhook_ff**: c40, c41, c42, c43, c44, c45, c46, c47, c48, c49, … (50 lost in all)" in loss
+
+
+def test_loss_table_marks_duplicates_processed_and_tolerates_an_unrestarted_producer(tmp_path: Path) -> None:
+    summary = _fault_summary()
+    faults = summary["faults"]
+    faults["modes"]["webhook"]["duplicates_processed"] = 3
+    faults["receiver_down"] = [{"start_ns": W0 + 2 * S, "end_ns": W0 + 4 * S, "mode": "503", "duration_s": 2.0},
+                               {"start_ns": W0 + 8 * S, "end_ns": W0 + 9 * S, "mode": "refuse", "duration_s": 1.0}]
+    faults["producer_crashes"] = [{"killed_ns": W0 + 25 * S, "restarted_ns": None, "down_s": None}]
+    del faults["modes"]["webhook_ff"]["lost_change_ids"]
+    md = build_report(make_fault_run(tmp_path, summary))["md"].read_text(encoding="utf-8")
+    loss = _section(md, "Who lost what")
+
+    assert _md_row(loss, "webhook")[6] == "**3**"
+    assert ("down 2 times (as measured from its own records): 2 s answering 503 Service Unavailable, from 2 s to "
+            "4 s into the window; 1 s refusing connections, from 8 s to 9 s into the window.") in loss
+    assert "killed 25 s into the window, not restarted before the run ended." in loss
+    assert "Lost changes" not in loss  # no ids recorded: nothing to list
+
+
+@pytest.mark.parametrize("webhook_modes, shown", [(("webhook",), False), (("webhook", "webhook_ff"), True)])
+def test_loss_table_without_faults_only_compares_several_webhook_modes(
+        tmp_path: Path, webhook_modes: tuple[str, ...], shown: bool) -> None:
+    summary = _fault_summary()
+    summary["faults"].update(receiver_down=[], producer_crashes=[], changes_in_outage=0)
+    summary["faults"]["modes"] = {m: s for m, s in summary["faults"]["modes"].items()
+                                  if not m.startswith("webhook") or m in webhook_modes}
+    md = build_report(make_fault_run(tmp_path, summary))["md"].read_text(encoding="utf-8")
+
+    assert ("## Who lost what" in md) is shown
+    assert ("No fault was injected in this run" in md) is shown
+    # no outage, no crash: nothing for the timeline to show
+    assert "**Figure skipped:** no receiver outage or producer crash in this run" in md
+
+
+def test_security_table_when_every_defence_holds(tmp_path: Path) -> None:
+    out = build_report(make_fault_run(tmp_path))
+    md, page = out["md"].read_text(encoding="utf-8"), out["html"].read_text(encoding="utf-8")
+    sec = _section(md, "Security under attack")
+
+    assert "each hostile request breaks exactly one rule" in sec.lower()
+    assert "expected to get the duplicate answer, 2xx, without being processed again" in sec
+    assert _md_row(sec, "forged_signature") == ["100", "401", "100", "–", "0", "0"]
+    assert _md_row(sec, "replayed_id") == ["100", "200", "98", "no answer×2", "0", "98"]
+    assert _md_row(sec, "all hostile requests") == ["300", "", "298", "no answer×2", "0", "98"]
+    assert _md_row(sec, "legitimate deliveries answered 2xx") == ["1,200 of 1,200 (100.00%)"]
+    assert _md_row(sec, "receiver 5xx answers") == ["0"]
+    assert _md_row(sec, "audit log complete") == ["yes (1,498 rows: 298 hostile, 1,200 legitimate)"]
+    assert "**Verdict:** no hostile request was processed" in sec
+    assert "2 hostile requests got another answer than expected" in sec
+    assert "Security check failed" not in md and 'class="notice warning"' not in page
+
+
+def test_security_failures_stand_out(tmp_path: Path) -> None:
+    summary = _fault_summary()
+    sec = summary["security"]
+    sec["kinds"]["tampered_body"].update(as_expected=96, statuses={"401": 96, "200": 3, "500": 1}, accepted=3)
+    sec.update(hostile_accepted=3, hostile_as_expected=294, receiver_5xx=1)
+    sec["legit"] = {"sent": 1200, "answered_2xx": 1188, "accepted_fraction": 0.99}
+    sec["audit"]["complete"] = False
+    out = build_report(make_fault_run(tmp_path, summary))
+    md, page = out["md"].read_text(encoding="utf-8"), out["html"].read_text(encoding="utf-8")
+    text = _section(md, "Security under attack")
+
+    assert "**⚠ Security check failed**" in text
+    assert "> - 3 hostile requests were processed as new (tampered_body)." in text
+    assert "> - The receiver answered 1 request with a 5xx error." in text
+    # this run also had a receiver outage, which fails legitimate deliveries by itself: said, still a failure
+    assert ("> - Only 99.00% of legitimate deliveries were answered 2xx (1,188 of 1,200). The receiver was also "
+            "down for part of this run") in text
+    assert _md_row(text, "tampered_body") == ["100", "401", "96", "200×3, 500×1", "**3**", "0"]
+    assert _md_row(text, "all hostile requests")[3:5] == ["200×3, no answer×2, 500×1", "**3**"]
+    assert _md_row(text, "legitimate deliveries answered 2xx") == ["**1,188 of 1,200 (99.00%)**"]
+    assert _md_row(text, "receiver 5xx answers") == ["**1**"]
+    assert _md_row(text, "audit log complete")[0].startswith("**no (")
+    assert "Verdict" not in text
+    assert 'class="notice warning" role="alert"' in page
+    assert '<td class="fail">1,188 of 1,200 (99.00%)</td>' in page
+
+
+def test_security_section_only_when_an_attack_ran(tmp_path: Path) -> None:
+    summary = _fault_summary()
+    summary["security"].update(attack_enabled=False, hostile_sent=0, kinds={}, hostile_as_expected=0)
+    md = build_report(make_fault_run(tmp_path, summary))["md"].read_text(encoding="utf-8")
+
+    assert "## Security under attack" not in md
+    assert "## Who lost what" in md
+
+
+def test_old_summary_without_faults_or_security_skips_them(run_dir: Path) -> None:
+    out = build_report(run_dir)
+    md, page = out["md"].read_text(encoding="utf-8"), out["html"].read_text(encoding="utf-8")
+
+    assert "Who lost what" not in md and "Security under attack" not in md
+    assert "**Figure skipped:** summary.json has no faults section" in md
+    assert 'class="fail"' not in page
+
+
+def test_delivery_timeline_is_drawn_and_embedded_when_a_fault_hit_deliveries(tmp_path: Path) -> None:
+    out = build_report(make_fault_run(tmp_path))
+    md, page = out["md"].read_text(encoding="utf-8"), out["html"].read_text(encoding="utf-8")
+    png = tmp_path / "run" / "figures" / "delivery_timeline.png"
+
+    assert png in out["figures"] and len(out["figures"]) == len(FIGURES) + 1
+    assert "![Webhook deliveries through the faults](figures/delivery_timeline.png)" in md
+    assert "one panel per webhook mode" in md and "Bottom: the producer's delivery backlog" in md
+    embedded = [base64.b64decode(data) for data in DATA_URI.findall(page)]
+    assert png.read_bytes() in embedded and len(embedded) == len(FIGURES) + 1
+    # three mode panels and the backlog, readable at 100 dpi: 750 px wide and taller than the other figures
+    width, height = int.from_bytes(png.read_bytes()[16:20], "big"), int.from_bytes(png.read_bytes()[20:24], "big")
+    assert width == 750 and height > 700
+
+
+def test_delivery_timeline_aggregates_many_modes_and_old_tables(tmp_path: Path) -> None:
+    deliveries, events = _fault_tables()
+    extra = deliveries[deliveries["mode"] == "webhook"].assign(mode="webhook_slow")
+    (tmp_path / "many").mkdir()
+    many = make_run(tmp_path / "many", summary=_fault_summary(), deliveries=pd.concat([deliveries, extra]),
+                    events=events)
+    (tmp_path / "old").mkdir()  # an older deliveries.parquet has no mode column; no events.parquet at all
+    old = make_run(tmp_path / "old", summary=_fault_summary(), deliveries=deliveries.drop(columns=["mode"]))
+
+    many_md = build_report(many)["md"].read_text(encoding="utf-8")
+    old_out = build_report(old)
+    old_md = old_out["md"].read_text(encoding="utf-8")
+
+    assert "per 1 s bin of send time, all webhook modes together" in many_md
+    assert old / "figures" / "delivery_timeline.png" in old_out["figures"]
+    assert "all webhook modes together" in old_md
+    assert "The producer's delivery backlog was not recorded (no stats in events.parquet)." in old_md
+
+
+@pytest.mark.parametrize("change, note", [
+    ("no deliveries", "the run directory has no deliveries.parquet"),
+    ("no columns", "deliveries.parquet lacks the columns status (written by an older hookbench)"),
+    ("polling only", "no webhook delivery was attempted"),
+])
+def test_delivery_timeline_skipped_with_a_note(tmp_path: Path, change: str, note: str) -> None:
+    run_dir = make_fault_run(tmp_path)
+    build_report(run_dir)  # first drawn: the stale PNG must then go away
+    deliveries = pd.read_parquet(run_dir / "deliveries.parquet")
+    if change == "no deliveries":
+        (run_dir / "deliveries.parquet").unlink()
+    elif change == "no columns":
+        deliveries.drop(columns=["status"]).to_parquet(run_dir / "deliveries.parquet", index=False)
+    else:
+        deliveries.assign(mode="polling").to_parquet(run_dir / "deliveries.parquet", index=False)
+    out = build_report(run_dir)
+    md, page = out["md"].read_text(encoding="utf-8"), out["html"].read_text(encoding="utf-8")
+
+    assert f"**Figure skipped:** {note}" in md
+    assert not (run_dir / "figures" / "delivery_timeline.png").exists()
+    assert "figures/delivery_timeline.png" not in md
+    assert len(DATA_URI.findall(page)) == len(FIGURES)
+    assert "## Who lost what" in md  # the table does not depend on the raw table
+
+
+def test_damaged_optional_table_raises_run_dir_error_naming_it(tmp_path: Path) -> None:
+    run_dir = make_fault_run(tmp_path)
+    (run_dir / "events.parquet").write_bytes(b"not parquet")
+
+    with pytest.raises(RunDirError, match=re.escape(str(run_dir / "events.parquet"))):
+        build_report(run_dir)

@@ -1,4 +1,5 @@
-"""Run the producer as its own process: `python -m servers.producer --scenario-json F --db F [--records DIR] [--port P]`.
+"""Run the producer as its own process: `python -m servers.producer --scenario-json F --db F [--records DIR] [--port P]
+[--generation N]`.
 
 The orchestrator starts it this way; people use `hookbench serve producer` instead.
 """
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", default=None, help="directory for record files")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--generation", type=int, default=0,
+                    help="restarts so far on this --db (0 = first start): reseeds the change schedule")
     args = ap.parse_args(argv)
     path = Path(args.scenario_json)
     try:
@@ -31,7 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, json.JSONDecodeError, ScenarioError) as e:
         print(f"producer: {e}", file=sys.stderr)
         return 2
-    serve(create_app(scenario, db_path=args.db, records_dir=args.records), args.host, args.port)
+    if args.generation < 0:
+        print(f"producer: --generation {args.generation}: must be >= 0", file=sys.stderr)
+        return 2
+    serve(create_app(scenario, db_path=args.db, records_dir=args.records, generation=args.generation),
+          args.host, args.port)
     return 0
 
 

@@ -1,29 +1,43 @@
-"""Webhook dispatcher: POSTs every change to every active subscription, signed (Standard Webhooks).
+"""Webhook dispatcher: POSTs every change to every active subscription, signed, under that subscription's policy.
 
-One reused aiohttp.ClientSession; per subscription a queue drained by `concurrency` workers; a
-per-attempt timeout; failed attempts are retried after exponential back-off with jitter. Every
-attempt is recorded (time, status, latency, bytes, attempt number). Not durable: deliveries still
-queued when the producer stops are lost (the analysis counts them against ground truth).
+Policies (`DeliveryCfg.policy`):
+- `retry`: an in-memory queue per subscription; a failed attempt is retried after the back-off schedule
+  (or the Retry-After a 429/503 asked for), up to `attempts`. Lost if the producer stops.
+- `fire_and_forget`: exactly one attempt, never retried.
+- `outbox`: durable; `Store.apply_change` queues the change in SQLite before anyone hears of it, and
+  `outbox.pump` delivers, retries and dead-letters those rows, resuming them after a restart.
+
+Each subscription is an `Endpoint` with its own workers, concurrency limit and circuit breaker, so one
+failing endpoint never stalls another. A 410 Gone disables the subscription. Every attempt is recorded
+(deliveries.jsonl), its cost charged to the subscription's mode name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
-from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
-from bench.config import DeliveryCfg, WebhookCfg
-from bench.protocol import MODE_WEBHOOK, ChangeEvent, encode_event, msg_id_for
+from bench.config import DeliveryCfg
+from bench.protocol import ChangeEvent, msg_id_for
 from bench.records import JsonlWriter
-from bench.signing import Signer
 
-from .ledger import Ledger, header_bytes
-from .store import Subscription
+from . import outbox
+from .endpoint import Attempt, Endpoint, Job
+from .ledger import Ledger
+from .store import Store, Subscription
 
-__all__ = ["Dispatcher", "backoff_delay"]
+__all__ = ["Dispatcher", "backoff_delay", "OK", "RETRY", "GAVE_UP", "DISABLED", "ABANDONED"]
+
+log = logging.getLogger("hookbench.producer")
+
+# `outcome` of a deliveries.jsonl row
+OK, RETRY, GAVE_UP, DISABLED, ABANDONED = "ok", "retry", "gave_up", "disabled", "abandoned"
+GONE = 410
 
 
 def backoff_delay(cfg: DeliveryCfg, attempt: int, rng: random.Random) -> float:
@@ -31,135 +45,222 @@ def backoff_delay(cfg: DeliveryCfg, attempt: int, rng: random.Random) -> float:
     return cfg.nominal_delay(attempt) * (1.0 + rng.uniform(-cfg.jitter, cfg.jitter))
 
 
-@dataclass
-class _Job:
-    change: ChangeEvent
-    attempt: int
-
-
-class _Endpoint:
-    def __init__(self, sub: Subscription) -> None:
-        self.sub = sub
-        self.signer = Signer(sub.secret)
-        self.queue: asyncio.Queue[_Job] = asyncio.Queue()
-        self.workers: list[asyncio.Task[None]] = []
-
-
 class Dispatcher:
-    def __init__(self, cfg: WebhookCfg, ledger: Ledger, records: JsonlWriter | None, seed: int) -> None:
-        self.cfg = cfg
-        self.delivery = cfg.subscriptions[0]
+    def __init__(self, ledger: Ledger, records: JsonlWriter | None, seed: int, store: Store, *,
+                 enabled: bool = True) -> None:
+        """`enabled` False (webhook.enabled = false): nothing is sent; outbox rows wait in the store."""
         self.ledger = ledger
         self.records = records
         self.rng = random.Random(seed)
-        self.endpoints: dict[str, _Endpoint] = {}
+        self.store = store
+        self.enabled = enabled
+        self.endpoints: dict[str, Endpoint] = {}  # active subscriptions
+        self.known: dict[str, Endpoint] = {}  # every endpoint this process ran, for /stats
         self.session: aiohttp.ClientSession | None = None
-        self.retry_handles: set[asyncio.TimerHandle] = set()
-        self.attempts = self.ok = self.failed = 0
+        self.tasks: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=0))
 
     async def close(self) -> None:
-        for handle in self.retry_handles:
-            handle.cancel()
-        for ep in list(self.endpoints.values()):
-            await self._stop_endpoint(ep)
+        """Stop at once: in-memory jobs are dropped (that is the policy); outbox rows stay for the next start."""
+        for ep in self.known.values():
+            ep.closed = True
+            ep.breaker.stop()
+            for handle in ep.timers:
+                handle.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
 
+    def spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    # --- counters -----------------------------------------------------------------------------
+    @property
+    def attempts(self) -> int:
+        return sum(ep.attempts for ep in self.known.values())
+
+    @property
+    def ok(self) -> int:
+        return sum(ep.ok for ep in self.known.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(ep.failed for ep in self.known.values())
+
     def pending(self) -> int:
-        return sum(ep.queue.qsize() for ep in self.endpoints.values()) + len(self.retry_handles)
+        """Deliveries not finished: in-memory jobs (queued, waiting to retry, in flight) and outbox rows."""
+        return sum(ep.jobs for ep in self.known.values()) + self.store.outbox_pending()
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """Per subscription: name, policy, counts, pending, breaker state (no secrets)."""
+        out = {}
+        for sid, ep in self.known.items():
+            out[sid] = {"name": ep.cfg.name, "policy": ep.cfg.policy, "active": not ep.closed,
+                        "closed_reason": ep.close_reason or None, "attempts": ep.attempts, "ok": ep.ok,
+                        "failed": ep.failed,
+                        "pending": self.store.outbox_pending(sid) if ep.outbox else ep.jobs,
+                        "in_flight": ep.in_flight, "max_in_flight": ep.max_in_flight,
+                        "breaker": ep.breaker.state, "breaker_opened": ep.breaker.opened}
+        return out
 
     # --- subscriptions ------------------------------------------------------------------------
-    def add(self, sub: Subscription) -> None:
-        ep = _Endpoint(sub)
-        ep.workers = [asyncio.create_task(self._worker(ep)) for _ in range(self.delivery.concurrency)]
-        self.endpoints[sub.id] = ep
+    def add(self, sub: Subscription) -> Endpoint:
+        """Start delivering to `sub`; raises what `Endpoint` raises for an unusable one."""
+        ep = Endpoint(sub)
+        self.endpoints[sub.id] = self.known[sub.id] = ep
+        if not self.enabled:
+            return ep
+        if ep.outbox:
+            self.spawn(outbox.pump(self, ep))
+        else:
+            for _ in range(ep.cfg.concurrency):
+                self.spawn(self._worker(ep))
+        return ep
 
     async def remove(self, sid: str) -> None:
-        ep = self.endpoints.pop(sid, None)
+        """DELETE /subscriptions/{id}: stop at once; what it still had to deliver is abandoned (and recorded)."""
+        ep = self.endpoints.get(sid)
         if ep is not None:
-            await self._stop_endpoint(ep)
+            self._close_endpoint(ep, "subscription deleted")
 
-    async def _stop_endpoint(self, ep: _Endpoint) -> None:
-        for w in ep.workers:
-            w.cancel()
-        await asyncio.gather(*ep.workers, return_exceptions=True)
+    def disable(self, ep: Endpoint) -> None:
+        """The endpoint answered 410 Gone: deactivate the subscription in the store and stop delivering to it."""
+        if ep.closed:
+            return
+        self.store.remove_subscription(ep.sub.id, "410 Gone")
+        log.warning("subscription %s (%s) answered 410 Gone: disabled", ep.sub.id, ep.cfg.name)
+        self._close_endpoint(ep, "subscription disabled (410 Gone)")
+
+    def _close_endpoint(self, ep: Endpoint, reason: str) -> None:
+        ep.closed = True
+        ep.close_reason = reason
+        self.endpoints.pop(ep.sub.id, None)
+        ep.breaker.stop()
+        ep.wake.set()
+        why = f"abandoned: {reason}"
+        if ep.outbox:  # rows being sent are settled by their attempt
+            moved = self.store.outbox_dead(ep.sub.id, None, why, time.time_ns(), keep=ep.sending)
+            for seq, attempts in moved:
+                change = self.store.change(seq)
+                if change is not None:
+                    self.record(ep, Attempt(change, attempts), ABANDONED, why)
+            return
+        jobs = list(ep.timers.values())
+        for handle in ep.timers:
+            handle.cancel()
+        ep.timers.clear()
+        while not ep.queue.empty():
+            job = ep.queue.get_nowait()
+            if job is not None:
+                jobs.append(job)
+        for job in jobs:
+            self._abandon(ep, job, why)
+        for _ in range(ep.cfg.concurrency):
+            ep.queue.put_nowait(None)  # workers waiting for a job end; those busy see `closed` afterwards
+
+    def _abandon(self, ep: Endpoint, job: Job, why: str) -> None:
+        ep.jobs -= 1
+        self.record(ep, Attempt(job.change, job.number - 1), ABANDONED, why)
 
     # --- delivery -----------------------------------------------------------------------------
     def submit(self, change: ChangeEvent) -> None:
-        if not self.cfg.enabled:
+        """A change was committed: queue it for every in-memory subscription, wake the outbox pumps."""
+        if not self.enabled:
             return
         for ep in self.endpoints.values():
-            ep.queue.put_nowait(_Job(change, 1))
+            if ep.outbox:
+                ep.wake.set()  # the row is already in the store (apply_change)
+            else:
+                ep.jobs += 1
+                ep.queue.put_nowait(Job(change, 1))
 
-    async def _worker(self, ep: _Endpoint) -> None:
+    async def attempt(self, ep: Endpoint, change: ChangeEvent, number: int, probe: bool) -> Attempt:
+        """One attempt admitted by the breaker (`probe` as `admit()` returned); counts it everywhere."""
+        assert self.session is not None
+        a = Attempt(change, number)
+        try:
+            await ep.post(self.session, a, self.ledger.mode(ep.cfg.name))
+        finally:
+            ep.breaker.record(a.ok, probe)
+        ep.attempts += 1
+        if a.ok:
+            ep.ok += 1
+        else:
+            ep.failed += 1
+        return a
+
+    def decide(self, ep: Endpoint, a: Attempt) -> tuple[str, float]:
+        """The attempt's outcome and, for RETRY, the seconds to wait before the next one."""
+        if a.ok:
+            return OK, 0.0
+        if a.status == GONE:
+            return DISABLED, 0.0
+        if ep.closed:
+            return ABANDONED, 0.0
+        if a.number >= ep.cfg.attempts:
+            return GAVE_UP, 0.0
+        if a.retry_after is not None:
+            return RETRY, a.retry_after
+        return RETRY, backoff_delay(ep.cfg, a.number, self.rng)
+
+    async def _worker(self, ep: Endpoint) -> None:
         while True:
             job = await ep.queue.get()
+            if job is None:
+                return
             try:
-                await self._attempt(ep, job)
+                await self._deliver(ep, job)
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # a bug in one attempt must not stop the worker; it is recorded
-                self._record(ep, job, time.time_ns(), time.time_ns(), 0, 0, 0, f"internal: {e!r}")
+                ep.jobs -= 1
+                now = time.time_ns()
+                self.record(ep, Attempt(job.change, job.number, now, now), GAVE_UP, f"internal: {e!r}")
 
-    async def _attempt(self, ep: _Endpoint, job: _Job) -> None:
-        assert self.session is not None
-        cost = self.ledger.mode(MODE_WEBHOOK)
-        cpu0 = time.thread_time_ns()
-        body = encode_event(job.change)
-        payload = body.encode()
-        headers = ep.signer.headers(msg_id_for(job.change["change_id"]), body, int(time.time()))
-        headers["content-type"] = "application/json"
-        cost.cpu_ns += time.thread_time_ns() - cpu0
-
-        status, bytes_out, bytes_in, error = 0, 0, 0, None
-        t_send = time.time_ns()
-        try:
-            # No redirects: a 3xx is the endpoint's answer (a failure), never a hop to an unchecked URL.
-            async with self.session.post(ep.sub.url, data=payload, headers=headers, allow_redirects=False,
-                                         timeout=aiohttp.ClientTimeout(total=self.delivery.timeout)) as resp:
-                rbody = await resp.read()
-                status = resp.status
-                sent_head = resp.request_info.headers
-                bytes_out = header_bytes(f"POST {resp.request_info.url.raw_path_qs} HTTP/1.1", sent_head) + len(payload)
-                bytes_in = header_bytes(f"HTTP/1.1 {resp.status} {resp.reason}", resp.headers) + len(rbody)
-        except asyncio.TimeoutError:
-            error = "timeout"
-        except aiohttp.ClientError as e:
-            error = f"{e.__class__.__name__}: {e}"[:200]
-        t_done = time.time_ns()
-        cost.requests += 1
-        cost.bytes_out += bytes_out or len(payload)
-        cost.bytes_in += bytes_in
-        self._record(ep, job, t_send, t_done, status, bytes_out, bytes_in, error)
-
-        self.attempts += 1
-        if 200 <= status < 300:
-            self.ok += 1
+    async def _deliver(self, ep: Endpoint, job: Job) -> None:
+        async with ep.slots:
+            # Fire-and-forget keeps no copy, so it cannot wait behind an open breaker either (holding the
+            # job would be a buffer, i.e. a retry): its one attempt goes out at once, whatever the breaker says.
+            probe = False if ep.cfg.policy == "fire_and_forget" else await ep.breaker.admit()  # waits while open
+            if probe is None:
+                self._abandon(ep, job, f"abandoned: {ep.close_reason}")
+                return
+            a = await self.attempt(ep, job.change, job.number, probe)
+        outcome, delay = self.decide(ep, a)
+        self.record(ep, a, outcome, f"abandoned: {ep.close_reason}" if outcome == ABANDONED else None)
+        if outcome != RETRY:
+            ep.jobs -= 1
+            if outcome == DISABLED:
+                self.disable(ep)
             return
-        self.failed += 1
-        if job.attempt < self.delivery.attempts:
-            delay = backoff_delay(self.delivery, job.attempt, self.rng)
-            loop = asyncio.get_running_loop()
-            retry = _Job(job.change, job.attempt + 1)
+        retry = Job(job.change, job.number + 1)
 
-            def requeue() -> None:
-                self.retry_handles.discard(handle)
-                if ep.sub.id in self.endpoints:
-                    ep.queue.put_nowait(retry)
+        def requeue() -> None:
+            ep.timers.pop(handle, None)
+            if not ep.closed:
+                ep.queue.put_nowait(retry)
 
-            handle = loop.call_later(delay, requeue)
-            self.retry_handles.add(handle)
+        handle = asyncio.get_running_loop().call_later(delay, requeue)
+        ep.timers[handle] = retry
 
-    def _record(self, ep: _Endpoint, job: _Job, t_send: int, t_done: int, status: int, bytes_out: int,
-                bytes_in: int, error: str | None) -> None:
+    def record(self, ep: Endpoint, a: Attempt, outcome: str, note: str | None = None) -> None:
+        """One deliveries.jsonl row. Rows that are not attempts (ABANDONED before sending) have status 0,
+        t_send = t_done and `attempt` = the attempts made so far (0 if none)."""
         if self.records is None:
             return
+        if not a.t_send:
+            a.t_send = a.t_done = time.time_ns()
+        change = a.change
         self.records.write({
-            "msg_id": msg_id_for(job.change["change_id"]), "change_id": job.change["change_id"],
-            "subscription_id": ep.sub.id, "attempt": job.attempt, "t_send_ns": t_send, "t_done_ns": t_done,
-            "status": status, "latency_ms": (t_done - t_send) / 1e6, "bytes_out": bytes_out,
-            "bytes_in": bytes_in, "error": error,
+            "msg_id": msg_id_for(change["change_id"]), "change_id": change["change_id"],
+            "subscription_id": ep.sub.id, "mode": ep.cfg.name, "attempt": a.number, "t_send_ns": a.t_send,
+            "t_done_ns": a.t_done, "status": a.status, "latency_ms": (a.t_done - a.t_send) / 1e6,
+            "bytes_out": a.bytes_out, "bytes_in": a.bytes_in, "error": a.error or note,
+            "retry_after_s": a.retry_after, "outcome": outcome,
         })

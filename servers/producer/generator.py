@@ -1,4 +1,8 @@
-"""The change generator: applies the scenario's change process to the store and hands each change to the dispatcher."""
+"""The change generator: applies the scenario's change process to the store and hands each change to the dispatcher.
+
+A producer restarted after a crash runs with a higher `generation`: its schedule is drawn from a seed
+derived from (scenario seed, generation), so it does not replay the first generation's changes.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +11,29 @@ import random
 import time
 from typing import Callable
 
+import numpy as np
+
 from bench.config import Scenario
 from bench.protocol import ChangeEvent
 from bench.workload import change_schedule
 
 from .store import Store
 
-__all__ = ["ChangeGenerator"]
+__all__ = ["ChangeGenerator", "generation_seed"]
+
+
+def generation_seed(seed: int, generation: int) -> int:
+    """The seed of restart number `generation`: `seed` itself for the first (0), an independent one after."""
+    if generation == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, generation]).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 class ChangeGenerator:
-    def __init__(self, scenario: Scenario, store: Store, on_change: Callable[[ChangeEvent], None]) -> None:
+    def __init__(self, scenario: Scenario, store: Store, on_change: Callable[[ChangeEvent], None], *,
+                 generation: int = 0) -> None:
         self.scenario = scenario
+        self.seed = generation_seed(scenario.seed, generation)
         self.store = store
         self.on_change = on_change
         self.running = False
@@ -46,10 +61,10 @@ class ChangeGenerator:
         sc = self.scenario
         scale = sc.run.time_scale
         sched = change_schedule(
-            sc.changes.process, sc.resources.count, sc.seed,
+            sc.changes.process, sc.resources.count, self.seed,
             rate=None if sc.changes.rate is None else sc.changes.rate * scale,
             interval=None if sc.changes.interval is None else sc.changes.interval / scale)
-        values = random.Random(sc.seed + 1)
+        values = random.Random(self.seed + 1)
         loop = asyncio.get_running_loop()
         start = loop.time()
         for offset, rid in sched:

@@ -5,17 +5,15 @@ Handlers are thin: parse, call the store or dispatcher, translate problems into 
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import time
 
 from aiohttp import web
-from yarl import URL
 
 from bench.protocol import etag_for
-from bench.signing import Signer
 
-from .keys import DISPATCHER, GENERATOR, LEDGER, MARKS, STORE
+from .keys import DEFAULT_DELIVERY, DISPATCHER, GENERATOR, LEDGER, MARKS, SNAPSHOT, STORE
+from .subscribe import EXAMPLE, SubscriptionError, parse_subscription
 
 __all__ = ["routes"]
 
@@ -74,38 +72,22 @@ async def get_changes(request: web.Request) -> web.Response:
 
 @routes.post("/subscriptions")
 async def add_subscription(request: web.Request) -> web.Response:
+    """Body: url, scheme, secrets (or "secret"), delivery, basic_auth, ca_file (see `subscribe.py`).
+
+    The answer shows what was stored, except the secrets and the Basic Auth password.
+    """
     try:
         data = await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise web.HTTPBadRequest(text="expected a JSON body {\"url\": ..., \"secret\": \"whsec_...\"}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("url"), str) or not isinstance(data.get("secret"), str):
-        raise web.HTTPBadRequest(text="expected {\"url\": string, \"secret\": string}")
-    url, secret = data["url"], data["secret"]
-    if not _is_loopback_url(url):
-        raise web.HTTPBadRequest(text=f"url={url!r}: hookbench only delivers to loopback addresses "
-                                      "(http(s)://127.0.0.1, [::1] or localhost, no user info)")
+        raise web.HTTPBadRequest(text=f"expected a JSON body such as {EXAMPLE}") from None
     try:
-        Signer(secret)
-    except ValueError as e:
+        req = parse_subscription(data, request.app[DEFAULT_DELIVERY])
+    except SubscriptionError as e:
         raise web.HTTPBadRequest(text=str(e)) from None
-    sub = request.app[STORE].add_subscription(url, secret, time.time_ns())
+    sub = request.app[STORE].add_subscription(req.url, req.scheme, req.secrets, req.delivery, time.time_ns(),
+                                              basic_auth=req.basic_auth, ca_file=req.ca_file)
     request.app[DISPATCHER].add(sub)
-    return web.json_response({"id": sub.id, "url": sub.url}, status=201)
-
-
-def _is_loopback_url(url: str) -> bool:
-    try:
-        u = URL(url)
-    except (ValueError, TypeError):
-        return False
-    if u.scheme not in ("http", "https") or u.user is not None or u.password is not None or not u.host:
-        return False
-    if u.host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(u.host).is_loopback
-    except ValueError:
-        return False
+    return web.json_response(sub.public(), status=201)
 
 
 @routes.delete("/subscriptions/{id}")
@@ -120,17 +102,21 @@ async def delete_subscription(request: web.Request) -> web.Response:
 @routes.get("/stats")
 async def stats(request: web.Request) -> web.Response:
     d = request.app[DISPATCHER]
-    snap = request.app[LEDGER].snapshot()
+    snap = request.app[SNAPSHOT]()
     snap["deliveries"] = {"attempts": d.attempts, "ok": d.ok, "failed": d.failed, "pending": d.pending()}
+    snap["subscriptions"] = d.stats()
     return web.json_response(snap)
 
 
 @routes.post("/control/mark")
 async def mark(request: web.Request) -> web.Response:
-    data = await request.json()
-    snap = request.app[LEDGER].snapshot()
-    snap["mark"] = str(data.get("name", "mark"))
-    request.app[MARKS].append(snap)
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise web.HTTPBadRequest(text='expected a JSON body {"name": "window_start"}') from None
+    snap = request.app[SNAPSHOT]()
+    snap["mark"] = str(data.get("name", "mark")) if isinstance(data, dict) else "mark"
+    request.app[MARKS].write(snap)  # on disk (fsynced) before the answer: it must survive kill -9
     return web.json_response(snap)
 
 

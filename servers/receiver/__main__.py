@@ -1,29 +1,117 @@
-"""Run the receiver as its own process: `python -m servers.receiver --secret whsec_... [--records DIR] [--port P]`."""
+"""Run the receiver as its own process: `--config FILE` (the orchestrator) or `--secret ...` (a person, one endpoint).
+`main(argv)` is also what `hookbench serve receiver` calls."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+import tempfile
+from pathlib import Path
 
-from ..common import serve
+from bench.errors import MISSING, ScenarioError
+from bench.protocol import SCHEMES
+
+from ..common import LOOPBACK, serve
 from .app import create_app
+from .config import BasicAuth, ReceiverSetup, load_setup, simple_setup
+from .tls import CERT_FILE, server_context
+
+__all__ = ["main"]
+
+USAGE = """\
+The orchestrator:  python -m servers.receiver --config FILE --records DIR --port 0
+A person:          python -m servers.receiver --port 8090 --secret whsec_... [--scheme standard|github|stripe]
+                   [--secure] [--basic-auth user:pass] [--path-token TOKEN] [--https [--tls-dir DIR]] [--records DIR]
+It prints `HOOKBENCH-READY port=N` on stdout once it listens, and where to send webhooks on stderr.
+"""
+_SIMPLE_ONLY = ("secret", "scheme", "secure", "basic_auth", "path_token", "https", "tls_dir")
+
+
+def _parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m servers.receiver", description=USAGE,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", help="JSON set-up written by the orchestrator (receiver, faults, endpoints...)")
+    ap.add_argument("--secret", action="append",
+                    help="signing secret of the one endpoint (repeat for a rotation: current first)")
+    ap.add_argument("--scheme", choices=SCHEMES, default=None, help="signing scheme (default: standard)")
+    ap.add_argument("--secure", action="store_true", default=None,
+                    help="every defence on (Basic Auth, secret path token, HTTPS); missing credentials are generated")
+    ap.add_argument("--basic-auth", metavar="USER:PASS", help="require HTTP Basic Auth with these credentials")
+    ap.add_argument("--path-token", metavar="TOKEN", help="serve the endpoint at /hooks/TOKEN only")
+    ap.add_argument("--https", action="store_true", default=None, help="serve HTTPS with a fresh self-signed cert")
+    ap.add_argument("--tls-dir", help="where to write cert.pem and key.pem (default: a new temporary directory)")
+    ap.add_argument("--records", default=None, help="directory for record files (audit.jsonl, faults.jsonl...)")
+    ap.add_argument("--host", default="127.0.0.1", choices=LOOPBACK)
+    ap.add_argument("--port", type=int, default=0, help="port (0: any free port; the ready line says which)")
+    return ap
+
+
+def _setup(args: argparse.Namespace) -> tuple[ReceiverSetup, bool]:
+    """The set-up from --config or from the simple flags; True if it came from the simple flags."""
+    if args.config:
+        given = [f"--{k.replace('_', '-')}" for k in _SIMPLE_ONLY if getattr(args, k) is not None]
+        if given:
+            raise ScenarioError("command line", given[0], "(given)",
+                                "cannot be combined with --config (the config file holds the endpoints)")
+        return load_setup(args.config), False
+    if not args.secret:
+        raise ScenarioError("command line", "--secret", MISSING,
+                            "is required (or --config FILE): e.g. --secret whsec_<base64> for the standard scheme")
+    basic = None
+    if args.basic_auth is not None:
+        user, sep, password = args.basic_auth.partition(":")
+        if not (user and sep and password):
+            raise ScenarioError("command line", "--basic-auth", args.basic_auth, "must look like user:password")
+        basic = BasicAuth(user, password)
+    https = bool(args.https) or bool(args.secure)
+    tls_dir = Path(args.tls_dir) if args.tls_dir else (
+        Path(tempfile.mkdtemp(prefix="hookbench-tls-")) if https else None)
+    return simple_setup(list(args.secret), scheme=args.scheme or "standard", secure=bool(args.secure),
+                        basic_auth=basic, path_token=args.path_token, https=bool(args.https), tls_dir=tls_dir,
+                        source="command line"), True
+
+
+def _announce(setup: ReceiverSetup, host: str, port: int, show_secrets: bool) -> None:
+    scheme = "https" if setup.receiver.https else "http"
+    shown_host = f"[{host}]" if ":" in host else host
+    base = f"{scheme}://{shown_host}:{port}"
+    lines = [f"receiver: listening on {base} (inspector {base}/inspect, health {base}/health); Ctrl-C stops it"]
+    for ep in setup.endpoints:
+        key = setup.url_key(ep) if show_secrets or not setup.receiver.path_token else "<token>"
+        lines.append(f"receiver: endpoint {ep.name} ({ep.scheme}): POST {base}/hooks/{key}")
+        if len(setup.endpoints) == 1 and not setup.receiver.path_token:
+            lines.append(f"receiver: endpoint {ep.name} also answers at {base}/hooks")
+        if ep.basic_auth is not None and setup.receiver.basic_auth:
+            password = ep.basic_auth.password if show_secrets else "<redacted>"
+            lines.append(f"receiver: endpoint {ep.name} Basic Auth user {ep.basic_auth.user!r} password {password!r}")
+    if setup.receiver.https and setup.tls_dir is not None:
+        lines.append(f"receiver: TLS certificate {setup.tls_dir / CERT_FILE} (trust only this file)")
+    print("\n".join(lines), file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m servers.receiver", description=__doc__)
-    ap.add_argument("--secret", required=True, help="Standard Webhooks secret, 'whsec_' + base64")
-    ap.add_argument("--records", default=None, help="directory for record files")
-    ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, default=0)
-    args = ap.parse_args(argv)
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s receiver %(levelname)s %(message)s")
     try:
-        app = create_app(args.secret, records_dir=args.records)
-    except ValueError as e:
-        print(f"receiver: --secret: {e}", file=sys.stderr)
+        setup, simple = _setup(args)
+        app = create_app(setup, records_dir=args.records)
+        ctx = None
+        if setup.receiver.https:
+            assert setup.tls_dir is not None  # validated
+            ctx = server_context(setup.tls_dir)  # cert.pem and key.pem are written before the ready line
+    except ScenarioError as e:
+        print(f"receiver: {e}", file=sys.stderr)
         return 2
-    serve(app, args.host, args.port)
+    except OSError as e:
+        print(f"receiver: cannot write the TLS certificate: {e}", file=sys.stderr)
+        return 2
+    try:
+        serve(app, args.host, args.port, ssl_context=ctx,
+              on_ready=lambda port: _announce(setup, args.host, port, show_secrets=simple))
+    except OSError as e:  # e.g. the port is taken
+        print(f"receiver: cannot listen on {args.host}:{args.port}: {e.strerror or e}", file=sys.stderr)
+        return 1
     return 0
 
 

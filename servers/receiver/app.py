@@ -1,101 +1,213 @@
-"""Receiver app factory: verifies Standard Webhooks signatures, deduplicates by webhook-id, records every arrival.
-
-It answers at once (204) and does no processing: what is measured is when a change reached the consumer.
-"""
+"""Receiver app factory and routes: POST /hooks[/<name-or-token>[/<status>]] through the defences, dedup and faults;
+GET /health, POST /control/start, GET /inspect and /inspect.json."""
 
 from __future__ import annotations
 
-import json
+import asyncio
 import logging
 import time
-from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
-from typing import AsyncIterator
+from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
-from bench.protocol import H_ID
-from bench.records import JsonlWriter
-from bench.signing import SignatureError, Signer
+from bench.protocol import PATH_HEALTH, PATH_RECEIVER_START
+from bench.signing import Scheme, make_scheme
 
-from ..common import loop_lag_ctx
+from ..common import LISTENER, Listener, loop_lag_ctx
+from .audit import Arrival, AuditLog, Redactor
+from .checks import Reject, Target, answer, check_request, resolve
+from .config import ReceiverSetup
+from .dedup import DedupStore
+from .faults import FaultModel, Outages
+from .inspector import CSP, as_html, as_json
 
-__all__ = ["create_app", "DEDUP_CAPACITY"]
+__all__ = ["create_app", "Receiver", "RECEIVER"]
 
 log = logging.getLogger("hookbench.receiver")
 
-DEDUP_CAPACITY = 1_000_000  # ids remembered (oldest forgotten first); far above any run's deliveries
-
-SIGNER: web.AppKey[Signer] = web.AppKey("signer")
-SEEN: web.AppKey["OrderedDict[str, None]"] = web.AppKey("seen")
-ARRIVALS: web.AppKey["JsonlWriter | None"] = web.AppKey("arrivals")
-COUNTS: web.AppKey[dict] = web.AppKey("counts")
+RETRY_AFTER = {"Retry-After": "1"}
+PATH_INSPECT = "/inspect"
+PATH_INSPECT_JSON = "/inspect.json"
 
 
-def _record(request: web.Request, t_obs: int, msg_id: str | None, change_id: str | None, status: int,
-            verdict: str, reason: str | None) -> None:
-    request.app[COUNTS][verdict] = request.app[COUNTS].get(verdict, 0) + 1
-    writer = request.app[ARRIVALS]
-    if writer is not None:
-        writer.write({"t_obs_ns": t_obs, "webhook_id": msg_id, "change_id": change_id, "status": status,
-                      "verdict": verdict, "reason": reason})
+@dataclass
+class Receiver:
+    """The state behind the routes: set-up, one verifier per endpoint, dedup, faults, outages, audit."""
+
+    setup: ReceiverSetup
+    schemes: dict[str, Scheme]
+    dedup: DedupStore
+    faults: FaultModel
+    outages: Outages
+    audit: AuditLog
+    wall_clock: Callable[[], float]
+
+    async def handle(self, request: web.Request, target: Target, a: Arrival) -> web.Response:
+        """The pipeline for one /hooks request; raises Reject for every answer but the successful ones."""
+        if self.outages.refusing:  # a connection opened before the outage: it fails with no answer at all
+            if request.transport is not None:
+                request.transport.close()
+            a.verdict, a.reason = "error", "receiver down (refuse window): connection closed without an answer"
+            return answer(503)  # never delivered: the transport is closed
+        if self.outages.answering_503:
+            raise Reject(503, "receiver down (503 window)", "error", RETRY_AFTER)
+        ep = target.endpoint
+        if ep is None:
+            raise Reject(404, "unknown endpoint" if target.path.startswith("/hooks") else "unknown path")
+        await check_request(request, ep, self.setup, self.schemes[ep.name], a, self.wall_clock)
+        assert a.msg_id is not None
+        key = (ep.name, a.msg_id)  # ids are per endpoint: two senders may use the same ids
+        if target.forced is not None:
+            return self._forced(target.forced, key, a)
+        if key in self.dedup:
+            a.status, a.verdict = 200, "duplicate"
+            return answer(200, "duplicate: already processed")
+        faults = self.faults
+        if not faults.try_acquire():
+            raise Reject(503, f"over capacity: {faults.in_processing} requests in processing "
+                         f"(receiver_max_concurrent = {faults.cfg.receiver_max_concurrent})", "error", RETRY_AFTER)
+        try:
+            if faults.inject_error():
+                raise Reject(500, "injected error (receiver_error_rate)", "error")
+            # Remembered before any await: a copy arriving while this one is processed is a duplicate, and
+            # nothing after this line can fail the delivery, so a sender told "duplicate" lost nothing.
+            self.dedup.add(key)
+            if faults.cfg.receiver_processing > 0:
+                await asyncio.sleep(faults.cfg.receiver_processing)
+        finally:
+            faults.release()
+        delay = faults.delay_s()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        a.status, a.verdict = 204, "accepted"
+        return answer(204)
+
+    def _forced(self, status: int, key: tuple[str, str], a: Arrival) -> web.Response:
+        """/hooks/<key>/<status>: a 2xx counts as accepted (deduplicated); anything else is not processed.
+
+        The fault model (capacity, injected errors, delay) is bypassed: the point is a predictable answer.
+        """
+        a.status, a.reason = status, f"forced status {status}"
+        if 200 <= status < 300:
+            a.verdict = "accepted" if self.dedup.add(key) else "duplicate"
+        else:
+            a.verdict = "forced"
+        return answer(status, f"forced status {status}")
 
 
-async def receive(request: web.Request) -> web.Response:
-    body = await request.read()
-    t_obs = time.time_ns()  # the change has reached the consumer once its body is in
-    msg_id = request.headers.get(H_ID)
+RECEIVER: web.AppKey[Receiver] = web.AppKey("receiver", Receiver)
+
+
+async def hook(request: web.Request) -> web.StreamResponse:
+    """Every request not on a fixed route: resolved, checked, processed, and audited whatever happens."""
+    rx = request.app[RECEIVER]
+    t_ns, started = time.time_ns(), time.perf_counter()
+    target = resolve(request.path, rx.setup)
+    a = Arrival(t_ns=t_ns, method=request.method, path=target.path, remote=request.remote,
+                headers=request.headers, endpoint=target.endpoint.name if target.endpoint else None)
     try:
-        request.app[SIGNER].verify(body, dict(request.headers))
-    except SignatureError as e:
-        log.warning("rejected %s: signature: %s", msg_id, e)
-        _record(request, t_obs, msg_id, None, 401, "rejected", f"signature: {e}")
-        raise web.HTTPUnauthorized(text=f"signature: {e}") from None
-    try:
-        event = json.loads(body)
-        change_id = event["data"]["change_id"]
-        if not isinstance(change_id, str) or not change_id:
-            raise TypeError("change_id must be a non-empty string")
-    except (ValueError, UnicodeDecodeError, KeyError, TypeError):
-        log.warning("rejected %s: body is not a JSON change event", msg_id)
-        _record(request, t_obs, msg_id, None, 400, "rejected", "body is not a JSON change event")
-        raise web.HTTPBadRequest(text="body is not a JSON change event") from None
-    seen = request.app[SEEN]
-    assert msg_id is not None  # verify() requires it
-    if msg_id in seen:
-        _record(request, t_obs, msg_id, change_id, 204, "duplicate", None)
-        return web.Response(status=204)
-    seen[msg_id] = None
-    if len(seen) > DEDUP_CAPACITY:
-        seen.popitem(last=False)
-    _record(request, t_obs, msg_id, change_id, 204, "accepted", None)
-    return web.Response(status=204)
+        resp = await rx.handle(request, target, a)
+    except Reject as r:
+        a.status, a.verdict, a.reason = r.status, r.verdict, r.reason
+        resp = answer(r.status, r.reason, r.headers)
+        if r.status == 413:
+            resp.force_close()  # the rest of the body is not wanted on this connection
+    except asyncio.CancelledError:
+        a.status, a.verdict, a.reason = None, "error", "cancelled: the client went away"
+        raise
+    except Exception as e:  # a bug in a check must cost one request, never the receiver
+        log.exception("receiver: unexpected error on %s %s", request.method, target.path)
+        a.status, a.verdict, a.reason = 500, "error", f"internal error: {e.__class__.__name__}"
+        resp = answer(500, a.reason)
+    finally:
+        a.latency_ms = (time.perf_counter() - started) * 1e3
+        rx.audit.record(a)
+    return resp
 
 
 async def health(request: web.Request) -> web.Response:
-    return web.json_response({"ok": True, "role": "receiver", "counts": request.app[COUNTS]})
+    rx = request.app[RECEIVER]
+    return web.json_response({"ok": True, "role": "receiver", "counts": dict(rx.audit.counts),
+                              "dedup": rx.dedup.stats(), "in_processing": rx.faults.in_processing,
+                              "down": {"refusing": rx.outages.refusing, "answering_503": rx.outages.answering_503,
+                                       "t0_ns": rx.outages.t0_ns}})
 
 
-def create_app(secret: str, *, records_dir: str | Path | None = None) -> web.Application:
-    """The receiver. Raises ValueError for an unusable secret."""
-    app = web.Application()
-    app[SIGNER] = Signer(secret)
-    app[SEEN] = OrderedDict()
-    app[COUNTS] = {}
-    app[ARRIVALS] = None
+async def control_start(request: web.Request) -> web.Response:
+    """POST {"t0_ns": N}: the measured window starts at wall-clock N; receiver_down windows count from it."""
+    try:
+        data = await request.json()
+        t0_ns = data["t0_ns"]
+        if isinstance(t0_ns, bool) or not isinstance(t0_ns, int) or t0_ns <= 0:
+            raise TypeError
+    except (ValueError, KeyError, TypeError):
+        raise web.HTTPBadRequest(text='expected a JSON body {"t0_ns": <wall clock ns, an integer > 0>}') from None
+    outages = request.app[RECEIVER].outages
+    await outages.start(t0_ns)
+    return web.json_response({"ok": True, "t0_ns": t0_ns, "windows": len(outages.windows)})
+
+
+def _endpoints(setup: ReceiverSetup) -> list[dict[str, str]]:
+    """The endpoints as the inspector shows them: tokens never appear."""
+    by_token = setup.receiver.path_token
+    return [{"name": ep.name, "scheme": ep.scheme, "url_path": "/hooks/<token>" if by_token else f"/hooks/{ep.name}"}
+            for ep in setup.endpoints]
+
+
+async def inspect_json(request: web.Request) -> web.Response:
+    rx = request.app[RECEIVER]
+    return web.json_response(as_json(rx.audit.newest_first(), rx.audit.counts, _endpoints(rx.setup)),
+                             headers={"Cache-Control": "no-store"})
+
+
+async def inspect_html(request: web.Request) -> web.Response:
+    rx = request.app[RECEIVER]
+    page = as_html(rx.audit.newest_first(), rx.audit.counts, _endpoints(rx.setup), rx.setup.inspect_last)
+    return web.Response(text=page, content_type="text/html", charset="utf-8",
+                        headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                                 "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
+
+def create_app(setup: ReceiverSetup, *, records_dir: str | Path | None = None,
+               clock: Callable[[], float] = time.monotonic,
+               wall_clock: Callable[[], float] = time.time) -> web.Application:
+    """The receiver for `setup`. `clock` (monotonic seconds) times the dedup TTL; `wall_clock` checks signatures.
+
+    HTTPS is the server's business: serve it with `tls.server_context(setup.tls_dir)` when setup.receiver.https.
+    """
+    if not isinstance(setup, ReceiverSetup):
+        raise TypeError(f"create_app needs a ReceiverSetup, got {type(setup).__name__}; "
+                        "servers.receiver.config.simple_setup([secret]) builds one from a secret")
     records = Path(records_dir) if records_dir is not None else None
+    # ReceiverSetup was validated, so every scheme builds; a bug here should fail loudly at start.
+    schemes = {ep.name: make_scheme(ep.scheme, list(ep.secrets), tolerance_s=setup.receiver.tolerance)
+               for ep in setup.endpoints}
+    # The body cap is the receiver's own (read_body); aiohttp's must not be lower.
+    app = web.Application(client_max_size=setup.receiver.max_body + 1)
+    listener = Listener()
+    app[LISTENER] = listener
+    app[RECEIVER] = Receiver(
+        setup=setup, schemes=schemes, dedup=DedupStore(setup.receiver.dedup_ttl, clock=clock),
+        faults=FaultModel(setup.faults, setup.seed), outages=Outages(setup.faults.receiver_down, listener, records),
+        audit=AuditLog(setup.inspect_last, Redactor(setup.secret_values())), wall_clock=wall_clock)
 
-    async def arrivals_ctx(app: web.Application) -> AsyncIterator[None]:
+    async def records_ctx(app: web.Application) -> AsyncIterator[None]:
+        rx = app[RECEIVER]
         if records is not None:
-            app[ARRIVALS] = JsonlWriter(records / "arrivals.jsonl")
+            rx.audit.open(records)
         try:
             yield
         finally:
-            if app[ARRIVALS] is not None:
-                app[ARRIVALS].close()
+            await rx.outages.close()
+            rx.audit.close()
 
-    app.router.add_post("/hooks", receive)
-    app.router.add_get("/health", health)
+    app.router.add_get(PATH_HEALTH, health)
+    app.router.add_post(PATH_RECEIVER_START, control_start)
+    app.router.add_get(PATH_INSPECT, inspect_html)
+    app.router.add_get(PATH_INSPECT_JSON, inspect_json)
+    app.router.add_route("*", "/{tail:.*}", hook)  # last: everything else is a (possibly hostile) webhook
     app.cleanup_ctx.append(loop_lag_ctx(records, "receiver"))
-    app.cleanup_ctx.append(arrivals_ctx)
+    app.cleanup_ctx.append(records_ctx)
     return app
