@@ -73,3 +73,68 @@ def test_pollers_reject_bad_options(producer: int) -> None:
                           cwd=REPO, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "--hb-interval" in done.stderr
+
+
+def _sign_independently(scheme: str, secret: str, msg_id: str, body: bytes, ts: int) -> dict[str, str]:
+    """Each scheme's headers computed without hookbench: the package, or hmac per the public spec."""
+    import hashlib
+    import hmac
+    from datetime import datetime, timezone
+
+    from standardwebhooks.webhooks import Webhook
+
+    if scheme == "standard":
+        sig = Webhook(secret).sign(msg_id, datetime.fromtimestamp(ts, tz=timezone.utc), body.decode())
+        return {"webhook-id": msg_id, "webhook-timestamp": str(ts), "webhook-signature": sig}
+    if scheme == "github":
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        return {"X-Hub-Signature-256": f"sha256={digest}", "X-GitHub-Delivery": msg_id,
+                "X-GitHub-Event": "resource.changed"}
+    digest = hmac.new(secret.encode(), f"{ts}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={ts},v1={digest}"}
+
+
+@pytest.mark.parametrize("scheme,secret", [("standard", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+                                           ("github", "gh-secret-0123456789abcdef"),
+                                           ("stripe", "whsec_5f3c0b0e1d2a4c6b8e9f")])
+def test_serve_receiver_accepts_a_signed_delivery_and_rejects_one_changed_byte(scheme: str, secret: str,
+                                                                                 tmp_path: Path) -> None:
+    import time
+    import urllib.error
+    import urllib.request
+
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "serve", "receiver", "--port", "0",
+                             "--secret", secret, "--scheme", scheme, "--records", str(tmp_path)],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith(READY_PREFIX), (line, proc.stderr.read() if proc.poll() is not None else "")
+        url = f"http://127.0.0.1:{int(line.split('port=')[1])}/hooks"
+
+        def post(body: bytes, headers: dict[str, str]) -> int:
+            req = urllib.request.Request(url, data=body, method="POST",
+                                         headers={"content-type": "application/json", **headers})
+            try:
+                with urllib.request.urlopen(req, timeout=10) as resp:
+                    return resp.status
+            except urllib.error.HTTPError as e:
+                return e.code
+
+        body = json.dumps({"id": "msg_x1", "type": "resource.changed",
+                           "data": {"change_id": "x1", "resource_id": 1, "seq": 1, "version": 1,
+                                    "t_change_ns": time.time_ns()}}).encode()
+        headers = _sign_independently(scheme, secret, "msg_x1", body, int(time.time()))
+        changed = body.replace(b'"resource_id": 1', b'"resource_id": 2')
+        assert changed != body and len(changed) == len(body)
+        assert post(changed, headers) == 401
+        assert post(body, headers) == 204
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    audit = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [(r["status"], r["verdict"]) for r in audit] == [(401, "rejected"), (204, "accepted")]
