@@ -26,15 +26,16 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from support import WAIT_S, change, read_jsonl, wait_until
+
 from bench.config import Scenario, scenario_from_dict
-from bench.protocol import READY_PREFIX, ChangeEvent, encode_event, msg_id_for
+from bench.protocol import READY_PREFIX, encode_event, msg_id_for
 from bench.signing import SCHEMES, make_scheme, new_secret, new_secret_for
 from servers.producer import create_app
 from servers.producer.endpoint import parse_retry_after
 from servers.producer.keys import DISPATCHER, STORE
 
 REPO = Path(__file__).resolve().parents[1]
-WAIT_S = 15.0  # upper bound of every wait; normally met in milliseconds
 
 
 def async_test(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
@@ -45,17 +46,6 @@ def async_test(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
     return run
 
 
-async def wait_until(cond: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.005)
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 def make_scenario(subscriptions: list[dict[str, Any]] | None = None, **webhook: Any) -> Scenario:
@@ -79,11 +69,6 @@ async def producer(tmp_path: Path, scenario: Scenario | None = None, *, records:
     async with TestClient(TestServer(app)) as client:
         yield app, client
 
-
-def change(app: web.Application, resource_id: int = 0) -> ChangeEvent:
-    ch = app[STORE].apply_change(resource_id, time.time_ns(), 1)
-    app[DISPATCHER].submit(ch)
-    return ch
 
 
 async def subscribe(client: TestClient, url: str, **body: Any) -> str:

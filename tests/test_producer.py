@@ -8,7 +8,6 @@ import functools
 import json
 import os
 import sqlite3
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -19,8 +18,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from support import change, read_jsonl, wait_until
+
 from bench.config import Scenario, scenario_from_dict
-from bench.protocol import EVENT_TYPE, ChangeEvent, encode_event, etag_for, msg_id_for
+from bench.protocol import EVENT_TYPE, encode_event, etag_for, msg_id_for
 from bench.signing import new_secret
 from servers.producer import create_app
 from servers.producer.app import drop_torn_tail
@@ -34,7 +35,6 @@ RESOURCES = 5  # ids 0..4
 RESOURCE_KEYS = {"id", "version", "seq", "change_id", "t_change_ns", "data"}
 DELIVERY_KEYS = {"msg_id", "change_id", "subscription_id", "attempt", "t_send_ns", "t_done_ns", "status",
                  "latency_ms", "bytes_out", "bytes_in", "error", "mode", "retry_after_s", "outcome"}
-WAIT_S = 10.0  # upper bound of every wait; normally met in milliseconds
 
 
 def async_test(fn: Callable[..., Awaitable[None]]) -> Callable[..., None]:
@@ -63,20 +63,6 @@ async def producer(tmp_path: Path, scenario: Scenario | None = None, *,
         yield app, client
 
 
-def change(app: web.Application, resource_id: int, value: int = 1) -> ChangeEvent:
-    """Mutate a resource and hand the change to the dispatcher, as the generator does."""
-    ch = app[STORE].apply_change(resource_id, time.time_ns(), value)
-    app[DISPATCHER].submit(ch)
-    return ch
-
-
-async def wait_until(cond: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not cond():
-        if loop.time() > deadline:
-            raise AssertionError(f"gave up after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @dataclass
@@ -126,9 +112,6 @@ async def subscribe(client: TestClient, url: str, secret: str) -> str:
     assert data["url"] == url
     return data["id"]
 
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
 
 # --- GET /resources/{id} ------------------------------------------------------------------------------

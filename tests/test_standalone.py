@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Iterator
 
 import pytest
 
-from bench.protocol import READY_PREFIX
+from support import start_server, stop_server
 
 pytestmark = pytest.mark.integration
 
@@ -21,22 +20,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def producer(tmp_path: Path) -> Iterator[int]:
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "serve", "producer", "--port", "0",
-                             "--scenario", "scenarios/default.toml", "--set", "resources.count=4",
-                             "--set", "changes.rate=2", "--db", str(tmp_path / "p.db")],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, port = start_server(["serve", "producer", "--port", "0", "--scenario", "scenarios/default.toml",
+                               "--set", "resources.count=4", "--set", "changes.rate=2", "--db", str(tmp_path / "p.db")])
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # blocks until the server listens (or exits: empty line)
-        assert line.startswith(READY_PREFIX), (line, proc.stderr.read() if proc.poll() is not None else "")
-        yield int(line.split("port=")[1])
+        yield port
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
 
 
 def test_plain_locust_polls_a_served_producer(producer: int, tmp_path: Path) -> None:
@@ -103,14 +92,10 @@ def test_serve_receiver_accepts_a_signed_delivery_and_rejects_one_changed_byte(s
     import urllib.error
     import urllib.request
 
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "serve", "receiver", "--port", "0",
-                             "--secret", secret, "--scheme", scheme, "--records", str(tmp_path)],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, port = start_server(["serve", "receiver", "--port", "0", "--secret", secret, "--scheme", scheme,
+                               "--records", str(tmp_path)])
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.startswith(READY_PREFIX), (line, proc.stderr.read() if proc.poll() is not None else "")
-        url = f"http://127.0.0.1:{int(line.split('port=')[1])}/hooks"
+        url = f"http://127.0.0.1:{port}/hooks"
 
         def post(body: bytes, headers: dict[str, str]) -> int:
             req = urllib.request.Request(url, data=body, method="POST",
@@ -130,11 +115,6 @@ def test_serve_receiver_accepts_a_signed_delivery_and_rejects_one_changed_byte(s
         assert post(changed, headers) == 401
         assert post(body, headers) == 204
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc)
     audit = [json.loads(x) for x in (tmp_path / "audit.jsonl").read_text().splitlines()]
     assert [(r["status"], r["verdict"]) for r in audit] == [(401, "rejected"), (204, "accepted")]

@@ -1,0 +1,62 @@
+"""Helpers shared by the tests that drive servers in-process (imported as `support`)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from aiohttp import web
+
+from bench.protocol import READY_PREFIX, ChangeEvent
+from servers.producer.keys import DISPATCHER, STORE
+
+WAIT_S = 10.0  # upper bound of every wait; normally met in milliseconds
+REPO = Path(__file__).resolve().parents[1]
+
+
+async def wait_until(cond: Callable[[], bool], what: str, timeout: float = WAIT_S) -> None:
+    """Poll `cond` until true; fail naming `what` after `timeout` (a bound, never a timed assertion)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError(f"gave up after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def change(app: web.Application, resource_id: int = 0, value: int = 1) -> ChangeEvent:
+    """Mutate a resource and hand the change to the dispatcher, as the generator does."""
+    ch = app[STORE].apply_change(resource_id, time.time_ns(), value)
+    app[DISPATCHER].submit(ch)
+    return ch
+
+
+def start_server(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
+    """`python -m bench.cli <argv>` until its ready line; returns the process and its port."""
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *argv], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # blocks until the server listens (or exits: empty line)
+    if not line.startswith(READY_PREFIX):
+        stop_server(proc)
+        raise AssertionError(f"no ready line: {line!r} {proc.stderr.read() if proc.stderr else ''}")
+    return proc, int(line.split("port=")[1])
+
+
+def stop_server(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
