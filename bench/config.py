@@ -22,7 +22,7 @@ from .errors import MISSING, ScenarioError
 from .protocol import ATTACK_KINDS, ATTACK_NEEDS, MODE_WEBHOOK, SCHEMES
 from .schema import DURATION_HELP, Field, parse_duration, validate_table
 
-__all__ = ["Scenario", "DeliveryCfg", "ReceiverCfg", "FaultsCfg", "AttackCfg", "load_scenario",
+__all__ = ["Scenario", "LoadCfg", "DeliveryCfg", "ReceiverCfg", "FaultsCfg", "AttackCfg", "load_scenario",
            "scenario_from_dict", "delivery_from_dict", "receiver_from_dict", "receiver_faults_from_dict", "parse_duration",
            "POLL_STYLES", "CHANGE_PROCESSES", "POLICIES"]
 
@@ -118,6 +118,19 @@ _SCHEMA: dict[str, dict[str, Field]] = {
             "at": Field("duration", MISSING, _nonneg, _NONNEG_HELP + " (from window start)"),
             "down": Field("duration", 1.0, _nonneg, _NONNEG_HELP),
         }),
+    },
+    "load": {  # `hookbench load`: a step ramp of Locust users against one server
+        "target": Field("choice", "receiver", choices=("receiver", "producer")),
+        "rate_per_user": Field("float", 10.0, lambda x: 0 < x <= 10_000, "must be requests per second per user in (0, 10000]"),
+        "start_users": Field("int", 10, lambda n: 1 <= n <= 100_000, "must be an integer from 1 to 100000"),
+        "step_users": Field("int", 10, lambda n: 1 <= n <= 100_000, "must be an integer from 1 to 100000"),
+        "steps": Field("int", 5, lambda n: 1 <= n <= 100, "must be an integer from 1 to 100"),
+        "step_duration": Field("duration", 15.0, lambda x: x >= 2, 'must be a duration >= 2s like "15s"'),
+        "settle": Field("duration", 3.0, _nonneg, _NONNEG_HELP + " (excluded at the start of each step)"),
+        "recovery": Field("bool", False),
+        "slo_p99": Field("duration", 0.2, _pos, DURATION_HELP + " (p99 latency above it marks the knee)"),
+        "processes": Field("int", 0, lambda n: 0 <= n <= 64, "must be an integer from 0 (one per core) to 64"),
+        "ceiling_users": Field("int", 100_000, lambda n: n >= 1, "must be an integer >= 1"),
     },
     "attack": {
         "enabled": Field("bool", False),
@@ -257,6 +270,34 @@ class AttackCfg:
 
 
 @dataclass(frozen=True)
+class LoadCfg:
+    """A step ramp: users start_users, +step_users per step, `steps` steps (then one back at start_users
+    when `recovery`), each step_duration long; every user offers rate_per_user requests per second."""
+
+    target: str
+    rate_per_user: float
+    start_users: int
+    step_users: int
+    steps: int
+    step_duration: float
+    settle: float
+    recovery: bool
+    slo_p99: float
+    processes: int
+    ceiling_users: int
+
+    def users(self, step: int) -> int:
+        """Users in step `step` (0-based); the recovery step returns to start_users."""
+        if step >= self.steps:
+            return self.start_users
+        return min(self.ceiling_users, self.start_users + step * self.step_users)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + (1 if self.recovery else 0)
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -269,6 +310,7 @@ class Scenario:
     receiver: ReceiverCfg
     faults: FaultsCfg
     attack: AttackCfg
+    load: LoadCfg
     source: str = "<dict>"
 
     # live (time-scaled) values: what the processes actually use
@@ -377,6 +419,8 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
         if need and not getattr(receiver, need):
             raise ScenarioError(src("attack.kinds"), "attack.kinds", list(attack.kinds),
                                 f"{kind!r} needs receiver.{need} = true (or receiver.profile = \"secure\")")
+    if v["load"]["settle"] >= v["load"]["step_duration"]:
+        raise ScenarioError(src("load.settle"), "load.settle", v["load"]["settle"], "must be shorter than load.step_duration")
     if attack.enabled and not webhook.enabled:
         raise ScenarioError(src("attack.enabled"), "attack.enabled", True,
                             "needs webhook.enabled = true: the attack aims at a webhook endpoint")
@@ -397,7 +441,7 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
         name=top["name"], description=top["description"], seed=top["seed"],
         run=RunCfg(**v["run"]), resources=ResourcesCfg(**v["resources"]), changes=ChangesCfg(**ch),
         polling=PollingCfg(**v["polling"]), webhook=webhook, receiver=receiver, faults=faults, attack=attack,
-        source=source,
+        load=LoadCfg(**v["load"]), source=source,
     )
 
 
