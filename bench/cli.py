@@ -94,6 +94,73 @@ def _f(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def cmd_load(args: argparse.Namespace) -> int:
+    from reports import build_report
+
+    from .load import run_load
+    from .runner import new_run_dir
+
+    path = Path(args.scenario)
+    scenario = load_scenario(path, list(args.set or []))
+    if args.duration is not None:  # the whole ramp: spread over its steps
+        if args.duration <= 0:
+            raise ScenarioError("--duration", "--duration", args.duration, "must be a positive number of seconds")
+        per_step = args.duration / scenario.load.total_steps
+        scenario = load_scenario(path, list(args.set or []) + [f"load.step_duration={per_step!r}"])
+    if args.processes is not None and args.processes < 1:
+        raise ScenarioError("--processes", "--processes", args.processes, "must be an integer >= 1")
+    run_dir = new_run_dir(Path(args.out), scenario.name)
+    print(f"hookbench load: scenario {scenario.name} ({path}), target {scenario.load.target} -> {run_dir}")
+    result = run_load(scenario, run_dir, _scenarios_dir(), repo=REPO, processes=args.processes)
+    paths = build_report(run_dir)
+    o = result.summary["overload"]
+    print(f"\n{'step':>4} {'users':>6} {'offered/s':>10} {'achieved/s':>11} {'p99 ms':>8} {'p99 from intended':>18} "
+          f"{'errors':>7} {'attempts/delivery':>18}")
+    for st in o["steps"]:
+        print(f"{st['step']:>4} {st['users']:>6} {st['offered_rps']:>10.0f} {st['achieved_rps']:>11.0f} "
+              f"{_f(st['latency_ms']['p99'], '.1f'):>8} {_f(st['latency_from_intended_ms']['p99'], '.1f'):>18} "
+              f"{_f(st['error_rate'], '.1%'):>7} {_f(st['retry_amplification'], '.2f'):>18}")
+    knee = o["knee"]
+    print(f"knee: step {knee['step']} at {knee['offered_rps']:.0f}/s offered: {'; '.join(knee['reasons'])}"
+          if knee["reached"] else f"knee: {'; '.join(knee['reasons'])}")
+    if o.get("recovery_s") is not None or o.get("recovery_note"):
+        print(f"recovery: {_f(o.get('recovery_s'), '.0f')} s ({o.get('recovery_note')})")
+    for reason in result.summary["saturation"]["reasons"]:
+        print(f"  warning: HARNESS SATURATED: {reason}")
+    print(f"\nreport: {paths['html']}\n        {paths['md']}")
+    if result.error and result.error != "interrupted":
+        print(f"hookbench: the load run failed: {result.error}", file=sys.stderr)
+        return 1
+    return 130 if result.partial else 0
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from reports.sweep import build_sweep_report
+
+    from .sweep import parse_grid, read_sweep, run_sweep
+
+    if not args.grid:
+        raise ScenarioError("--grid", "--grid", None, "at least one --grid key=v1,v2,... is required, "
+                            "e.g. --grid changes.rate=0.002,0.01,0.05,0.25,1")
+    grid = parse_grid(args.grid)
+    sweep_dir = run_sweep(Path(args.scenario), grid, out=Path(args.out), extra_overrides=_overrides(args),
+                          scenarios_dir=_scenarios_dir(), repo=REPO)
+    paths = build_sweep_report(sweep_dir)
+    doc = read_sweep(sweep_dir)
+    cross = doc.get("crossover") or {}
+    for metric, per_mode in (cross.get("measured") or {}).items():
+        for mode, c in per_mode.items():
+            where = (f"at {c['rate_per_resource']:.3g} changes/s per resource (R*lambda*T = {c['R_lambda_T']:.2f})"
+                     if c.get("rate_per_resource") is not None else f"none: {c.get('reason')}")
+            print(f"crossover, {metric}, polling vs {mode}: {where}")
+    model = (cross.get("model") or {}).get("requests_per_change") or {}
+    if model.get("R_lambda_T") is not None:
+        print(f"model crossover, requests_per_change: R*lambda*T = {model['R_lambda_T']:.2f} "
+              f"({model['rate_per_resource']:.3g} changes/s per resource)")
+    print(f"\nsweep report: {paths['html']}\n              {paths['md']}")
+    return 130 if doc.get("error") == "interrupted" else 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from reports import build_report
 
@@ -145,6 +212,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key, e.g. polling.interval=2s")
     run.add_argument("--seed", type=int, help="random seed (overrides seed)")
     run.set_defaults(func=cmd_run)
+
+    ld = sub.add_parser("load", help="step-ramp one server with Locust until it falls over (overload report)")
+    ld.add_argument("scenario", help="scenario TOML with a [load] section, e.g. scenarios/overload_receiver.toml")
+    ld.add_argument("--duration", type=float, help="length of the whole ramp in seconds (spread over its steps)")
+    ld.add_argument("--out", default="runs", help="parent directory of the run directory (default: runs)")
+    ld.add_argument("--processes", type=int, help="Locust worker processes (default: load.processes, else one per core)")
+    ld.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key")
+    ld.set_defaults(func=cmd_load)
+
+    sw = sub.add_parser("sweep", help="run a scenario over a grid of values and aggregate (e.g. the crossover)")
+    sw.add_argument("scenario", help="scenario TOML, e.g. scenarios/crossover.toml")
+    sw.add_argument("--grid", action="append", metavar="KEY=V1,V2,...", help="a key and its values (repeatable)")
+    sw.add_argument("--out", default="runs", help="parent directory of the sweep directory (default: runs)")
+    sw.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key at every point")
+    sw.add_argument("--duration", type=float, help="measured window of each point in seconds")
+    sw.add_argument("--seed", type=int, help="random seed of every point")
+    sw.set_defaults(func=cmd_sweep)
 
     rep = sub.add_parser("report", help="rebuild report.md / report.html from a run directory")
     rep.add_argument("run_dir")

@@ -57,9 +57,10 @@ def _ok(status: pd.Series) -> pd.Series:
 
 
 def overload_section(requests: pd.DataFrame, steps: pd.DataFrame, server_stats: pd.DataFrame, *,
-                     rate_per_user: float, settle_s: float, slo_p99_ms: float, recovery: bool) -> dict[str, Any]:
+                     rate_per_user: float, settle_s: float, slo_p99_ms: float, ramp_steps: int) -> dict[str, Any]:
     """`requests`: columns t_intended_ns, t_send_ns, t_recv_ns, status, error, attempt, msg_id (storm) or
-    none of the last two (polls). `server_stats`: t_ns, pending (backlog) and in_flight, may be empty."""
+    none of the last two (polls). `server_stats`: t_ns, pending (backlog) and in_flight, may be empty.
+    `ramp_steps`: how many steps the ramp has; a step numbered `ramp_steps` is the recovery step."""
     out_steps: list[dict[str, Any]] = []
     intervals = step_intervals(steps)
     all_dels = _deliveries(requests)
@@ -92,8 +93,11 @@ def overload_section(requests: pd.DataFrame, steps: pd.DataFrame, server_stats: 
             "in_flight_end": None if stats_at_end.empty or pd.isna(stats_at_end["in_flight"].iloc[0])
             else int(stats_at_end["in_flight"].iloc[0]),
         })
-    ramp = out_steps[:-1] if recovery and len(out_steps) > 1 else out_steps
-    rec, note = _recovery(requests, intervals, settle_s) if recovery else (None, "no recovery step in the scenario")
+    # steps numbered past the ramp are the recovery step (an interrupted run may not have reached it)
+    ramp = [st for st in out_steps if st["step"] < ramp_steps]
+    after = [iv for iv in intervals if iv[0] >= ramp_steps]
+    rec, note = (_recovery(requests, [intervals[0], after[0]], settle_s) if after and intervals
+                 else (None, "no recovery step was run"))
     return {"steps": out_steps, "knee": _knee(ramp, slo_p99_ms), "recovery_s": rec, "recovery_note": note,
             "slo_p99_ms": slo_p99_ms}
 

@@ -31,7 +31,8 @@ from .records import JsonlWriter
 from .tables import load_records, read_marks, write_parquet
 from .wiring import Endpoint, attack_argv, make_endpoints, poller_argv, producer_argv, receiver_config, subscription_body
 
-__all__ = ["RunResult", "run_scenario", "new_run_dir"]
+__all__ = ["RunResult", "run_scenario", "new_run_dir", "http_json", "Progress", "Interrupted", "on_sigterm",
+           "locust_cpu_warnings", "STARTUP_TIMEOUT_S"]
 
 STARTUP_TIMEOUT_S = 60.0  # Locust imports gevent and friends; on a busy 2-core machine that takes seconds
 
@@ -60,7 +61,7 @@ def new_run_dir(base: Path, name: str) -> Path:
     raise RunError(f"cannot create a new run directory under {base}")
 
 
-def _http(url: str, data: dict[str, Any] | None = None, timeout: float = 5.0,
+def http_json(url: str, data: dict[str, Any] | None = None, timeout: float = 5.0,
           ctx: ssl.SSLContext | None = None) -> dict[str, Any]:
     body = None if data is None else json.dumps(data).encode()
     req = urllib.request.Request(url, data=body, method="GET" if data is None else "POST",
@@ -73,7 +74,7 @@ def _http(url: str, data: dict[str, Any] | None = None, timeout: float = 5.0,
         raise RunError(f"{req.method} {url.split('?')[0]} answered {e.code}: {detail}") from None
 
 
-class _Progress:
+class Progress:
     """One status line, rewritten in place on a terminal, printed every few seconds otherwise."""
 
     def __init__(self, out: Callable[[str], None] | None) -> None:
@@ -95,12 +96,12 @@ class _Progress:
             sys.stderr.flush()
 
 
-class _Interrupted(Exception):
+class Interrupted(Exception):
     pass
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Interrupted()
+def on_sigterm(signum: int, frame: object) -> None:
+    raise Interrupted()
 
 
 class _Orchestra:
@@ -114,7 +115,7 @@ class _Orchestra:
         self.group = ProcessGroup()
         self.harness = JsonlWriter(self.records / "harness.jsonl")
         self.events = JsonlWriter(self.records / "events.jsonl")
-        self.progress = _Progress(log)
+        self.progress = Progress(log)
         self.watched: dict[str, psutil.Process] = {}
         self.producer_port = 0
         self.producer_up = False
@@ -167,7 +168,7 @@ class _Orchestra:
                  f"(pid {receiver.pid})")
         if sc.webhook.enabled:
             for ep in self.endpoints:
-                _http(f"{self.base}/subscriptions", subscription_body(sc, ep, self.receiver_base, ca))
+                http_json(f"{self.base}/subscriptions", subscription_body(sc, ep, self.receiver_base, ca))
 
     def start_pollers(self) -> Child:
         sc = self.sc
@@ -202,7 +203,7 @@ class _Orchestra:
                 pass
         if not self.producer_up:
             return None
-        stats = _http(f"{self.base}/stats", timeout=2.0)
+        stats = http_json(f"{self.base}/stats", timeout=2.0)
         d = stats["deliveries"]
         self.events.write({"t_ns": now, "source": "producer", "event": "stats", "changes": stats["changes"],
                            "attempts": d["attempts"], "ok": d["ok"], "failed": d["failed"], "pending": d["pending"]})
@@ -255,14 +256,14 @@ class _Orchestra:
         self.log(f"\nfault: producer restarted on the same store (pid {self.producer.pid})")
 
     def start_window(self) -> None:
-        self.window["start_ns"] = _http(f"{self.base}/control/mark", {"name": "window_start"})["t_ns"]
-        _http(f"{self.receiver_base}{PATH_RECEIVER_START}", {"t0_ns": self.window["start_ns"]}, ctx=self.ssl)
+        self.window["start_ns"] = http_json(f"{self.base}/control/mark", {"name": "window_start"})["t_ns"]
+        http_json(f"{self.receiver_base}{PATH_RECEIVER_START}", {"t0_ns": self.window["start_ns"]}, ctx=self.ssl)
         if self.sc.attack.enabled:
             self.start_attack()
 
     def end_window(self) -> None:
-        self.window["end_ns"] = _http(f"{self.base}/control/mark", {"name": "window_end"})["t_ns"]
-        _http(f"{self.base}/control/changes", {"running": False})
+        self.window["end_ns"] = http_json(f"{self.base}/control/mark", {"name": "window_end"})["t_ns"]
+        http_json(f"{self.base}/control/changes", {"running": False})
 
     def close(self) -> dict[str, int | None]:
         self.progress.done()
@@ -286,7 +287,7 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
 
     error: str | None = None
     partial = False
-    old_term = signal.signal(signal.SIGTERM, _on_sigterm)
+    old_term = signal.signal(signal.SIGTERM, on_sigterm)
     o = _Orchestra(scenario, run_dir, scenarios_dir, repo, manifest, log)
     try:
         o.start_servers()
@@ -313,7 +314,7 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
         o.end_window()
         o.phase("drain", sc.run.drain)
         o.window["grace_end_ns"] = time.time_ns()
-    except (KeyboardInterrupt, _Interrupted):
+    except (KeyboardInterrupt, Interrupted):
         partial = True
         error = "interrupted"
         log("\ninterrupted: stopping processes and analysing what was recorded")
@@ -344,7 +345,7 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
     write_parquet(tables, run_dir)
     detections(tables, w).to_parquet(run_dir / "detections.parquet", index=False)
     summary = summarize(tables, w, scenario.to_dict(), read_marks(records), modes=list(scenario.modes),
-                        partial=partial, locust_cpu_warnings=_locust_cpu_warnings(run_dir / "logs"))
+                        partial=partial, locust_cpu_warnings=locust_cpu_warnings(run_dir / "logs"))
     write_json(run_dir / "summary.json", summary)
     return RunResult(run_dir, summary, partial, error)
 
@@ -357,7 +358,7 @@ def _redact(arg: str, endpoints: list[Endpoint]) -> str:
     return arg
 
 
-def _locust_cpu_warnings(logs: Path) -> int:
+def locust_cpu_warnings(logs: Path) -> int:
     """Locust logs a warning when its own CPU passes 90%: count them."""
     n = 0
     for name in ("locust.log", "locust.out", "attack.log", "attack.out"):

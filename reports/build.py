@@ -1,4 +1,7 @@
-"""Build a run's report: read the run directory, draw the figures, write report.md and report.html."""
+"""Build a run's report: read the run directory, draw the figures, write report.md and report.html.
+
+A comparison run (`hookbench run`) gets the comparison report; a load run (`hookbench load`) the overload report.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from typing import TypedDict
 
 from .content import build_document
 from .figures import make_figures
-from .load import load_run
+from .load import LoadRunData, read_run
+from .overload import build_overload_document, make_overload_figures
 from .render import to_html, to_markdown
 
 __all__ = ["ReportFiles", "build_report"]
@@ -30,9 +34,13 @@ def build_report(run_dir: Path) -> ReportFiles:
     Raises RunDirError when `run_dir` is not a complete run directory, FormatVersionError when a result file
     has a format_version this code does not read.
     """
-    run = load_run(Path(run_dir))
-    figures = make_figures(run, run.run_dir / FIGURES_DIR)
-    title, blocks = build_document(run, figures)
+    run = read_run(Path(run_dir))
+    if isinstance(run, LoadRunData):
+        figures = make_overload_figures(run, run.run_dir / FIGURES_DIR)
+        title, blocks = build_overload_document(run, figures)
+    else:
+        figures = make_figures(run, run.run_dir / FIGURES_DIR)
+        title, blocks = build_document(run, figures)
     md_path, html_path = run.run_dir / "report.md", run.run_dir / "report.html"
     _write_atomic(md_path, to_markdown(blocks))
     _write_atomic(html_path, to_html(title, blocks))

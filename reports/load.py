@@ -1,5 +1,6 @@
-"""Read a run directory (manifest.json, summary.json, detections.parquet; deliveries.parquet and events.parquet
-when present) and check it is one we can report on.
+"""Read a run directory and check it is one we can report on: a comparison run (`hookbench run`: manifest.json,
+summary.json, detections.parquet; deliveries.parquet and events.parquet when present) or a load run
+(`hookbench load`: manifest.json, summary.json; steps.parquet and harness.parquet when present).
 
 Nothing here computes statistics: the files are taken as the analysis wrote them.
 """
@@ -17,7 +18,8 @@ import pyarrow.parquet as pq
 
 from bench.errors import FormatVersionError, RunDirError
 
-__all__ = ["KNOWN_FORMAT_VERSIONS", "DETECTION_COLUMNS", "DELIVERY_COLUMNS", "EVENT_COLUMNS", "RunData", "load_run"]
+__all__ = ["KNOWN_FORMAT_VERSIONS", "DETECTION_COLUMNS", "DELIVERY_COLUMNS", "EVENT_COLUMNS", "STEP_COLUMNS",
+           "HARNESS_COLUMNS", "RunData", "LoadRunData", "load_run", "read_run"]
 
 KNOWN_FORMAT_VERSIONS = frozenset({1})
 MANIFEST = "manifest.json"
@@ -29,6 +31,12 @@ DELIVERIES = "deliveries.parquet"
 DELIVERY_COLUMNS = ("mode", "attempt", "t_send_ns", "status")
 EVENTS = "events.parquet"
 EVENT_COLUMNS = ("t_ns", "source", "event", "pending")
+# A load run's optional raw tables. requests.parquet (one row per request, millions in a long ramp) is not read:
+# the report draws the per-step values the analysis wrote into summary.json.
+STEPS = "steps.parquet"
+STEP_COLUMNS = ("t_ns", "step", "users")
+HARNESS = "harness.parquet"
+HARNESS_COLUMNS = ("t_ns", "process", "cpu_pct")
 
 
 @dataclass(frozen=True)
@@ -80,13 +88,66 @@ class RunData:
         return process if isinstance(process, str) else None
 
 
+@dataclass(frozen=True)
+class LoadRunData:
+    """One load run directory (`hookbench load`, summary.json `kind` "load") as read from disk."""
+
+    run_dir: Path
+    manifest: dict[str, Any]
+    summary: dict[str, Any]
+    steps: pd.DataFrame | None = None  # None: no steps.parquet (the ramp's step boundaries)
+    harness: pd.DataFrame | None = None  # None: no harness.parquet (CPU % of each process, once a second)
+
+    @property
+    def overload(self) -> dict[str, Any]:
+        """summary.json's `overload` section (checked to be an object when the run was read)."""
+        return self.summary["overload"]
+
+    @property
+    def partial(self) -> bool:
+        return bool(self.summary.get("partial") or self.manifest.get("partial"))
+
+
+def read_run(run_dir: Path) -> RunData | LoadRunData:
+    """Read and check `run_dir`, a load run when its summary.json says `"kind": "load"`, else a comparison run;
+    raise RunDirError (or FormatVersionError) naming the file at fault."""
+    run_dir = _run_dir(run_dir)
+    manifest, summary = _read_json(run_dir / MANIFEST), _read_json(run_dir / SUMMARY)
+    if summary.get("kind") != "load":
+        return _comparison_run(run_dir, manifest, summary)
+    overload = summary.get("overload")
+    steps = overload.get("steps") if isinstance(overload, dict) else None
+    if not isinstance(steps, list):
+        if overload is None:
+            found = "(missing)"
+        elif isinstance(overload, dict):
+            found = "an object without a list of steps"
+        else:
+            found = f"a {type(overload).__name__}"
+        raise RunDirError(
+            f"{run_dir / SUMMARY}: overload = {found}: a load run's summary needs an object with a list of steps;"
+            " re-run the analysis to rewrite summary.json"
+        )
+    return LoadRunData(run_dir, manifest, summary, _read_optional(run_dir / STEPS, STEP_COLUMNS),
+                       _read_optional(run_dir / HARNESS, HARNESS_COLUMNS))
+
+
 def load_run(run_dir: Path) -> RunData:
-    """Read and check `run_dir`; raise RunDirError (or FormatVersionError) naming the file at fault."""
+    """Read and check the comparison run `run_dir`; raise RunDirError (or FormatVersionError) naming the file at
+    fault."""
+    run_dir = _run_dir(run_dir)
+    return _comparison_run(run_dir, _read_json(run_dir / MANIFEST), _read_json(run_dir / SUMMARY))
+
+
+def _run_dir(run_dir: Path) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: not a directory: expected a run directory written by `hookbench run`")
-    manifest = _read_json(run_dir / MANIFEST)
-    summary = _read_json(run_dir / SUMMARY)
+        raise RunDirError(f"{run_dir}: not a directory: expected a run directory written by `hookbench run`"
+                          " or `hookbench load`")
+    return run_dir
+
+
+def _comparison_run(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any]) -> RunData:
     modes = summary.get("modes")
     if not isinstance(modes, dict) or not all(isinstance(m, dict) for m in modes.values()):
         found = "(missing)" if modes is None else f"a {type(modes).__name__}"
@@ -102,7 +163,7 @@ def load_run(run_dir: Path) -> RunData:
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise RunDirError(f"{path}: missing: a run directory needs {path.name}; "
-                          "is this a directory written by `hookbench run`?")
+                          "is this a directory written by `hookbench run` or `hookbench load`?")
     try:
         # json accepts NaN/Infinity; NaN is treated as null from here on.
         data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_parse_constant)

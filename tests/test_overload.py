@@ -45,7 +45,7 @@ def test_steps_knee_and_rates() -> None:
             + storm(20, 3000, latency_ms=50, late_ms=350, tag="c"))
     rows[1000]["status"] = 503  # one failed attempt in step 1 (no retry recorded)
     o = overload_section(pd.DataFrame(rows), steps_table([10, 20, 30]), pd.DataFrame(columns=["t_ns", "in_flight", "pending"]),
-                         rate_per_user=10.0, settle_s=2.0, slo_p99_ms=100.0, recovery=False)
+                         rate_per_user=10.0, settle_s=2.0, slo_p99_ms=100.0, ramp_steps=99)
     s0, s1, s2 = o["steps"]
     assert (s0["users"], s0["offered_rps"], s0["measured_s"]) == (10, 100.0, 8.0)
     assert s0["intended_rps"] == pytest.approx(800 / 8)  # the first 2 s are settling
@@ -61,7 +61,7 @@ def test_steps_knee_and_rates() -> None:
 def test_errors_and_amplification_mark_the_knee() -> None:
     rows = storm(0, 1000, latency_ms=2, tag="a") + storm(10, 2000, latency_ms=2, retry_first=True, tag="b")
     o = overload_section(pd.DataFrame(rows), steps_table([10, 20]), pd.DataFrame(columns=["t_ns", "in_flight", "pending"]),
-                         rate_per_user=10.0, settle_s=0.0, slo_p99_ms=100.0, recovery=False)
+                         rate_per_user=10.0, settle_s=0.0, slo_p99_ms=100.0, ramp_steps=99)
     s1 = o["steps"][1]
     assert s1["retry_amplification"] == 2.0
     # attempts are counted by send time: the 20 retries sent after the step's end (intended >= 19.9 s) are not
@@ -72,7 +72,7 @@ def test_errors_and_amplification_mark_the_knee() -> None:
 def test_no_knee_reports_the_ceiling() -> None:
     rows = storm(0, 1000, latency_ms=2, tag="a") + storm(10, 2000, latency_ms=2, tag="b")
     o = overload_section(pd.DataFrame(rows), steps_table([10, 20]), pd.DataFrame(columns=["t_ns", "in_flight", "pending"]),
-                         rate_per_user=10.0, settle_s=0.0, slo_p99_ms=100.0, recovery=False)
+                         rate_per_user=10.0, settle_s=0.0, slo_p99_ms=100.0, ramp_steps=99)
     assert o["knee"] == {"reached": False, "step": None, "offered_rps": None, "ceiling_rps": 200.0,
                          "reasons": ["not reached, ceiling 200/s"]}
 
@@ -86,6 +86,6 @@ def test_recovery_time_after_the_burst() -> None:
             r["t_recv_ns"] += 200_000_000
     o = overload_section(pd.DataFrame(rows + rec), steps_table([10, 30, 10]),
                          pd.DataFrame(columns=["t_ns", "in_flight", "pending"]),
-                         rate_per_user=10.0, settle_s=0.0, slo_p99_ms=100.0, recovery=True)
+                         rate_per_user=10.0, settle_s=0.0, slo_p99_ms=100.0, ramp_steps=2)
     assert o["recovery_s"] == 3.0
     assert o["knee"]["step"] == 1  # the recovery step is not part of the ramp
