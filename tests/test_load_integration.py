@@ -1,0 +1,72 @@
+"""`hookbench load` end to end on the shipped overload scenarios (shortened ramps): claim C4's curves."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load(scenario: str, out: Path, *extra: str) -> tuple[dict, Path, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "load", scenario, "--out", str(out), *extra],
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=240)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-3000:]}"
+    (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
+    return json.loads((run_dir / "summary.json").read_text()), run_dir, stdout
+
+
+def check_ramp(summary: dict, run_dir: Path) -> None:
+    assert summary["kind"] == "load" and summary["partial"] is False
+    o = summary["overload"]
+    ramp = [s for s in o["steps"] if s["step"] < 6]
+    assert len(ramp) >= 4
+    offered = [s["offered_rps"] for s in ramp]
+    assert offered == sorted(offered) and len(set(offered)) == len(offered)
+    assert all(s["achieved_rps"] > 0 for s in ramp)
+    knee = o["knee"]
+    assert knee["reasons"] and (knee["reached"] or knee["reasons"][0].startswith("not reached, ceiling"))
+    for step in ramp:  # the intended-time view can only be worse than the send-time view
+        a, b = step["latency_ms"]["p99"], step["latency_from_intended_ms"]["p99"]
+        assert a is not None and b is not None and b >= a - 1.0
+    html = (run_dir / "report.html").read_text()
+    assert "data:image/png;base64," in html and "knee" in html.lower()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for name, p in manifest["processes"].items():
+        try:
+            cmd = " ".join(psutil.Process(p["pid"]).cmdline())
+        except psutil.Error:
+            continue
+        assert "servers." not in cmd and "locust" not in cmd, f"{name} still running"
+
+
+def test_overload_receiver(tmp_path: Path) -> None:
+    summary, run_dir, stdout = load("scenarios/overload_receiver.toml", tmp_path, "--duration", "35",
+                                    "--set", "load.settle=1s")
+    check_ramp(summary, run_dir)
+    steps = summary["overload"]["steps"]
+    assert steps[-1]["step"] == 6 and steps[-1]["users"] == steps[0]["users"]  # the recovery step
+    assert "knee:" in stdout
+
+
+def test_overload_producer(tmp_path: Path) -> None:
+    summary, run_dir, _ = load("scenarios/overload_producer.toml", tmp_path, "--duration", "30",
+                               "--set", "load.settle=1s")
+    check_ramp(summary, run_dir)
+    assert summary["target"] == "producer"
