@@ -25,8 +25,11 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q --benchmark-disable
 
+# Micro-benchmarks (pytest-benchmark), then the load benchmark of the servers and clients themselves (a few
+# minutes; wrk is used when installed): table on stdout, results in .benchmarks/load.json.
 bench: $(STAMP)
 	$(BIN)/python -m pytest -q tests/benchmarks --benchmark-only
+	$(BIN)/python -m bench.perf --out .benchmarks/load.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .benchmarks

@@ -2,6 +2,7 @@
 same bytes, and the load generators against each other, in one run on this machine, loopback only.
 
     python -m bench.perf [--duration 5] [--warmup 1] [--repeat 3] [--client auto|wrk|locust] [--out FILE]
+    python -m bench.perf show FILE                                 # the table of an earlier result
     python -m bench.perf serve-bare --get-body JSON [--port 0]    # the bare server; the benchmark starts it
 
 Pairs, each measured by the same client for the same time: the producer's empty poll (SQLite, then the
@@ -48,6 +49,7 @@ PERF_USERS = REPO / "scenarios" / "perf_users.py"
 DEFAULT_OUT = REPO / ".benchmarks" / "load.json"
 HOOK_PATH = "/hooks/webhook"  # the receiver endpoint's path, as the dispatcher posts to it
 SERVER_BUSY = 0.85  # a server below this CPU share (of one core) in its window was probably not the bottleneck
+BUSY_BEFORE = 0.20  # share of all CPUs busy in the half second before the run (other work): above it, warn
 
 # ratio -> (numerator, denominator, target, what it says)
 TARGETS: dict[str, tuple[str, str, float, str]] = {
@@ -58,6 +60,7 @@ TARGETS: dict[str, tuple[str, str, float, str]] = {
     "locust/wrk": ("locust_fast", "wrk_bare_get", 0.40, "Locust FastHttpUser vs wrk, bare GET"),
 }
 GROUPS = ("producer", "receiver", "locust")
+SERVER_KEYS = ("bare_get", "producer_sqlite", "producer_memory", "bare_post", "receiver")  # server comparisons
 
 
 @dataclass(frozen=True)
@@ -426,23 +429,23 @@ class Bench:
             if wrk:
                 return self.run_wrk(server, self.url(server, get), None, cpu)
             return self.run_locust(server, "FastGetUser", get, cpu, lp)
-        if key in ("bare_post", "receiver"):
-            server = "bare" if key == "bare_post" else "receiver"
+        if key == "bare_post":
             if not wrk:
-                return self.run_locust(server, "FastHookUser", HOOK_PATH, cpu, lp)
-            if key == "bare_post":  # no dedup: a fixed set of requests, cycled
-                fixed = self._signed_file("bare-post", 20_000)
-                return self.run_wrk(server, self.url(server, HOOK_PATH), lambda _phase, _s: fixed, cpu)
-            # Fresh ids for every request: enough for the bare handler's rate (an upper bound of ours).
-            guide = [x.rps for x in self.samples.get("receiver", [])] or [x.rps for x in self.samples.get(
-                "bare_post", [])] or [30_000.0]
-            rate = max(guide) * (1.5 if "receiver" in self.samples else 1.2)
+                return self.run_locust("bare", "FastHookUser", HOOK_PATH, cpu, lp)
+            fixed = self._signed_file("bare-post", 20_000)  # no dedup there: a fixed set of requests, cycled
+            return self.run_wrk("bare", self.url("bare", HOOK_PATH), lambda _phase, _s: fixed, cpu)
+        if key == "receiver":
             before = self._receiver_stats()
-            sample = self.run_wrk(server, self.url(server, HOOK_PATH),
-                              lambda phase, s: self._signed_file(f"receiver-{rep}-{phase}",
-                                                                 math.ceil(rate * s) + 1000), cpu)
-            after = self._receiver_stats()
-            sample.extra["receiver"] = _stats_delta(before, after)
+            if wrk:  # fresh ids for every request: enough for the bare handler's rate (an upper bound of ours)
+                guide = [x.rps for x in self.samples.get("receiver", [])] or [x.rps for x in self.samples.get(
+                    "bare_post", [])] or [30_000.0]
+                rate = max(guide) * (1.5 if "receiver" in self.samples else 1.2)
+                sample = self.run_wrk("receiver", self.url("receiver", HOOK_PATH),
+                                      lambda phase, s: self._signed_file(f"receiver-{rep}-{phase}",
+                                                                         math.ceil(rate * s) + 1000), cpu)
+            else:
+                sample = self.run_locust("receiver", "FastHookUser", HOOK_PATH, cpu, lp)
+            sample.extra["receiver"] = _stats_delta(before, self._receiver_stats())  # warm-up included
             return sample
         if key == "locust_fast":
             return self.run_locust("bare", "FastGetUser", get, cpu, lp)
@@ -463,7 +466,10 @@ class Bench:
         if "receiver" in self.s.groups:
             keys += ["bare_post", "receiver"]
         if "locust" in self.s.groups:
-            keys += ["locust_fast", "locust_http"]
+            if self.wrk is None and "bare_get" in keys:
+                keys += ["locust_http"]  # FastHttpUser on the bare GET is bare_get itself: not measured twice
+            else:
+                keys += ["locust_fast", "locust_http"]
             if self.wrk is not None and "bare_get" not in keys:
                 keys.insert(0, "bare_get")  # Locust/wrk needs wrk's number on the same endpoint
         return keys
@@ -482,6 +488,8 @@ class Bench:
                     self.pg.check()
         if self.wrk is not None and "bare_get" in self.samples:
             self.samples["wrk_bare_get"] = self.samples["bare_get"]
+        elif "locust" in self.s.groups and "bare_get" in self.samples:
+            self.samples["locust_fast"] = self.samples["bare_get"]
 
 
 LABELS = {  # key -> (label, server)
@@ -555,8 +563,10 @@ def summarize(samples: dict[str, list[Sample]]) -> tuple[dict[str, Any], dict[st
     for key, ss in samples.items():
         shares = [s.server_cpu for s in ss if s.server_cpu is not None]
         clients = [s.client_cpu for s in ss if s.client_cpu is not None]
+        per_req = [_us_per_request(s) for s in ss]
         measurements[key] = {"rps": _summary([s.rps for s in ss]), "values": [asdict(s) for s in ss],
                              "server_cpu": statistics.median(shares) if shares else None,
+                             "server_us_per_request": None if None in per_req else _summary(per_req),  # type: ignore
                              "client_cpu": statistics.median(clients) if clients else None,
                              "errors": sum(s.errors for s in ss)}
     ratios: dict[str, Any] = {}
@@ -568,9 +578,18 @@ def summarize(samples: dict[str, list[Sample]]) -> tuple[dict[str, Any], dict[st
             continue
         r = _summary(pairs)
         verdict = None if math.isnan(target) else ("PASS" if r["median"] >= target else "MISS")
+        # The same comparison from the servers' CPU per request (inverse): less sensitive to other processes
+        # taking the CPU than req/s; None for the client comparisons, where the server is not the limit.
+        cost = [b / a for a, b in ((_us_per_request(x), _us_per_request(y)) for x, y in zip(samples[num], samples[den]))
+                if a and b] if num in SERVER_KEYS and den in SERVER_KEYS else []
         ratios[name] = {**r, "values": pairs, "target": None if math.isnan(target) else target,
-                        "verdict": verdict, "what": what}
+                        "verdict": verdict, "what": what, "by_cpu": statistics.median(cost) if cost else None}
     return measurements, ratios
+
+
+def _us_per_request(s: Sample) -> float | None:
+    """Server CPU microseconds per request in the window."""
+    return None if s.server_cpu is None or not s.requests else s.server_cpu * s.seconds / s.requests * 1e6
 
 
 def _pct(x: float | None) -> str:
@@ -584,21 +603,23 @@ def report(result: dict[str, Any]) -> str:
              f"client of the server comparisons: {result['server_client']}"
              + (f" (-t1 -c{st['connections']})" if result["server_client"] == "wrk" else
                 f" FastHttpUser, {st['connections']} users, --processes {st['locust_processes']}"),
-             "", f"{'measurement':38} {'client':22} {'req/s':>9} {'spread':>17} {'server CPU':>10} {'client CPU':>10}"]
+             "", f"{'measurement':36} {'client':10} {'req/s':>8} {'spread':>15} {'server CPU':>10} "
+                 f"{'us/req':>7} {'client CPU':>10}"]
     for key, (label, _server) in LABELS.items():
         if key not in m:
             continue
         x = m[key]
         client = result["clients"][key]
-        rps = x["rps"]
-        lines.append(f"{label:38} {client:22} {rps['median']:>9,.0f} {rps['min']:>8,.0f}-{rps['max']:<8,.0f} "
-                     f"{_pct(x['server_cpu']):>10} {_pct(x['client_cpu']):>10}"
-                     + (f"  {x['errors']} errors" if x["errors"] else ""))
-    lines += ["", f"{'ratio':22} {'median':>7} {'spread':>13}  {'target':>7}  verdict"]
+        rps, us = x["rps"], x["server_us_per_request"]
+        lines.append(f"{label:36} {client:10} {rps['median']:>8,.0f} {rps['min']:>7,.0f}-{rps['max']:<7,.0f} "
+                     f"{_pct(x['server_cpu']):>10} {'-' if us is None else format(us['median'], '.1f'):>7} "
+                     f"{_pct(x['client_cpu']):>10}" + (f"  {x['errors']} errors" if x["errors"] else ""))
+    lines += ["", f"{'ratio':22} {'median':>7} {'spread':>11}  {'target':>7}  {'verdict':7}  by CPU/req"]
     for name, r in ratios.items():
         target = "-" if r["target"] is None else f">= {r['target']:.2f}"
-        lines.append(f"{name:22} {r['median']:>7.2f} {r['min']:>6.2f}-{r['max']:<6.2f}  {target:>7}  "
-                     f"{r['verdict'] or ''}")
+        by_cpu = "" if r["by_cpu"] is None else f"{r['by_cpu']:.2f}"
+        lines.append(f"{name:22} {r['median']:>7.2f} {r['min']:>5.2f}-{r['max']:<5.2f}  {target:>7}  "
+                     f"{r['verdict'] or '':7}  {by_cpu}")
     for name, why in result["skipped"].items():
         lines.append(f"{name}: skipped: {why}")
     lines += [f"warning: {w}" for w in result["warnings"]]
@@ -614,10 +635,10 @@ def _warnings(measurements: dict[str, Any], ratios: dict[str, Any], server_clien
                        "(noisy machine? rerun with more --repeat or a longer --duration)")
         if x["errors"]:
             out.append(f"{LABELS.get(key, (key,))[0]}: {x['errors']} failed requests (see the logs)")
-        if key in ("bare_get", "producer_sqlite", "producer_memory", "bare_post", "receiver") and \
+        if key in SERVER_KEYS and \
                 x["server_cpu"] is not None and x["server_cpu"] < SERVER_BUSY:
             out.append(f"{LABELS[key][0]}: server CPU {x['server_cpu']:.0%} < {SERVER_BUSY:.0%}: the client "
-                       f"({server_client}) may have been the bottleneck, so ratios against it are too high")
+                       f"({server_client}) or other processes held it back; compare 'by CPU/req'")
     rx = [v["extra"].get("receiver") for v in measurements.get("receiver", {}).get("values", [])]
     for d in filter(None, rx):
         if d["requests"] and (d["duplicate"] or d["rejected"] or d["errors"] or d["shed_503"]):
@@ -633,6 +654,9 @@ def run(settings: Settings, log: Callable[[str], None] = lambda msg: print(msg, 
         ) -> dict[str, Any]:
     """Run the benchmark; return the result (also written to settings.out)."""
     settings.check()
+    import psutil
+
+    busy_before = psutil.cpu_percent(interval=0.5) / 100  # other work on the machine makes every number noisy
     env = {**os.environ, "HOOKBENCH_LOOP": settings.loop}
     with tempfile.TemporaryDirectory(prefix="hookbench-perf-") as tmp, ProcessGroup(env=env) as group:
         bench = Bench(settings, Path(tmp), group, log)
@@ -652,8 +676,11 @@ def run(settings: Settings, log: Callable[[str], None] = lambda msg: print(msg, 
                   "settings": {**asdict(settings), "out": str(settings.out), "groups": list(settings.groups)},
                   "server_client": bench.server_client, "server_loop": _server_loop(settings.loop),
                   "wrk_version": _wrk_version(bench.wrk), "clients": clients, "measurements": measurements,
-                  "ratios": ratios, "skipped": bench.skipped,
+                  "ratios": ratios, "skipped": bench.skipped, "cpu_busy_before": busy_before,
                   "warnings": _warnings(measurements, ratios, bench.server_client)}
+        if busy_before > BUSY_BEFORE:
+            result["warnings"].insert(0, f"the machine was busy before the run ({busy_before:.0%} of its CPUs in "
+                                         "the half second before): expect noise, rerun when it is idle")
     settings.out.parent.mkdir(parents=True, exist_ok=True)
     write_json(settings.out, result)
     return result
@@ -681,7 +708,7 @@ def _wrk_version(wrk: str | None) -> str | None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__.split("\n")[0],
+    ap = argparse.ArgumentParser(prog="python -m bench.perf", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     d = Settings()
     ap.add_argument("--duration", type=int, default=d.duration, help="seconds of each measured window")
@@ -690,7 +717,8 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--client", default=d.client, choices=("auto", "wrk", "locust"),
                     help="client of the server comparisons (auto: wrk when installed, else Locust)")
     ap.add_argument("--connections", type=int, default=d.connections, help="wrk connections = Locust users")
-    ap.add_argument("--locust-processes", type=int, default=d.locust_processes)
+    ap.add_argument("--locust-processes", type=int, default=d.locust_processes,
+                    help="Locust --processes for every Locust measurement")
     ap.add_argument("--loop", default=d.loop, choices=("auto", "uvloop", "asyncio"),
                     help="event loop of the servers (HOOKBENCH_LOOP)")
     ap.add_argument("--only", default=",".join(GROUPS), help=f"comma list of {', '.join(GROUPS)}")
@@ -698,10 +726,23 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def show(path: Path) -> str:
+    """The table of a result file written earlier (recomputed from its raw samples)."""
+    result = json.loads(Path(path).read_text())
+    samples = {k: [Sample(**v) for v in m["values"]] for k, m in result["measurements"].items()}
+    result["measurements"], result["ratios"] = summarize(samples)
+    busy = [w for w in result.get("warnings", []) if w.startswith("the machine was busy")]
+    result["warnings"] = busy + _warnings(result["measurements"], result["ratios"], result["server_client"])
+    return report(result)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve-bare"]:
         return serve_bare(argv[1:])
+    if argv[:1] == ["show"] and len(argv) == 2:
+        print(show(Path(argv[1])))
+        return 0
     a = _parser().parse_args(argv)
     settings = Settings(duration=a.duration, warmup=a.warmup, repeat=a.repeat, client=a.client,
                         connections=a.connections, locust_processes=a.locust_processes, loop=a.loop,

@@ -133,6 +133,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
 
 
 if __name__ == "__main__":  # `locust --help` never imports the locustfile: list the options here
-    help_parser = argparse.ArgumentParser(prog="locust -f scenarios/perf_users.py", description=__doc__.split("\n")[0])
+    help_parser = argparse.ArgumentParser(prog="locust -f scenarios/perf_users.py", description=__doc__,
+                                          formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_options(help_parser)
     help_parser.print_help()

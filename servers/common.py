@@ -1,9 +1,10 @@
-"""What every hookbench server process shares: serving an app (HTTP or HTTPS) until SIGTERM, the ready line,
-a listener the app can pause and resume, loop-lag sampling."""
+"""What every hookbench server process shares: serving an app (HTTP or HTTPS) until SIGTERM on uvloop when it is
+installed, the ready line, a listener the app can pause and resume, loop-lag sampling."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import ssl
 import time
@@ -15,10 +16,31 @@ from aiohttp import web
 from bench.protocol import READY_PREFIX
 from bench.records import JsonlWriter
 
-__all__ = ["serve", "start_app", "Listener", "LISTENER", "loop_lag_ctx", "LAG_INTERVAL_S"]
+__all__ = ["serve", "start_app", "Listener", "LISTENER", "loop_lag_ctx", "LAG_INTERVAL_S", "loop_factory", "LOOP_ENV"]
 
 LAG_INTERVAL_S = 0.1
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+LOOP_ENV = "HOOKBENCH_LOOP"  # auto (default: uvloop when importable), uvloop (required), asyncio (the stdlib loop)
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The event loop a server process runs on, from $HOOKBENCH_LOOP; None = the stdlib loop.
+
+    uvloop serves the same aiohttp app with less CPU per request (measured by `python -m bench.perf`);
+    HOOKBENCH_LOOP=asyncio turns it off, e.g. to compare or to rule it out.
+    """
+    choice = os.environ.get(LOOP_ENV, "auto") or "auto"
+    if choice not in ("auto", "uvloop", "asyncio"):
+        raise SystemExit(f"{LOOP_ENV}={choice!r}: expected auto, uvloop or asyncio")
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SystemExit(f"{LOOP_ENV}=uvloop but uvloop is not installed: pip install uvloop") from None
+        return None
+    return uvloop.new_event_loop
 
 
 class Listener:
@@ -115,10 +137,12 @@ def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0, *,
     """Serve `app` until SIGTERM/SIGINT, then clean up. Only loopback is allowed.
 
     With `ssl_context` it serves HTTPS. `on_ready(port)` runs once it listens, after the ready line.
+    The loop is uvloop when installed, unless $HOOKBENCH_LOOP says otherwise (`loop_factory`).
     """
     if host not in LOOPBACK:
         raise SystemExit(f"refusing to bind {host!r}: hookbench servers bind loopback only (127.0.0.1 or ::1)")
-    asyncio.run(_serve(app, host, port, ssl_context, on_ready))
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(_serve(app, host, port, ssl_context, on_ready))
 
 
 def loop_lag_ctx(records_dir: Path | None, name: str) -> Callable[[web.Application], AsyncIterator[None]]:

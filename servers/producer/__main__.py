@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scenario-json", required=True, help="resolved scenario (JSON written by the orchestrator)")
     ap.add_argument("--db", required=True, help="SQLite file of the store")
     ap.add_argument("--records", default=None, help="directory for record files")
+    ap.add_argument("--empty-polls", choices=("sqlite", "memory"), default="sqlite",
+                    help="answer empty polls from SQLite (realistic default) or from an in-memory head of the log")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--generation", type=int, default=0,
@@ -37,7 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.generation < 0:
         print(f"producer: --generation {args.generation}: must be >= 0", file=sys.stderr)
         return 2
-    serve(create_app(scenario, db_path=args.db, records_dir=args.records, generation=args.generation),
+    serve(create_app(scenario, db_path=args.db, records_dir=args.records, generation=args.generation,
+                     empty_polls=args.empty_polls),
           args.host, args.port)
     return 0
 

@@ -21,46 +21,77 @@ from .keys import DEFAULT_DELIVERY, DISPATCHER, GENERATOR, LEDGER, MARKS, SNAPSH
 from .ledger import Ledger, header_bytes
 from .marks import MarkLog
 from .store import Store
-from .views import routes
+from .views import EMPTY_POLL_MODES, EMPTY_POLLS, routes
 
 __all__ = ["create_app", "drop_torn_tail"]
 
 # Route name -> mode charged for the request.
 _ROUTE_MODE = {"resource": MODE_ETAG, "changes": MODE_CURSOR}
-_MODE: web.RequestKey[str] = web.RequestKey("hb_mode", str)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def _cost_middleware(request: web.Request,
-                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
-    """Charge poll requests to their mode: CPU of the handler (it never awaits I/O) and request bytes."""
-    route = request.match_info.route
-    mode = _ROUTE_MODE.get(route.name or "") if route is not None else None
-    if mode is None or ATTACK_LABEL_HEADER in request.headers:
-        # The attack load reads the feed to rebuild real deliveries for its replays: that is not the
-        # consumer's polling, so it is not charged to a polling mode (a measurement label, never a decision).
-        return await handler(request)
-    cost = request.app[LEDGER].mode(mode)
-    cpu0 = time.thread_time_ns()
-    try:
-        return await handler(request)
-    finally:
-        cost.cpu_ns += time.thread_time_ns() - cpu0
-        cost.requests += 1
-        cost.bytes_in += header_bytes(f"{request.method} {request.raw_path} HTTP/1.1",
-                                      {k.decode("latin-1"): v.decode("latin-1") for k, v in request.raw_headers})
-        request[_MODE] = mode
+def _request_head_bytes(request: web.Request) -> int:
+    """`header_bytes` of the request line and headers (a repeated name counted once, with its last value), from
+    the raw bytes: latin-1 maps byte to character, so lengths and repeats are those of the decoded text."""
+    headers = dict(request.raw_headers)
+    n = len(request.method) + len(request.raw_path) + 14  # "<method> <path> HTTP/1.1" CRLF ... CRLF
+    for k, v in headers.items():
+        n += len(k) + len(v) + 4
+    return n
 
 
-async def _count_response_bytes(request: web.Request, response: web.StreamResponse) -> None:
-    """on_response_prepare: the head is final here (Date, Server, Content-Length added), so count it."""
-    mode = request.get(_MODE)
-    if mode is None:
-        return
+def _charged(mode: str, handler: Handler, ledger: Ledger) -> Handler:
+    """`handler` charging each request to `mode` in `ledger`: the CPU of the handler (it never awaits I/O), the
+    request's bytes, and the response's bytes (head as sent, Date and Server included, plus body).
+
+    A wrapper on the two poll routes rather than a middleware and an on_response_prepare signal: those cost
+    more per empty poll than the accounting itself (see `python -m bench.perf`). It prepares the response
+    itself (aiohttp would do it next) so the head is final when counted. A response aiohttp makes up for an
+    unexpected exception (500) is not counted in bytes_out.
+    """
+
+    async def charged(request: web.Request) -> web.StreamResponse:
+        if ATTACK_LABEL_HEADER in request.headers:
+            # The attack load reads the feed to rebuild real deliveries for its replays: that is not the
+            # consumer's polling, so it is not charged to a polling mode (a measurement label, never a decision).
+            return await handler(request)
+        resp: web.StreamResponse | None = None
+        cpu0 = time.thread_time_ns()
+        try:
+            resp = await handler(request)
+        except web.HTTPException as exc:  # aiohttp answers with the exception itself: it is a Response
+            resp = exc
+            raise
+        finally:
+            cpu_ns = time.thread_time_ns() - cpu0
+            cost = ledger.mode(mode)
+            cost.cpu_ns += cpu_ns
+            cost.requests += 1
+            cost.bytes_in += _request_head_bytes(request)
+            if resp is not None:
+                await resp.prepare(request)  # the head is final from here (Date, Server, Content-Length added)
+                cost.bytes_out += _response_bytes(resp)
+        return resp
+
+    charged.__name__ = charged.__qualname__ = getattr(handler, "__name__", "handler")
+    return charged
+
+
+def _response_bytes(response: web.StreamResponse) -> int:
     body = getattr(response, "body", None)
     size = len(body) if isinstance(body, (bytes, bytearray)) else (response.content_length or 0)
-    request.app[LEDGER].mode(mode).bytes_out += header_bytes(
-        f"HTTP/1.1 {response.status} {response.reason}", response.headers) + size
+    return header_bytes(f"HTTP/1.1 {response.status} {response.reason}", response.headers) + size
+
+
+def _add_routes(app: web.Application, ledger: Ledger) -> None:
+    """The views' routes, the poll routes wrapped by `_charged`."""
+    for route in routes:
+        name = route.kwargs.get("name") if isinstance(route, web.RouteDef) else None
+        if name in _ROUTE_MODE:
+            assert isinstance(route, web.RouteDef)  # registered as the views declare it (a GET also answers HEAD)
+            route = web.RouteDef(route.method, route.path, _charged(_ROUTE_MODE[name], route.handler, ledger),
+                                 route.kwargs)
+        route.register(app.router)
 
 
 def drop_torn_tail(path: Path) -> None:
@@ -87,24 +118,28 @@ def drop_torn_tail(path: Path) -> None:
 
 
 def create_app(scenario: Scenario, *, db_path: str | Path, records_dir: str | Path | None = None,
-               start_changes: bool = True, generation: int = 0) -> web.Application:
+               start_changes: bool = True, generation: int = 0, empty_polls: str = "sqlite") -> web.Application:
     """The producer. `records_dir` None = record nothing to disk (tests, `hookbench serve`).
 
     `generation` counts restarts on the same store (0 = first start): it reseeds the change schedule and
     is stamped on every mark. Subscriptions and pending outbox rows always come from the store.
+    `empty_polls`: "sqlite" (default) queries the store for every poll; "memory" answers the polls that
+    find nothing new from the store's in-memory head and versions, with the same bytes (see views.py).
     """
+    if empty_polls not in EMPTY_POLL_MODES:
+        raise ValueError(f"empty_polls={empty_polls!r}: expected one of {', '.join(map(repr, EMPTY_POLL_MODES))}")
     records = Path(records_dir) if records_dir is not None else None
     if records is not None:  # a killed earlier generation may have left half a line; we append after it
         for stem in ("deliveries", "marks", "loop_lag-producer"):
             drop_torn_tail(records / f"{stem}.jsonl")
-    app = web.Application(middlewares=[_cost_middleware])
-    app.add_routes(routes)
-    app.on_response_prepare.append(_count_response_bytes)
+    app = web.Application()
     ledger = Ledger()
+    _add_routes(app, ledger)
     app[LEDGER] = ledger
     app[MARKS] = MarkLog(records / "marks.jsonl" if records else None)
     app[SNAPSHOT] = lambda: {**ledger.snapshot(), "pid": os.getpid(), "generation": generation}
     app[DEFAULT_DELIVERY] = scenario.webhook.subscriptions[0]
+    app[EMPTY_POLLS] = empty_polls
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         store = Store(db_path, scenario.resources.count, legacy_delivery=scenario.webhook.subscriptions[0])

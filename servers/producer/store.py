@@ -104,6 +104,9 @@ class Store:
             self.db.execute("COMMIT")
         self.resources = resources
         self._next_seq = (self.db.execute("SELECT MAX(seq) FROM changes").fetchone()[0] or 0) + 1
+        # In-memory copies of what an empty poll asks (head of the log, each resource's version), kept in
+        # step by apply_change, the only writer: a producer may answer empty polls without a query.
+        self._versions: dict[int, int] = dict(self.db.execute("SELECT id, version FROM resources").fetchall())
 
     def _migrate(self, legacy_delivery: DeliveryCfg | None) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -154,6 +157,7 @@ class Store:
             self.db.execute("ROLLBACK")
             raise
         self._next_seq = seq + 1
+        self._versions[resource_id] = version
         return change_event(change_id, resource_id, seq, version, t_change_ns)
 
     # --- polling API reads --------------------------------------------------------------------
@@ -177,6 +181,15 @@ class Store:
 
     def change_count(self) -> int:
         return self._next_seq - 1
+
+    @property
+    def head_seq(self) -> int:
+        """The seq of the newest change (0: none yet), from memory: `changes_after(head_seq, n)` is always empty."""
+        return self._next_seq - 1
+
+    def cached_version(self, resource_id: int) -> int | None:
+        """`resource_version` from memory, without a query."""
+        return self._versions.get(resource_id)
 
     # --- subscriptions ------------------------------------------------------------------------
     def add_subscription(self, url: str, scheme: str, secrets_: Iterable[str], delivery: DeliveryCfg, now_ns: int, *,

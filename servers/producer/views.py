@@ -7,17 +7,44 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Any, Callable, Mapping
 
 from aiohttp import web
 
-from bench.protocol import etag_for
+from bench.protocol import ChangeEvent, etag_for
 
 from .keys import DEFAULT_DELIVERY, DISPATCHER, GENERATOR, LEDGER, MARKS, SNAPSHOT, STORE
 from .subscribe import EXAMPLE, SubscriptionError, parse_subscription
 
-__all__ = ["routes"]
+__all__ = ["routes", "EMPTY_POLLS", "EMPTY_POLL_MODES"]
 
 routes = web.RouteTableDef()
+
+# How empty polls are answered. "sqlite" (the default, the realistic cost): every poll queries the store.
+# "memory": a poll that cannot find anything new -- `after` at or past the head of the log, or an ETag that
+# matches the resource's current version -- is answered from the store's in-memory head and version table,
+# with the same bytes, without a query. Polls that find something always read SQLite. Sound because this
+# process is the only writer of its store; producers sharing one database file would need "sqlite".
+EMPTY_POLL_MODES = ("sqlite", "memory")
+EMPTY_POLLS: web.AppKey[str] = web.AppKey("empty_polls", str)
+
+try:  # the same bytes as the stdlib's compact JSON for every body the polling API sends, 10-25x faster
+    import orjson
+
+    _encode: Callable[[Any], bytes] = orjson.dumps
+    JSON_ENCODER = "orjson"
+except ImportError:  # pragma: no cover - exercised where orjson is not installed
+    _compact = json.JSONEncoder(separators=(",", ":"))
+
+    def _encode(obj: Any) -> bytes:
+        return _compact.encode(obj).encode()
+
+    JSON_ENCODER = "json"
+
+
+def _json(obj: Any, headers: Mapping[str, str] | None = None) -> web.Response:
+    """What `web.json_response(obj, dumps=compact json.dumps)` answers (same body, same Content-Type)."""
+    return web.Response(body=_encode(obj), headers=headers, content_type="application/json", charset="utf-8")
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -50,24 +77,27 @@ def _none_match(header: str | None, etag: str) -> bool:
 async def get_resource(request: web.Request) -> web.StreamResponse:
     rid = int(request.match_info["id"])  # the route admits only 1-18 digits: always a valid SQLite integer
     store = request.app[STORE]
-    version = store.resource_version(rid)
+    version = store.cached_version(rid) if request.app[EMPTY_POLLS] == "memory" else store.resource_version(rid)
     if version is None:
         raise web.HTTPNotFound(text=f"no resource {rid}")
     etag = etag_for(rid, version)
     if _none_match(request.headers.get("If-None-Match"), etag):
         return web.Response(status=304, headers={"ETag": etag})
-    body = store.get_resource(rid)
-    return web.json_response(body, headers={"ETag": etag}, dumps=lambda o: json.dumps(o, separators=(",", ":")))
+    return _json(store.get_resource(rid), {"ETag": etag})
 
 
 @routes.get("/changes", name="changes")
 async def get_changes(request: web.Request) -> web.Response:
     after = _int_param(request, "after", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, 10_000)
-    changes, has_more = request.app[STORE].changes_after(after, limit)
+    store = request.app[STORE]
+    if after >= store.head_seq and request.app[EMPTY_POLLS] == "memory":
+        changes: list[ChangeEvent] = []
+        has_more = False
+    else:
+        changes, has_more = store.changes_after(after, limit)
     next_after = changes[-1]["seq"] if changes else after
-    return web.json_response({"changes": changes, "next_after": next_after, "has_more": has_more},
-                             dumps=lambda o: json.dumps(o, separators=(",", ":")))
+    return _json({"changes": changes, "next_after": next_after, "has_more": has_more})
 
 
 @routes.post("/subscriptions")

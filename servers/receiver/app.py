@@ -1,18 +1,18 @@
 """Receiver app factory and routes: POST /hooks[/<name-or-token>[/<status>]] through the defences, dedup and faults;
-GET /health, POST /control/start, GET /inspect and /inspect.json."""
+GET /health, GET /stats, POST /control/start, GET /inspect and /inspect.json."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
-from bench.protocol import PATH_HEALTH, PATH_RECEIVER_START
+from bench.protocol import PATH_HEALTH, PATH_RECEIVER_START, PATH_STATS
 from bench.signing import Scheme, make_scheme
 
 from ..common import LISTENER, Listener, loop_lag_ctx
@@ -22,6 +22,7 @@ from .config import ReceiverSetup
 from .dedup import DedupStore
 from .faults import FaultModel, Outages
 from .inspector import CSP, as_html, as_json
+from .stats import HookStats
 
 __all__ = ["create_app", "Receiver", "RECEIVER"]
 
@@ -32,9 +33,13 @@ PATH_INSPECT = "/inspect"
 PATH_INSPECT_JSON = "/inspect.json"
 
 
+class Shed(Reject):
+    """503 at capacity (receiver_max_concurrent): a Reject that /stats counts apart from other errors."""
+
+
 @dataclass
 class Receiver:
-    """The state behind the routes: set-up, one verifier per endpoint, dedup, faults, outages, audit."""
+    """The state behind the routes: set-up, one verifier per endpoint, dedup, faults, outages, audit, stats."""
 
     setup: ReceiverSetup
     schemes: dict[str, Scheme]
@@ -43,16 +48,19 @@ class Receiver:
     outages: Outages
     audit: AuditLog
     wall_clock: Callable[[], float]
+    stats: HookStats = field(default_factory=HookStats)
 
     async def handle(self, request: web.Request, target: Target, a: Arrival) -> web.Response:
         """The pipeline for one /hooks request; raises Reject for every answer but the successful ones."""
-        if self.outages.refusing:  # a connection opened before the outage: it fails with no answer at all
-            if request.transport is not None:
-                request.transport.close()
-            a.verdict, a.reason = "error", "receiver down (refuse window): connection closed without an answer"
-            return answer(503)  # never delivered: the transport is closed
-        if self.outages.answering_503:
-            raise Reject(503, "receiver down (503 window)", "error", RETRY_AFTER)
+        outages = self.outages
+        if outages.windows:  # without receiver_down windows there is no outage to look up on every request
+            if outages.refusing:  # a connection opened before the outage: it fails with no answer at all
+                if request.transport is not None:
+                    request.transport.close()
+                a.verdict, a.reason = "error", "receiver down (refuse window): connection closed without an answer"
+                return answer(503)  # never delivered: the transport is closed
+            if outages.answering_503:
+                raise Reject(503, "receiver down (503 window)", "error", RETRY_AFTER)
         ep = target.endpoint
         if ep is None:
             raise Reject(404, "unknown endpoint" if target.path.startswith("/hooks") else "unknown path")
@@ -66,7 +74,7 @@ class Receiver:
             return answer(200, "duplicate: already processed")
         faults = self.faults
         if not faults.try_acquire():
-            raise Reject(503, f"over capacity: {faults.in_processing} requests in processing "
+            raise Shed(503, f"over capacity: {faults.in_processing} requests in processing "
                          f"(receiver_max_concurrent = {faults.cfg.receiver_max_concurrent})", "error", RETRY_AFTER)
         try:
             if faults.inject_error():
@@ -104,12 +112,15 @@ async def hook(request: web.Request) -> web.StreamResponse:
     """Every request not on a fixed route: resolved, checked, processed, and audited whatever happens."""
     rx = request.app[RECEIVER]
     t_ns, started = time.time_ns(), time.perf_counter()
+    rx.stats.begin()
+    shed = False
     target = resolve(request.path, rx.setup)
     a = Arrival(t_ns=t_ns, method=request.method, path=target.path, remote=request.remote,
                 headers=request.headers, endpoint=target.endpoint.name if target.endpoint else None)
     try:
         resp = await rx.handle(request, target, a)
     except Reject as r:
+        shed = isinstance(r, Shed)
         a.status, a.verdict, a.reason = r.status, r.verdict, r.reason
         resp = answer(r.status, r.reason, r.headers)
         if r.status == 413:
@@ -123,6 +134,7 @@ async def hook(request: web.Request) -> web.StreamResponse:
         resp = answer(500, a.reason)
     finally:
         a.latency_ms = (time.perf_counter() - started) * 1e3
+        rx.stats.end(a.verdict, a.status, shed)
         rx.audit.record(a)
     return resp
 
@@ -133,6 +145,11 @@ async def health(request: web.Request) -> web.Response:
                               "dedup": rx.dedup.stats(), "in_processing": rx.faults.in_processing,
                               "down": {"refusing": rx.outages.refusing, "answering_503": rx.outages.answering_503,
                                        "t0_ns": rx.outages.t0_ns}})
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Counters of the hook traffic for load runs (see stats.py); event-loop lag is in loop_lag-receiver.jsonl."""
+    return web.json_response(request.app[RECEIVER].stats.as_dict(), headers={"Cache-Control": "no-store"})
 
 
 async def control_start(request: web.Request) -> web.Response:
@@ -204,6 +221,7 @@ def create_app(setup: ReceiverSetup, *, records_dir: str | Path | None = None,
             rx.audit.close()
 
     app.router.add_get(PATH_HEALTH, health)
+    app.router.add_get(PATH_STATS, stats)
     app.router.add_post(PATH_RECEIVER_START, control_start)
     app.router.add_get(PATH_INSPECT, inspect_html)
     app.router.add_get(PATH_INSPECT_JSON, inspect_json)
