@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any, NamedTuple
 
 from .document import Block, Bullets, CodeBlock, Heading, Image, Notice, Para, Row, Strong, Table
 from .figures import FigureOutcome
-from .fmt import DASH, fmt_count, fmt_num, fmt_pct, fmt_short, fmt_text, get, number, obj, wasted_interval
+from .fmt import fmt_started_at, DASH, fmt_count, fmt_num, fmt_pct, fmt_short, fmt_text, get, number, obj, wasted_interval
 from .load import RunData
 from .loss import down_intervals, loss_blocks
 from .security import security_blocks
@@ -55,7 +54,7 @@ def build_document(run: RunData, figures: list[FigureOutcome]) -> tuple[str, lis
     description = get(run.manifest, "scenario", "description")
     if description:
         blocks.append(Para(str(description)))
-    blocks.append(Para(Strong("Run started: "), _started_at(run.manifest.get("started_at"))))
+    blocks.append(Para(Strong("Run started: "), fmt_started_at(run.manifest.get("started_at"))))
     blocks += _status(run)
     blocks += [Heading(2, "What was measured"), Para(_workload_text(run))]
     blocks += [Heading(2, "Results"), *_results(run)]
@@ -68,15 +67,6 @@ def build_document(run: RunData, figures: list[FigureOutcome]) -> tuple[str, lis
     blocks += [Heading(2, "Environment"), *_environment(run)]
     blocks += [Heading(2, "Definitions"), Bullets(DEFINITIONS), Para(MODEL_NOTE)]
     return title, blocks
-
-
-def _started_at(value: Any) -> str:
-    if not isinstance(value, str):
-        return fmt_text(value)
-    try:
-        return datetime.fromisoformat(value).isoformat(sep=" ", timespec="seconds")
-    except ValueError:
-        return value
 
 
 # --- partial run, harness saturation -------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import math
 from typing import Any
 
@@ -123,3 +125,13 @@ def wasted_interval(mode: dict[str, Any]) -> tuple[float, float] | None:
         return None
     lo, hi = number(ci[0]), number(ci[1])
     return None if lo is None or hi is None else (lo, hi)
+
+
+def fmt_started_at(value: Any) -> str:
+    """An ISO time from manifest.json as 'YYYY-MM-DD HH:MM:SS+00:00'; anything else as text."""
+    if not isinstance(value, str):
+        return fmt_text(value)
+    try:
+        return datetime.fromisoformat(value).isoformat(sep=" ", timespec="seconds")
+    except ValueError:
+        return value

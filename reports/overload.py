@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import shlex
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,7 @@ from bench.overload import ACHIEVED_MIN, ERROR_LIMIT
 
 from .document import Block, Bullets, Cell, CodeBlock, Failure, Heading, Image, Notice, Para, Row, Strong, Table
 from .figures import DPI, FigureOutcome
-from .fmt import DASH, fmt_count, fmt_counted, fmt_num, fmt_pct, fmt_short, fmt_text, get, number, obj
+from .fmt import fmt_started_at, DASH, fmt_count, fmt_counted, fmt_num, fmt_pct, fmt_short, fmt_text, get, number, obj
 from .load import LoadRunData
 
 __all__ = ["build_overload_document", "make_overload_figures"]
@@ -91,7 +90,7 @@ def build_overload_document(run: LoadRunData, figures: list[FigureOutcome]) -> t
     blocks: list[Block] = [Heading(1, title)]
     if description := get(run.manifest, "scenario", "description"):
         blocks.append(Para(str(description)))
-    blocks.append(Para(Strong("Run started: "), _started_at(run.manifest.get("started_at"))))
+    blocks.append(Para(Strong("Run started: "), fmt_started_at(run.manifest.get("started_at"))))
     error = run.manifest.get("error")
     recorded = (f"recorded error: {error}",) if error else ()
     if run.partial:
@@ -111,15 +110,6 @@ def build_overload_document(run: LoadRunData, figures: list[FigureOutcome]) -> t
     blocks += [Heading(2, "Environment"), *_environment(run)]
     blocks += [Heading(2, "Definitions"), Bullets(_definitions())]
     return title, blocks
-
-
-def _started_at(value: Any) -> str:
-    if not isinstance(value, str):
-        return fmt_text(value)
-    try:
-        return datetime.fromisoformat(value).isoformat(sep=" ", timespec="seconds")
-    except ValueError:
-        return value
 
 
 def _measured_text(run: LoadRunData, ramp: list[Step], recovery: Step | None) -> str:
