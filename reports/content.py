@@ -5,6 +5,8 @@ Values are shown as the analysis wrote them (only unit changes, e.g. CPU seconds
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import shlex
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -62,7 +64,7 @@ def build_document(run: RunData, figures: list[FigureOutcome]) -> tuple[str, lis
         blocks += [Heading(2, "Who lost what"), *loss]
     if security := security_blocks(run.security, bool(down_intervals(run.faults))):
         blocks += [Heading(2, "Security under attack"), *security]
-    blocks += [Heading(2, "Figures"), *_figures(run, figures)]
+    blocks += [Heading(2, "Figures"), *figure_blocks(run.run_dir, figures)]
     blocks += [Heading(2, "Reproduce"), *_reproduce(run)]
     blocks += [Heading(2, "Environment"), *_environment(run)]
     blocks += [Heading(2, "Definitions"), Bullets(DEFINITIONS), Para(MODEL_NOTE)]
@@ -254,14 +256,15 @@ def _results(run: RunData) -> list[Block]:
 
 # --- figures, reproduce, environment -------------------------------------------------------------
 
-def _figures(run: RunData, figures: list[FigureOutcome]) -> list[Block]:
+def figure_blocks(run_dir: Path, figures: list[FigureOutcome]) -> list[Block]:
+    """A heading and the image (or why it was skipped) for each figure; paths relative to the run dir."""
     blocks: list[Block] = []
     for fig in figures:
         blocks.append(Heading(3, fig.title))
         if fig.path is None:
             blocks.append(Para(Strong("Figure skipped: "), fig.note + "."))
         else:
-            rel = fig.path.relative_to(run.run_dir).as_posix()
+            rel = fig.path.relative_to(run_dir).as_posix()
             blocks.append(Image(fig.path, rel, fig.title, fig.note))
     return blocks
 

@@ -24,7 +24,8 @@ from matplotlib.transforms import blended_transform_factory
 
 from bench.overload import ACHIEVED_MIN, ERROR_LIMIT
 
-from .document import Block, Bullets, Cell, CodeBlock, Failure, Heading, Image, Notice, Para, Row, Strong, Table
+from .content import figure_blocks
+from .document import Block, Bullets, Cell, CodeBlock, Failure, Heading, Notice, Para, Row, Strong, Table
 from .figures import DPI, FigureOutcome
 from .fmt import fmt_started_at, DASH, fmt_count, fmt_counted, fmt_num, fmt_pct, fmt_short, fmt_text, get, number, obj
 from .load import LoadRunData
@@ -105,7 +106,7 @@ def build_overload_document(run: LoadRunData, figures: list[FigureOutcome]) -> t
     blocks += [Heading(2, "Steps"), *_steps_table(run, ramp, recovery)]
     blocks += [Heading(2, "The knee"), *_knee_blocks(run, ramp)]
     blocks += [Heading(2, "Recovery"), _recovery_para(run, recovery)]
-    blocks += [Heading(2, "Figures"), *_figures(run, figures)]
+    blocks += [Heading(2, "Figures"), *figure_blocks(run.run_dir, figures)]
     blocks += [Heading(2, "Reproduce"), *_reproduce(run)]
     blocks += [Heading(2, "Environment"), *_environment(run)]
     blocks += [Heading(2, "Definitions"), Bullets(_definitions())]
@@ -241,17 +242,6 @@ def _recovery_para(run: LoadRunData, recovery: Step | None) -> Para:
     if recovery is not None:
         return Para(Strong("Recovery: "), f"not recovered within the recovery step{note_text}.")
     return Para(Strong("Recovery: "), str(note) if note else "the scenario had no recovery step.")
-
-
-def _figures(run: LoadRunData, figures: list[FigureOutcome]) -> list[Block]:
-    blocks: list[Block] = []
-    for fig in figures:
-        blocks.append(Heading(3, fig.title))
-        if fig.path is None:
-            blocks.append(Para(Strong("Figure skipped: "), fig.note + "."))
-        else:
-            blocks.append(Image(fig.path, fig.path.relative_to(run.run_dir).as_posix(), fig.title, fig.note))
-    return blocks
 
 
 def _reproduce(run: LoadRunData) -> list[Block]:
