@@ -293,13 +293,19 @@ def _reproduce(run: RunData) -> list[Block]:
 
 
 def _environment(run: RunData) -> list[Block]:
-    machine = obj(run.manifest.get("machine"))
+    return environment_blocks(run.manifest)
+
+
+def environment_blocks(manifest: dict[str, Any], extra: tuple[tuple[str, str], ...] = ()) -> list[Block]:
+    """Machine (plus `extra` lines) and package versions, as manifest.json recorded them."""
+    machine = obj(manifest.get("machine"))
     blocks: list[Block] = [Bullets((
         ("CPU", fmt_text(machine.get("cpu_model"))),
         ("cores", fmt_count(machine.get("cpu_count"))),
         ("platform", fmt_text(machine.get("platform"))),
+        *extra,
     ))]
-    versions = run.manifest.get("versions")
+    versions = manifest.get("versions")
     if isinstance(versions, dict) and versions:
         rows = tuple(Row(str(name), (fmt_text(version),)) for name, version in versions.items())
         blocks.append(Table(("package", "version"), rows, numeric=False))

@@ -68,14 +68,18 @@ def make_figures(run: RunData, out_dir: Path) -> list[FigureOutcome]:
         fig = Figure(figsize=SIZE_IN, dpi=DPI, layout="constrained")
         FigureCanvasAgg(fig)
         drawn, note = draw(fig, title, run, colors)
-        if drawn:
-            fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
-            outcomes.append(FigureOutcome(name, title, path, note))
-        else:
-            path.unlink(missing_ok=True)
-            outcomes.append(FigureOutcome(name, title, None, note))
-        fig.clear()
+        outcomes.append(save_or_skip(fig, path, name, title, drawn, note))
     return outcomes
+
+
+def save_or_skip(fig: Figure, path: Path, name: str, title: str, drawn: bool, note: str) -> FigureOutcome:
+    """Write the drawn figure (no timestamp metadata, so reruns are byte-identical) or remove a stale PNG."""
+    if drawn:
+        fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
+    else:
+        path.unlink(missing_ok=True)
+    fig.clear()
+    return FigureOutcome(name, title, path if drawn else None, note)
 
 
 def _one_axes(draw: Drawer) -> FigureDrawer:

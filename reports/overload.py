@@ -24,9 +24,9 @@ from matplotlib.transforms import blended_transform_factory
 
 from bench.overload import ACHIEVED_MIN, ERROR_LIMIT
 
-from .content import figure_blocks
+from .content import environment_blocks, figure_blocks
 from .document import Block, Bullets, Cell, CodeBlock, Failure, Heading, Notice, Para, Row, Strong, Table
-from .figures import DPI, FigureOutcome
+from .figures import DPI, FigureOutcome, save_or_skip
 from .fmt import fmt_started_at, DASH, fmt_count, fmt_counted, fmt_num, fmt_pct, fmt_short, fmt_text, get, number, obj
 from .load import LoadRunData
 
@@ -262,20 +262,7 @@ def _reproduce(run: LoadRunData) -> list[Block]:
 
 
 def _environment(run: LoadRunData) -> list[Block]:
-    machine = obj(run.manifest.get("machine"))
-    blocks: list[Block] = [Bullets((
-        ("CPU", fmt_text(machine.get("cpu_model"))),
-        ("cores", fmt_count(machine.get("cpu_count"))),
-        ("platform", fmt_text(machine.get("platform"))),
-        ("Locust processes", fmt_count(run.manifest.get("locust_processes"))),
-    ))]
-    versions = run.manifest.get("versions")
-    if isinstance(versions, dict) and versions:
-        rows = tuple(Row(str(name), (fmt_text(version),)) for name, version in versions.items())
-        blocks.append(Table(("package", "version"), rows, numeric=False))
-    else:
-        blocks.append(Para("Package versions were not recorded in manifest.json."))
-    return blocks
+    return environment_blocks(run.manifest, (("Locust processes", fmt_count(run.manifest.get("locust_processes"))),))
 
 
 def _definitions() -> tuple[tuple[str, str], ...]:
@@ -317,13 +304,7 @@ def make_overload_figures(run: LoadRunData, out_dir: Path) -> list[FigureOutcome
         ax = fig.add_subplot()
         ax.set_title(title)
         drawn, note = draw(ax, run)
-        if drawn:
-            fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
-            outcomes.append(FigureOutcome(name, title, path, note))
-        else:
-            path.unlink(missing_ok=True)
-            outcomes.append(FigureOutcome(name, title, None, note))
-        fig.clear()
+        outcomes.append(save_or_skip(fig, path, name, title, drawn, note))
     return outcomes
 
 

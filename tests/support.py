@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -60,3 +62,21 @@ def stop_server(proc: subprocess.Popen[str]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def run_command(argv: list[str], out: Path, timeout: float) -> tuple[dict[str, Any], Path, str]:
+    """`hookbench <argv> --out OUT` to completion (exit 0 required): (summary.json, run dir, stdout).
+
+    Started in its own session and killed with its group if it overruns, so a hung run leaves nothing.
+    """
+    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *argv, "--out", str(out)], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-3000:]}"
+    (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
+    return json.loads((run_dir / "summary.json").read_text()), run_dir, stdout

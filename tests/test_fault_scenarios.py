@@ -6,32 +6,17 @@ the verdicts its header comment promises, against the producer's ground truth.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from support import run_command
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def run(scenario: str, out: Path) -> dict:
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "run", scenario, "--out", str(out)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=180)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-3000:]}"
-    (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary, _, _ = run_command(["run", scenario], out, timeout=180)
     assert summary["partial"] is False
     return summary
 

@@ -3,33 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import psutil
 import pytest
+from support import run_command
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def load(scenario: str, out: Path, *extra: str) -> tuple[dict, Path, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", "load", scenario, "--out", str(out), *extra],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-    try:
-        stdout, stderr = proc.communicate(timeout=240)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0, f"exit {proc.returncode}\n{stdout[-3000:]}\n{stderr[-3000:]}"
-    (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
-    return json.loads((run_dir / "summary.json").read_text()), run_dir, stdout
+    return run_command(["load", scenario, *extra], out, timeout=240)
 
 
 def check_ramp(summary: dict, run_dir: Path) -> None:
