@@ -15,19 +15,21 @@ import dataclasses
 import re
 import tomllib
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from .errors import MISSING, ScenarioError
 from .protocol import ATTACK_KINDS, ATTACK_NEEDS, MODE_WEBHOOK, SCHEMES
 from .schema import DURATION_HELP, Field, parse_duration, validate_table
+from .traces import Trace, TraceError, load_trace
 
 __all__ = ["Scenario", "LoadCfg", "DeliveryCfg", "ReceiverCfg", "FaultsCfg", "AttackCfg", "load_scenario",
            "scenario_from_dict", "delivery_from_dict", "receiver_from_dict", "receiver_faults_from_dict", "parse_duration",
            "POLL_STYLES", "CHANGE_PROCESSES", "POLICIES"]
 
 POLL_STYLES = ("cursor", "etag")
-CHANGE_PROCESSES = ("poisson", "constant")
+CHANGE_PROCESSES = ("poisson", "constant", "bursty", "trace")
 POLICIES = ("retry", "fire_and_forget", "outbox")
 MAX_TOLERANCE_S = 300.0  # the standardwebhooks package hard-codes 5 minutes
 
@@ -75,8 +77,12 @@ _SCHEMA: dict[str, dict[str, Field]] = {
     },
     "changes": {
         "process": Field("choice", "poisson", choices=CHANGE_PROCESSES),
-        "rate": Field("float", None, _pos, "must be a number > 0 (changes per second per resource)"),
+        "rate": Field("float", None, _pos, "must be a number > 0 (mean changes per second per resource)"),
         "interval": Field("duration", None, _pos, DURATION_HELP),
+        "on": Field("duration", None, _pos, DURATION_HELP + " (bursty: mean length of a burst)"),
+        "off": Field("duration", None, _pos, DURATION_HELP + " (bursty: mean quiet time between bursts)"),
+        "trace": Field("str", None, lambda s: bool(s.strip()), "must be the path of a CSV of Unix times"),
+        "git": Field("str", None, lambda s: bool(s.strip()), "must be the path of a local git repository"),
     },
     "polling": {
         "interval": Field("duration", MISSING, _pos, DURATION_HELP),
@@ -158,17 +164,34 @@ class ResourcesCfg:
 @dataclass(frozen=True)
 class ChangesCfg:
     process: str
-    rate: float | None  # nominal changes/s per resource (poisson)
+    rate: float | None  # nominal mean changes/s per resource (poisson, bursty)
     interval: float | None  # nominal seconds between changes of one resource (constant)
+    on: float | None = None  # bursty: nominal mean burst length (s)
+    off: float | None = None  # bursty: nominal mean quiet time between bursts (s)
+    trace: str | None = None  # trace: absolute path of a CSV of Unix times (optionally with resource ids)
+    git: str | None = None  # trace: absolute path of a git repository whose commit times are replayed
 
-    @property
-    def mean_rate(self) -> float:
-        """Nominal mean changes per second per resource, whatever the process."""
-        if self.process == "poisson":
+    def load_trace(self) -> Trace:
+        """The recorded stream of a `trace` process (read once per process, then cached)."""
+        assert self.process == "trace"
+        return _cached_trace(self.trace, self.git)
+
+    def rate_per_resource(self, resources: int) -> float:
+        """Nominal mean changes per second per resource, whatever the process. A trace without ids is
+        replayed whole by every resource; a trace with ids is shared out among the resources."""
+        if self.process in ("poisson", "bursty"):
             assert self.rate is not None  # validation guarantees it
             return self.rate
-        assert self.interval is not None
-        return 1.0 / self.interval
+        if self.process == "constant":
+            assert self.interval is not None
+            return 1.0 / self.interval
+        tr = self.load_trace()
+        return tr.mean_rate / resources if tr.ids is not None else tr.mean_rate
+
+
+@lru_cache(maxsize=8)
+def _cached_trace(csv: str | None, git: str | None) -> Trace:
+    return load_trace(csv=csv, git=git)
 
 
 @dataclass(frozen=True)
@@ -321,7 +344,7 @@ class Scenario:
     @property
     def live_change_rate(self) -> float:
         """Live mean changes per second per resource."""
-        return self.changes.mean_rate * self.run.time_scale
+        return self.changes.rate_per_resource(self.resources.count) * self.run.time_scale
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -380,8 +403,10 @@ def _apply_override(data: dict[str, Any], key: str, value: Any) -> None:
         data[name] = value
 
 
-def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] | tuple[str, ...] = ()) -> Scenario:
-    """Validate plain data (+ overrides) into a Scenario. Raises ScenarioError naming source and key."""
+def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] | tuple[str, ...] = (),
+                       base_dir: Path | None = None) -> Scenario:
+    """Validate plain data (+ overrides) into a Scenario. Raises ScenarioError naming source and key.
+    Relative paths in the scenario (a trace) are taken from `base_dir` (the scenario file's folder)."""
     data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
     overridden: set[str] = set()
     for item in overrides:
@@ -399,12 +424,7 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
         extra = {"subscriptions"} if section == "webhook" else set()
         v[section] = validate_table(data.get(section, {}), _SCHEMA[section], section, src, extra_allowed=extra)
 
-    ch = v["changes"]
-    for process, key, hint in (("poisson", "rate", "changes per second per resource, e.g. 0.1"),
-                               ("constant", "interval", 'e.g. "10s"')):
-        if ch["process"] == process and ch[key] is None:
-            raise ScenarioError(src(f"changes.{key}"), f"changes.{key}", MISSING,
-                                f'is required when changes.process = "{process}" ({hint})')
+    ch = _changes(v["changes"], src, base_dir)
 
     webhook = _webhook(data.get("webhook", {}), v["webhook"], src)
     receiver = _receiver(v["receiver"])
@@ -443,6 +463,37 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
         polling=PollingCfg(**v["polling"]), webhook=webhook, receiver=receiver, faults=faults, attack=attack,
         load=LoadCfg(**v["load"]), source=source,
     )
+
+
+_CHANGE_NEEDS = {"poisson": (("rate", "mean changes per second per resource, e.g. 0.1"),),
+                 "constant": (("interval", 'e.g. "10s"'),),
+                 "bursty": (("rate", "mean changes per second per resource, bursts included, e.g. 0.1"),
+                            ("on", 'mean burst length, e.g. "5s"'), ("off", 'mean quiet time, e.g. "55s"'))}
+
+
+def _changes(ch: dict[str, Any], src: Any, base_dir: Path | None) -> dict[str, Any]:
+    process = ch["process"]
+    for key, hint in _CHANGE_NEEDS.get(process, ()):
+        if ch[key] is None:
+            raise ScenarioError(src(f"changes.{key}"), f"changes.{key}", MISSING,
+                                f'is required when changes.process = "{process}" ({hint})')
+    if process != "trace":
+        return ch
+    if (ch["trace"] is None) == (ch["git"] is None):
+        key = "changes.trace" if ch["trace"] is not None else "changes.git"
+        raise ScenarioError(src(key), "changes.trace / changes.git", ch["trace"] or ch["git"] or MISSING,
+                            'changes.process = "trace" needs exactly one of trace = "times.csv" (one Unix time '
+                            'per line, optionally ",resource_id") and git = "path/to/repo" (its commit times)')
+    key = "trace" if ch["trace"] is not None else "git"
+    path = Path(ch[key]).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    ch[key] = str(path.resolve())
+    try:
+        _cached_trace(ch["trace"], ch["git"])
+    except TraceError as e:
+        raise ScenarioError(src(f"changes.{key}"), f"changes.{key}", ch[key], f"cannot be replayed: {e}") from None
+    return ch
 
 
 def _delivery(values: dict[str, Any], name: str, where: str, src: Any) -> DeliveryCfg:
@@ -519,4 +570,4 @@ def load_scenario(path: str | Path, overrides: list[str] | tuple[str, ...] = ())
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(str(p), "(syntax)", str(e), "must be valid TOML") from None
-    return scenario_from_dict(data, str(p), overrides)
+    return scenario_from_dict(data, str(p), overrides, base_dir=p.resolve().parent)

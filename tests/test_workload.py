@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from bench.workload import change_schedule
+from bench.workload import change_schedule, change_times
 
 
 def take(it, n):  # type: ignore[no-untyped-def]
@@ -49,7 +49,50 @@ def test_constant_process_each_resource_every_interval() -> None:
 
 
 @pytest.mark.parametrize("process,kwargs", [("poisson", {}), ("constant", {}), ("poisson", {"rate": -1}),
-                                            ("bursty", {"rate": 1})])
+                                            ("bursty", {"rate": 1}), ("trace", {})])
 def test_bad_parameters(process: str, kwargs: dict) -> None:
     with pytest.raises(ValueError):
         change_schedule(process, 3, 1, **kwargs)
+
+
+def test_change_times_poisson_with_a_rate_per_resource() -> None:
+    rates = np.array([0.01, 0.1, 1.0])
+    t, r = change_times("poisson", 3, 20_000.0, np.random.default_rng(4), rate=rates)
+    assert np.all(np.diff(t) >= 0) and t.min() >= 0 and t.max() < 20_000
+    counts = np.bincount(r, minlength=3)
+    expected = rates * 20_000
+    assert np.all(np.abs(counts - expected) < 4 * np.sqrt(expected))
+
+
+def test_change_times_constant_every_interval_from_a_phase() -> None:
+    t, r = change_times("constant", 4, 100.0, np.random.default_rng(2), interval=np.array([1.0, 2.0, 5.0, 50.0]))
+    for rid, interval in enumerate((1.0, 2.0, 5.0, 50.0)):
+        own = t[r == rid]
+        assert np.allclose(np.diff(own), interval) and 0 <= own[0] < interval
+        assert len(own) in (int(100 / interval), int(100 / interval) + 1)
+
+
+def test_bursty_keeps_its_mean_rate_and_is_burstier_than_poisson() -> None:
+    rate, on, off, horizon, n = 0.2, 2.0, 18.0, 20_000.0, 200
+    t, r = change_times("bursty", n, horizon, np.random.default_rng(5), rate=rate, on=on, off=off)
+    expected = rate * horizon * n
+    # the count of an on/off-modulated Poisson process varies more than Poisson's: allow 5% (many SE here)
+    assert abs(t.size / expected - 1) < 0.05
+    gaps = np.diff(t[r == 7])
+    assert gaps.std() / gaps.mean() > 1.5  # Poisson gaps have CV 1
+    on_rate = rate * (on + off) / on
+    short = gaps[gaps < on]  # gaps inside a burst are exponential with the on rate
+    assert abs(1 / short.mean() - on_rate) / on_rate < 0.35
+
+
+def test_bursty_live_schedule_is_seeded() -> None:
+    a = take(change_schedule("bursty", 10, 5, rate=0.5, on=1.0, off=4.0), 300)
+    assert a == take(change_schedule("bursty", 10, 5, rate=0.5, on=1.0, off=4.0), 300)
+    assert [x[0] for x in a] == sorted(x[0] for x in a)
+
+
+@pytest.mark.parametrize("process,kwargs", [("bursty", {"rate": 1.0, "on": 1.0}), ("bursty", {"rate": 1.0, "on": 0, "off": 1}),
+                                            ("trace", {}), ("weekly", {"rate": 1.0})])
+def test_change_times_bad_parameters(process: str, kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        change_times(process, 3, 10.0, np.random.default_rng(1), **kwargs)

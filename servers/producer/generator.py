@@ -60,10 +60,13 @@ class ChangeGenerator:
     async def _run(self) -> None:
         sc = self.scenario
         scale = sc.run.time_scale
+        ch = sc.changes
         sched = change_schedule(
-            sc.changes.process, sc.resources.count, self.seed,
-            rate=None if sc.changes.rate is None else sc.changes.rate * scale,
-            interval=None if sc.changes.interval is None else sc.changes.interval / scale)
+            ch.process, sc.resources.count, self.seed,
+            rate=None if ch.rate is None else ch.rate * scale,
+            interval=None if ch.interval is None else ch.interval / scale,
+            on=None if ch.on is None else ch.on / scale, off=None if ch.off is None else ch.off / scale,
+            trace=ch.load_trace() if ch.process == "trace" else None, trace_scale=scale)
         values = random.Random(self.seed + 1)
         loop = asyncio.get_running_loop()
         start = loop.time()
