@@ -17,6 +17,7 @@ from .errors import HookbenchError, RunError, ScenarioError
 __all__ = ["main"]
 
 REPO = Path(__file__).resolve().parent.parent
+LOCUST_MASTER_PORT = 5557  # Locust's own default, on both sides
 
 
 def _scenarios_dir() -> Path:
@@ -94,24 +95,71 @@ def _f(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _check_load_flags(args: argparse.Namespace) -> None:
+    """Reject combinations of --master / --worker flags that cannot work, naming the flag and the fix."""
+    def bad(flag: str, value: object, expected: str) -> ScenarioError:
+        return ScenarioError("hookbench load", flag, value, expected)
+
+    master_only = (("--expect-workers", args.expect_workers), ("--master-bind-port", args.master_bind_port),
+                   ("--expect-workers-max-wait", args.expect_workers_max_wait))
+    worker_only = (("--master-host", args.master_host), ("--master-port", args.master_port))
+    if args.master and args.worker:
+        raise bad("--worker", True, "cannot be combined with --master: run the master and each worker as separate "
+                                    "`hookbench load` commands")
+    if not args.master:
+        for flag, value in master_only:
+            if value is not None:
+                raise bad(flag, value, "only applies with --master")
+    if not args.worker:
+        for flag, value in worker_only:
+            if value is not None:
+                raise bad(flag, value, "only applies with --worker (the master binds 127.0.0.1 and "
+                                       "--master-bind-port)")
+    if args.master and args.processes is not None:
+        raise bad("--processes", args.processes, "cannot be combined with --master: the master runs no users; give "
+                                                 "--processes to each `hookbench load --worker` instead")
+    if args.worker:
+        if not args.master_host:
+            raise bad("--master-host", None, "--worker needs the master's address, e.g. --master-host 127.0.0.1")
+        for flag, value in (("--duration", args.duration), ("--out", args.out), ("--set", args.set)):
+            if value is not None:
+                raise bad(flag, value, "does not apply with --worker: the master runs the ramp, writes the run "
+                                       "directory and sends its options to the workers")
+    for flag, value, low, high in (("--expect-workers", args.expect_workers, 1, 1000),
+                                   ("--master-bind-port", args.master_bind_port, 1, 65535),
+                                   ("--master-port", args.master_port, 1, 65535),
+                                   ("--expect-workers-max-wait", args.expect_workers_max_wait, 1, 86400),
+                                   ("--processes", args.processes, 1, 1000)):
+        if value is not None and not low <= value <= high:
+            raise bad(flag, value, f"must be an integer from {low} to {high}")
+
+
 def cmd_load(args: argparse.Namespace) -> int:
     from reports import build_report
 
-    from .load import run_load
+    from .load import MasterOptions, run_load, run_workers
     from .runner import new_run_dir
 
+    _check_load_flags(args)
     path = Path(args.scenario)
     scenario = load_scenario(path, list(args.set or []))
+    if args.worker:
+        return run_workers(scenario, _scenarios_dir(), master_host=args.master_host,
+                           master_port=args.master_port or LOCUST_MASTER_PORT, processes=args.processes or 1,
+                           repo=REPO)
     if args.duration is not None:  # the whole ramp: spread over its steps
         if args.duration <= 0:
             raise ScenarioError("--duration", "--duration", args.duration, "must be a positive number of seconds")
         per_step = args.duration / scenario.load.total_steps
         scenario = load_scenario(path, list(args.set or []) + [f"load.step_duration={per_step!r}"])
-    if args.processes is not None and args.processes < 1:
-        raise ScenarioError("--processes", "--processes", args.processes, "must be an integer >= 1")
-    run_dir = new_run_dir(Path(args.out), scenario.name)
+    master = None
+    if args.master:
+        master = MasterOptions(expect_workers=args.expect_workers or 1,
+                               bind_port=args.master_bind_port or LOCUST_MASTER_PORT,
+                               max_wait_s=args.expect_workers_max_wait or 60)
+    run_dir = new_run_dir(Path(args.out or "runs"), scenario.name)
     print(f"hookbench load: scenario {scenario.name} ({path}), target {scenario.load.target} -> {run_dir}")
-    result = run_load(scenario, run_dir, _scenarios_dir(), repo=REPO, processes=args.processes)
+    result = run_load(scenario, run_dir, _scenarios_dir(), repo=REPO, processes=args.processes, master=master)
     paths = build_report(run_dir)
     o = result.summary["overload"]
     print(f"\n{'step':>4} {'users':>6} {'offered/s':>10} {'achieved/s':>11} {'p99 ms':>8} {'p99 from intended':>18} "
@@ -127,6 +175,13 @@ def cmd_load(args: argparse.Namespace) -> int:
         print(f"recovery: {_f(o.get('recovery_s'), '.0f')} s ({o.get('recovery_note')})")
     for reason in result.summary["saturation"]["reasons"]:
         print(f"  warning: HARNESS SATURATED: {reason}")
+    rec = result.summary.get("records") or {}
+    per_worker = ", ".join(f"worker {w}: {n}" for w, n in (rec.get("per_worker") or {}).items())
+    print(f"records: {rec.get('rows')} requests in {rec.get('files')} file(s) ({per_worker or 'none'}); "
+          f"Locust counted {_f(rec.get('locust_requests'), 'd')}")
+    if rec.get("complete") is False:
+        print("  warning: RECORDS INCOMPLETE: Locust counted more requests than the records hold. A worker on "
+              "another machine writes its records there, not here: the figures miss its requests.")
     print(f"\nreport: {paths['html']}\n        {paths['md']}")
     if result.error and result.error != "interrupted":
         print(f"hookbench: the load run failed: {result.error}", file=sys.stderr)
@@ -216,9 +271,23 @@ def build_parser() -> argparse.ArgumentParser:
     ld = sub.add_parser("load", help="step-ramp one server with Locust until it falls over (overload report)")
     ld.add_argument("scenario", help="scenario TOML with a [load] section, e.g. scenarios/overload_receiver.toml")
     ld.add_argument("--duration", type=float, help="length of the whole ramp in seconds (spread over its steps)")
-    ld.add_argument("--out", default="runs", help="parent directory of the run directory (default: runs)")
-    ld.add_argument("--processes", type=int, help="Locust worker processes (default: load.processes, else one per core)")
+    ld.add_argument("--out", help="parent directory of the run directory (default: runs)")
+    ld.add_argument("--processes", type=int, help="Locust worker processes (default: load.processes, else one per "
+                                                  "core; with --worker: 1)")
     ld.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key")
+    dist = ld.add_argument_group("Locust master/worker (the workers are separate `hookbench load --worker` commands)")
+    dist.add_argument("--master", action="store_true", help="run the servers and a Locust master with no users; "
+                                                            "the ramp starts when --expect-workers have connected")
+    dist.add_argument("--expect-workers", type=int, metavar="N", help="workers the master waits for (default: 1)")
+    dist.add_argument("--master-bind-port", type=int, metavar="P",
+                      help=f"port of the master on 127.0.0.1 (default: {LOCUST_MASTER_PORT})")
+    dist.add_argument("--expect-workers-max-wait", type=int, metavar="S",
+                      help="seconds the master waits for its workers before it fails the run (default: 60)")
+    dist.add_argument("--worker", action="store_true", help="run only Locust workers of the scenario's locustfile "
+                                                            "(no servers, no run directory) until the master stops")
+    dist.add_argument("--master-host", metavar="H", help="the master's address (required with --worker)")
+    dist.add_argument("--master-port", type=int, metavar="P",
+                      help=f"the master's port (default: {LOCUST_MASTER_PORT})")
     ld.set_defaults(func=cmd_load)
 
     sw = sub.add_parser("sweep", help="run a scenario over a grid of values and aggregate (e.g. the crossover)")

@@ -3,18 +3,24 @@
 `[load] target = "receiver"`: webhook storm senders (scenarios/storm.py) POST signed deliveries at the
 receiver. `"producer"`: a polling fleet (scenarios/fleet.py) polls the producer. Either way the ramp
 shape (scenarios/ramp.py) raises the users step by step; Locust runs headless with `--processes N`
-(default one per core). Once a second the server's own counters and every process's CPU are sampled.
+(default one per core), or as a master whose workers are started apart (`run_load(..., master=...)` and
+`run_workers`, Locust's own master/worker mode). Once a second the server's own counters and every local
+process's CPU are sampled.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
+import re
 import signal
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -33,11 +39,25 @@ from .runner import Interrupted, Progress, RunResult, http_json, locust_cpu_warn
 from .tables import typed
 from .wiring import make_endpoints, producer_argv, receiver_config
 
-__all__ = ["run_load", "LOAD_FORMAT_VERSION"]
+__all__ = ["run_load", "run_workers", "MasterOptions", "LOAD_FORMAT_VERSION"]
 
 LOAD_FORMAT_VERSION = 1
 LOCUST_CPU_LIMIT = 90.0
 SLACK_S = 90.0  # beyond the ramp's own length before the run is stopped as hung
+
+
+@dataclass(frozen=True)
+class MasterOptions:
+    """`hookbench load --master`: Locust's master on 127.0.0.1:bind_port waits for `expect_workers` workers."""
+
+    expect_workers: int
+    bind_port: int
+    max_wait_s: int  # give up (exit 1) when the workers have not all connected by then
+
+
+# The master's log line as each worker connects (Locust 2.x): "... reported as ready. 2 workers connected."
+_CONNECTED = re.compile(r"reported as ready(?: \(duplicate message\))?\. (\d+) workers connected")
+_GAVE_UP = "Gave up waiting for workers to connect"
 
 
 def free_port() -> int:
@@ -56,17 +76,26 @@ def _read_jsonl(paths: list[Path]) -> list[dict[str, Any]]:
     return rows
 
 
+def _locustfiles(sc: Scenario, scenarios_dir: Path) -> str:
+    users = "storm.py" if sc.load.target == "receiver" else "fleet.py"
+    return f"{scenarios_dir / users},{scenarios_dir / 'ramp.py'}"
+
+
 def _locust_argv(sc: Scenario, scenarios_dir: Path, run_dir: Path, base: str, processes: int,
-                 endpoint: Any | None) -> list[str]:
+                 endpoint: Any | None, master: MasterOptions | None = None) -> list[str]:
     ld = sc.load
-    users = "storm.py" if ld.target == "receiver" else "fleet.py"
-    argv = [sys.executable, "-m", "locust", "-f", f"{scenarios_dir / users},{scenarios_dir / 'ramp.py'}",
-            "--headless", "--host", base, "--csv", str(run_dir / "locust"), "--csv-full-history",
+    argv = [sys.executable, "-m", "locust", "-f", _locustfiles(sc, scenarios_dir), "--headless", "--host", base, "--csv", str(run_dir / "locust"), "--csv-full-history",
             "--only-summary", "--exit-code-on-error", "0", "--logfile", str(run_dir / "logs" / "locust.log"),
             "--hb-start-users", str(ld.start_users), "--hb-step-users", str(ld.step_users),
             "--hb-steps", str(ld.steps), "--hb-step-seconds", repr(ld.step_duration),
             "--hb-ceiling-users", str(ld.ceiling_users), "--hb-records", str(run_dir / "records")]
-    if processes > 1:
+    if master is not None:
+        # The workers are other processes (`hookbench load --worker`); they get every --hb-* option, the records
+        # directory included, from the master with their first spawn message.
+        argv += ["--master", "--expect-workers", str(master.expect_workers), "--expect-workers-max-wait",
+                 str(master.max_wait_s), "--master-bind-host", "127.0.0.1", "--master-bind-port",
+                 str(master.bind_port)]
+    elif processes > 1:
         # Locust's own master/worker link: bind it to loopback on a free port (the default 5557 on every
         # interface could meet another Locust master on this machine)
         port = free_port()
@@ -86,16 +115,23 @@ def _locust_argv(sc: Scenario, scenarios_dir: Path, run_dir: Path, base: str, pr
 
 
 def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Path, processes: int | None = None,
-             log: Callable[[str], None] = print) -> RunResult:
-    """Carry out one load run into `run_dir`; always writes manifest.json and summary.json."""
+             master: MasterOptions | None = None, log: Callable[[str], None] = print) -> RunResult:
+    """Carry out one load run into `run_dir`; always writes manifest.json and summary.json.
+
+    With `master`, Locust runs as a master only (no users of its own) and the ramp starts once
+    `master.expect_workers` workers have connected; RunError if they have not within `master.max_wait_s`.
+    """
     sc, ld = scenario, scenario.load
     records = run_dir / "records"
     records.mkdir()
-    nproc = processes or ld.processes or os.cpu_count() or 1
+    nproc = 0 if master is not None else processes or ld.processes or os.cpu_count() or 1
     write_json(run_dir / "scenario.json", sc.to_dict())
     manifest: dict[str, Any] = {"format_version": MANIFEST_FORMAT_VERSION, "kind": "load", "scenario": sc.to_dict(),
                                 "scenario_source": sc.source, "seed": sc.seed, "time_scale": sc.run.time_scale,
                                 "locust_processes": nproc, **collect_metadata(repo), "partial": True}
+    if master is not None:
+        manifest["locust_master"] = {"expect_workers": master.expect_workers, "bind": f"127.0.0.1:{master.bind_port}",
+                                     "max_wait_s": master.max_wait_s}
     write_json(run_dir / "manifest.json", manifest)
     group = ProcessGroup()
     stats_log = JsonlWriter(records / "server_stats.jsonl")
@@ -125,14 +161,20 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
             import ssl
 
             ctx = ssl.create_default_context(cafile=str(run_dir / "tls" / "cert.pem"))
-        argv = _locust_argv(sc, scenarios_dir, run_dir, base, nproc, endpoint)
+        argv = _locust_argv(sc, scenarios_dir, run_dir, base, nproc, endpoint, master)
         manifest["locust_command"] = [a.replace(endpoint.secret, "<secret>") if endpoint else a for a in argv[1:]]
         locust = group.start("locust", argv, run_dir / "logs" / "locust.out", wait_ready=False, cwd=repo)
         locust.expected_exit = True
         total = ld.total_steps * ld.step_duration
-        log(f"{ld.target} on {base} (pid {server.pid}); Locust pid {locust.pid} with {nproc} process(es); "
+        who = (f"Locust master pid {locust.pid} on 127.0.0.1:{master.bind_port}, waiting for "
+               f"{master.expect_workers} worker(s)" if master else f"Locust pid {locust.pid} with {nproc} process(es)")
+        log(f"{ld.target} on {base} (pid {server.pid}); {who}; "
             f"{ld.total_steps} steps of {ld.step_duration:g} s, {ld.start_users}+{ld.step_users}/step users "
             f"at {ld.rate_per_user:g} req/s each")
+        if master is not None:
+            _wait_for_workers(locust, group, run_dir, records, master, progress)
+            progress.done()
+            log(f"{master.expect_workers} Locust worker(s) connected: the ramp has started")
         procs = {"server": psutil.Process(server.pid), "locust": psutil.Process(locust.pid)}
         for p in procs.values():
             p.cpu_percent(None)
@@ -170,6 +212,9 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
                           f"Locust CPU max {locust_cpu:3.0f}%  in flight {st.get('in_flight', '-')}")
             if time.monotonic() > deadline:
                 raise RunError(f"Locust did not finish the ramp within {total + SLACK_S:.0f} s")
+        if master is not None and locust.popen.returncode != 0:
+            raise RunError(f"the Locust master exited with code {locust.popen.returncode}; see "
+                           f"{run_dir / 'logs' / 'locust.log'}")
     except (KeyboardInterrupt, Interrupted):
         partial, error = True, "interrupted"
         log("\ninterrupted: stopping processes and analysing what was recorded")
@@ -187,6 +232,93 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
     summary = _analyse(sc, run_dir, records, partial)
     write_json(run_dir / "summary.json", summary)
     return RunResult(run_dir, summary, partial, error)
+
+
+def _wait_for_workers(locust: Any, group: ProcessGroup, run_dir: Path, records: Path, master: MasterOptions,
+                      progress: Progress) -> None:
+    """Until the ramp's first step (steps.jsonl): show how many workers the master has; RunError if it gives up."""
+    log_file, steps = run_dir / "logs" / "locust.log", records / "steps.jsonl"
+    t0 = time.monotonic()
+    connected = 0
+    while not (steps.is_file() and steps.stat().st_size > 0):
+        text = log_file.read_text(encoding="utf-8", errors="replace") if log_file.is_file() else ""
+        counts = _CONNECTED.findall(text)
+        connected = int(counts[-1]) if counts else connected
+        if locust.popen.poll() is not None:
+            if _GAVE_UP in text:
+                raise RunError(f"only {connected} of {master.expect_workers} Locust worker(s) connected within "
+                               f"{master.max_wait_s} s; start them, on this machine, with `hookbench load SCENARIO "
+                               f"--worker --master-host 127.0.0.1 --master-port {master.bind_port}` (or raise "
+                               "--expect-workers-max-wait)")
+            raise RunError(f"the Locust master exited with code {locust.popen.returncode} before the ramp started; "
+                           f"see {log_file}")
+        group.check()
+        waited = time.monotonic() - t0
+        progress.show(f"waiting for Locust workers: {connected} of {master.expect_workers} connected to "
+                      f"127.0.0.1:{master.bind_port} [{waited:3.0f}/{master.max_wait_s} s]")
+        if waited > master.max_wait_s + SLACK_S:  # the master should have given up long before
+            raise RunError(f"the Locust master neither started the ramp nor gave up within {waited:.0f} s")
+        time.sleep(0.5)
+
+
+def run_workers(scenario: Scenario, scenarios_dir: Path, *, master_host: str, master_port: int, processes: int,
+                repo: Path, log: Callable[[str], None] = print) -> int:
+    """`hookbench load --worker`: Locust workers of the scenario's locustfile, until their master stops them.
+
+    No server and no run directory: the workers get every --hb-* option (records directory included) from the
+    master. Returns Locust's exit code (130 when interrupted).
+    """
+    argv = [sys.executable, "-m", "locust", "-f", _locustfiles(scenario, scenarios_dir), "--worker",
+            "--master-host", master_host, "--master-port", str(master_port)]
+    if processes > 1:
+        argv += ["--processes", str(processes)]
+    log(f"Locust worker(s) for {scenario.load.target} ({processes} process(es)) connecting to "
+        f"{master_host}:{master_port}; they stop when the master does")
+    old_term = signal.signal(signal.SIGTERM, on_sigterm)
+    proc = subprocess.Popen(argv, cwd=repo)
+    try:
+        return proc.wait()
+    except (KeyboardInterrupt, Interrupted):
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _locust_requests(run_dir: Path) -> int | None:
+    """Requests Locust counted (its Aggregated row: on a master, the sum of its workers' reports), or None."""
+    try:
+        with open(run_dir / "locust_stats.csv", newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                if row.get("Name") == "Aggregated":
+                    return int(row["Request Count"])
+    except (OSError, KeyError, ValueError):
+        return None
+    return None
+
+
+def _records_section(requests: pd.DataFrame, run_dir: Path, records: Path, target: str) -> dict[str, Any]:
+    """Where the per-request rows came from, and whether they hold every request Locust counted.
+
+    Each Locust process writes its own file; the rows say which worker (the master's worker index) made them.
+    A worker on another machine writes into the same path there, so without a shared directory its rows
+    are missing here: the check against Locust's own count says so.
+    """
+    stem = "storm" if target == "receiver" else "fleet"
+    files = sorted(records.glob(f"{stem}-*.jsonl"))
+    per_worker: dict[str, int] = {}
+    if len(requests) and "worker" in requests.columns:
+        counts = requests["worker"].fillna(-1).astype("int64").value_counts().sort_index()
+        per_worker = {str(k): int(v) for k, v in counts.items()}
+    counted = _locust_requests(run_dir)
+    rows = int(len(requests))
+    return {"rows": rows, "files": len(files), "per_worker": per_worker, "locust_requests": counted,
+            "complete": None if counted is None else rows >= counted}
 
 
 def _analyse(sc: Scenario, run_dir: Path, records: Path, partial: bool) -> dict[str, Any]:
@@ -221,6 +353,7 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, partial: bool) -> dict[
     warnings = locust_cpu_warnings(run_dir / "logs")
     if warnings:
         reasons.append(f"Locust warned {warnings} times that its CPU passed 90%")
+    rec = _records_section(requests, run_dir, records, ld.target)
     lag = loop_lag["lag_ms"].to_numpy(dtype=float)
     return {
         "format_version": LOAD_FORMAT_VERSION, "kind": "load", "scenario": sc.name, "seed": sc.seed,
@@ -236,4 +369,5 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, partial: bool) -> dict[
             if (harness["process"] == "server").any() else None,
         },
         "overload": overload,
+        "records": rec,
     }

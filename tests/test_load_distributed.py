@@ -1,0 +1,111 @@
+"""`hookbench load --master` with two `hookbench load --worker` processes on 127.0.0.1 (Locust master/worker mode):
+the master's summary has its steps, and what it aggregated equals the sum over the workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from support import REPO, read_jsonl
+
+from bench.cli import main
+from bench.load import free_port
+
+pytestmark = pytest.mark.integration
+
+SCENARIO = "scenarios/overload_producer.toml"
+# What a local `hookbench load` summary has (tests/test_load_integration.py runs those): the master's has the same.
+SUMMARY_KEYS = {"format_version", "kind", "scenario", "seed", "target", "partial", "changes", "modes", "duration_s",
+                "harness_saturated", "saturation", "overload", "records"}
+
+
+def _start(argv: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "bench.cli", *argv], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)  # its own session: the servers and Locust processes it started too
+    proc.wait()
+
+
+def test_master_and_two_workers(tmp_path: Path) -> None:
+    port = free_port()
+    procs = [_start(["load", SCENARIO, "--master", "--expect-workers", "2", "--master-bind-port", str(port),
+                     "--expect-workers-max-wait", "60", "--duration", "12", "--set", "load.steps=3",
+                     "--set", "load.settle=1s", "--out", str(tmp_path)])]
+    try:
+        for _ in range(2):
+            procs.append(_start(["load", SCENARIO, "--worker", "--master-host", "127.0.0.1", "--master-port",
+                                 str(port)]))
+        master_out, _ = procs[0].communicate(timeout=180)
+        worker_outs = [p.communicate(timeout=60)[0] for p in procs[1:]]
+    finally:
+        for proc in procs:
+            _stop(proc)
+    assert procs[0].returncode == 0, master_out[-3000:]
+    assert "waiting for Locust workers" in master_out and "2 Locust worker(s) connected" in master_out
+    for proc, out in zip(procs[1:], worker_outs):
+        assert proc.returncode == 0, out[-3000:]  # each worker exits once the master stops it
+
+    (run_dir,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert set(summary) == SUMMARY_KEYS and summary["partial"] is False
+    steps = summary["overload"]["steps"]
+    assert [s["step"] for s in steps] == [0, 1, 2] and all(s["achieved_rps"] > 0 for s in steps)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["locust_master"]["expect_workers"] == 2 and manifest["locust_processes"] == 0
+
+    # Per worker, from the workers' own record files (one file per worker process, one worker index in each) ...
+    files = {p.name: read_jsonl(p) for p in (run_dir / "records").glob("fleet-*.jsonl")}
+    assert len(files) == 2
+    per_file = {name: {r["worker"] for r in rows} for name, rows in files.items()}
+    assert sorted(w for ws in per_file.values() for w in ws) == [0, 1]
+    rows_per_worker = Counter(r["worker"] for rows in files.values() for r in rows)
+    assert min(rows_per_worker.values()) > 0
+    # ... and aggregated on the master: Locust's own request count (the sum of the workers' stats reports), the
+    # fleet's custom metrics (events.report_to_master / worker_report), and the rows the analysis read.
+    rec = summary["records"]
+    assert rec["per_worker"] == {str(w): n for w, n in sorted(rows_per_worker.items())}
+    assert rec["locust_requests"] == sum(rows_per_worker.values()) == rec["rows"] and rec["complete"] is True
+    metrics = json.loads((run_dir / "records" / "fleet-metrics.json").read_text())
+    assert metrics["workers"] == 2 and metrics["complete"] is True
+    assert {int(w): c["polls"] for w, c in metrics["per_worker"].items()} == dict(rows_per_worker)
+    assert metrics["polls"] == sum(rows_per_worker.values())
+
+
+def test_master_gives_up_without_workers(tmp_path: Path) -> None:
+    proc = _start(["load", SCENARIO, "--master", "--expect-workers", "2", "--master-bind-port", str(free_port()),
+                   "--expect-workers-max-wait", "2", "--out", str(tmp_path)])
+    try:
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        _stop(proc)
+    assert proc.returncode == 1, out[-3000:]
+    assert "only 0 of 2 Locust worker(s) connected within 2 s" in out and "Traceback" not in out
+    (run_dir,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    assert json.loads((run_dir / "summary.json").read_text())["partial"] is True
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--worker"], "--worker needs the master's address"),
+    (["--master", "--processes", "2"], "--processes = 2: cannot be combined with --master"),
+    (["--master", "--worker", "--master-host", "h"], "cannot be combined with --master"),
+    (["--expect-workers", "2"], "--expect-workers = 2: only applies with --master"),
+    (["--master-host", "h"], "--master-host = 'h': only applies with --worker"),
+    (["--worker", "--master-host", "h", "--duration", "5"], "--duration = 5.0: does not apply with --worker"),
+    (["--master", "--master-bind-port", "70000"], "must be an integer from 1 to 65535"),
+])
+def test_bad_master_worker_flags(argv: list[str], message: str, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    assert main(["load", SCENARIO, *argv]) == 2  # refused before anything starts
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err, err
