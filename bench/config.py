@@ -7,6 +7,10 @@ checking is `bench.schema`. Errors name the file, the key, the bad value and wha
 Times in `[changes]` and `[polling]` are *nominal*: they are divided by `run.time_scale` before the
 processes use them (the `live_*` properties), so a run can be sped up without changing lambda*T.
 `[run]`, `[webhook]`, `[receiver]` and `[faults]` times are wall-clock.
+
+`[fleet]` (optional) describes a population of polling subscriptions no live run can reach (a million
+subscriptions, a day of polls); only the virtual-time simulator (`bench.simulate`, `bench.fleet`) reads it.
+`hookbench run` ignores it. Its times are virtual and never time-scaled.
 """
 
 from __future__ import annotations
@@ -24,13 +28,15 @@ from .protocol import ATTACK_KINDS, ATTACK_NEEDS, MODE_WEBHOOK, SCHEMES
 from .schema import DURATION_HELP, Field, parse_duration, validate_table
 from .traces import Trace, TraceError, load_trace
 
-__all__ = ["Scenario", "LoadCfg", "DeliveryCfg", "ReceiverCfg", "FaultsCfg", "AttackCfg", "load_scenario",
+__all__ = ["Scenario", "FleetCfg", "LoadCfg", "DeliveryCfg", "ReceiverCfg", "FaultsCfg", "AttackCfg", "load_scenario",
            "scenario_from_dict", "delivery_from_dict", "receiver_from_dict", "receiver_faults_from_dict", "parse_duration",
            "POLL_STYLES", "CHANGE_PROCESSES", "POLICIES"]
 
 POLL_STYLES = ("cursor", "etag")
 CHANGE_PROCESSES = ("poisson", "constant", "bursty", "trace")
 POLICIES = ("retry", "fire_and_forget", "outbox")
+RATE_DISTRIBUTIONS = ("lognormal", "fixed")
+FLEET_PROCESSES = ("poisson", "bursty")
 MAX_TOLERANCE_S = 300.0  # the standardwebhooks package hard-codes 5 minutes
 
 _pos = lambda x: x > 0  # noqa: E731
@@ -137,6 +143,26 @@ _SCHEMA: dict[str, dict[str, Field]] = {
         "slo_p99": Field("duration", 0.2, _pos, DURATION_HELP + " (p99 latency above it marks the knee)"),
         "processes": Field("int", 0, lambda n: 0 <= n <= 64, "must be an integer from 0 (one per core) to 64"),
         "ceiling_users": Field("int", 100_000, lambda n: n >= 1, "must be an integer >= 1"),
+    },
+    "fleet": {  # optional; only the simulator reads it (virtual time, not scaled)
+        "subscriptions": Field("int", 1_000_000, lambda n: 1 <= n <= 100_000_000,
+                               "must be an integer from 1 to 100000000"),
+        "duration": Field("duration", 86_400.0, lambda x: 0 < x <= 366 * 86_400.0,
+                          'must be a virtual duration up to a year, like "1d" or "6h"'),
+        "intervals": Field("durations", [60.0, 120.0, 900.0], lambda v: len(v) > 0 and all(x > 0 for x in v),
+                           'must be a non-empty list of poll intervals > 0 like ["1m", "2m", "15m"]'),
+        "interval_weights": Field("floats", [], lambda v: all(x >= 0 for x in v) and (not v or sum(v) > 0),
+                                  "must be a list of numbers >= 0, not all 0, one per interval "
+                                  "(share of subscriptions; empty: equal shares)"),
+        "rate_distribution": Field("choice", "lognormal", choices=RATE_DISTRIBUTIONS),
+        "rate_median": Field("float", MISSING, _pos,
+                             "must be a number > 0 (median changes per second of one subscription, e.g. 1e-4)"),
+        "rate_sigma": Field("float", 1.0, lambda x: 0 <= x <= 5,
+                            "must be a number from 0 to 5 (sigma of log(rate) across subscriptions)"),
+        "process": Field("choice", "poisson", choices=FLEET_PROCESSES),
+        "on": Field("duration", None, _pos, DURATION_HELP + " (bursty: mean length of a burst)"),
+        "off": Field("duration", None, _pos, DURATION_HELP + " (bursty: mean quiet time between bursts)"),
+        "style": Field("choice", "cursor", choices=("cursor",)),
     },
     "attack": {
         "enabled": Field("bool", False),
@@ -321,6 +347,26 @@ class LoadCfg:
 
 
 @dataclass(frozen=True)
+class FleetCfg:
+    """A simulated population of polling subscriptions (virtual time). Each subscription is one feed
+    (cursor style, like a Zapier trigger) with its own change rate, drawn from `rate_distribution`
+    (lognormal: median `rate_median`, sigma `rate_sigma` of log(rate); fixed: every one at `rate_median`),
+    and its own poll interval: `intervals` shared out by `interval_weights`."""
+
+    subscriptions: int
+    duration: float  # virtual seconds
+    intervals: tuple[float, ...]
+    interval_weights: tuple[float, ...]  # one per interval, normalised to sum 1
+    rate_distribution: str
+    rate_median: float
+    rate_sigma: float
+    process: str
+    on: float | None
+    off: float | None
+    style: str
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     description: str
@@ -334,6 +380,7 @@ class Scenario:
     faults: FaultsCfg
     attack: AttackCfg
     load: LoadCfg
+    fleet: FleetCfg | None = None  # only the simulator reads it
     source: str = "<dict>"
 
     # live (time-scaled) values: what the processes actually use
@@ -418,8 +465,8 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
         hit = any(key == k or key.startswith(k + ".") or key.startswith(k + "[") for k in overridden)
         return f"--set (over {source})" if hit else source
 
-    sections = set(_SCHEMA) - {""}
-    v = {"": validate_table(data, _SCHEMA[""], "", src, extra_allowed=sections)}
+    sections = set(_SCHEMA) - {"", "fleet"}
+    v = {"": validate_table(data, _SCHEMA[""], "", src, extra_allowed=sections | {"fleet"})}
     for section in sections:
         extra = {"subscriptions"} if section == "webhook" else set()
         v[section] = validate_table(data.get(section, {}), _SCHEMA[section], section, src, extra_allowed=extra)
@@ -461,8 +508,26 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
         name=top["name"], description=top["description"], seed=top["seed"],
         run=RunCfg(**v["run"]), resources=ResourcesCfg(**v["resources"]), changes=ChangesCfg(**ch),
         polling=PollingCfg(**v["polling"]), webhook=webhook, receiver=receiver, faults=faults, attack=attack,
-        load=LoadCfg(**v["load"]), source=source,
+        load=LoadCfg(**v["load"]), fleet=_fleet(data.get("fleet"), src), source=source,
     )
+
+
+def _fleet(raw: Any, src: Any) -> FleetCfg | None:
+    """The optional [fleet] section (None when absent)."""
+    if raw is None:
+        return None
+    f = validate_table(raw, _SCHEMA["fleet"], "fleet", src)
+    weights = f["interval_weights"] or (1.0,) * len(f["intervals"])
+    if len(weights) != len(f["intervals"]):
+        raise ScenarioError(src("fleet.interval_weights"), "fleet.interval_weights", list(f["interval_weights"]),
+                            f"must hold one weight per interval ({len(f['intervals'])} intervals in fleet.intervals)")
+    if f["process"] == "bursty":
+        for key, hint in (("on", 'mean burst length, e.g. "10m"'), ("off", 'mean quiet time, e.g. "6h"')):
+            if f[key] is None:
+                raise ScenarioError(src(f"fleet.{key}"), f"fleet.{key}", MISSING,
+                                    f'is required when fleet.process = "bursty" ({hint})')
+    total = sum(weights)
+    return FleetCfg(**{**f, "interval_weights": tuple(w / total for w in weights)})
 
 
 _CHANGE_NEEDS = {"poisson": (("rate", "mean changes per second per resource, e.g. 0.1"),),
@@ -486,7 +551,8 @@ def _changes(ch: dict[str, Any], src: Any, base_dir: Path | None) -> dict[str, A
                             'per line, optionally ",resource_id") and git = "path/to/repo" (its commit times)')
     key = "trace" if ch["trace"] is not None else "git"
     path = Path(ch[key]).expanduser()
-    if not path.is_absolute() and base_dir is not None:
+    from_file = not src(f"changes.{key}").startswith("--set")  # a --set path is the user's, from the cwd
+    if not path.is_absolute() and base_dir is not None and from_file:
         path = base_dir / path
     ch[key] = str(path.resolve())
     try:

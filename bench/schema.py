@@ -15,13 +15,13 @@ from .errors import MISSING, ScenarioError
 
 __all__ = ["Field", "parse_duration", "validate_table", "DURATION_HELP"]
 
-_DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(us|ms|s|m|h)?\s*$")
-_UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_DURATION_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(us|ms|s|m|h|d)?\s*$")
+_UNIT_S = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 DURATION_HELP = 'must be a positive duration like "500ms", "2s" or "1m" (a bare number means seconds)'
 
 
 def parse_duration(value: object) -> float:
-    """Seconds from `"250ms"`, `"2s"`, `"1.5m"`, `"1h"`, `"10us"` or a number of seconds. Raises ValueError."""
+    """Seconds from `"250ms"`, `"2s"`, `"1.5m"`, `"1h"`, `"1d"`, `"10us"` or a number of seconds. Raises ValueError."""
     if isinstance(value, bool):
         raise ValueError("a boolean is not a duration")
     if isinstance(value, (int, float)):
@@ -43,7 +43,7 @@ class Field:
     """One key: its kind, default (MISSING = required), a constraint and the words for a bad value.
 
     Kinds: duration, float, int, str, bool, choice (one of `choices`), choices (a list of distinct
-    `choices`), durations (a list of durations), tables (a list of tables checked against `fields`).
+    `choices`), durations (a list of durations), floats (a list of numbers), tables (a list of tables checked against `fields`).
     """
 
     kind: str
@@ -67,6 +67,7 @@ _KIND_WORDS = {
     "duration": DURATION_HELP, "float": "must be a number", "int": "must be an integer",
     "str": "must be a string", "bool": "must be true or false",
     "durations": 'must be a list of durations like ["1s", "5s", "30s"]', "tables": "must be a list of tables",
+    "floats": "must be a list of numbers",
 }
 
 
@@ -103,6 +104,11 @@ def _coerce(f: Field, value: Any) -> Any:
         if any(d < 0 for d in out):
             raise ValueError
         return out
+    if kind == "floats":
+        if not isinstance(value, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                  and math.isfinite(v) for v in value):
+            raise ValueError
+        return tuple(float(v) for v in value)
     raise AssertionError(kind)
 
 
