@@ -28,6 +28,7 @@ from .manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
 from .procs import Child, ProcessGroup
 from .protocol import PATH_RECEIVER_START, STYLE_MODE
 from .records import JsonlWriter
+from .traces import write_trace_csv
 from .tables import load_records, read_marks, write_parquet
 from .wiring import Endpoint, attack_argv, make_endpoints, poller_argv, producer_argv, receiver_config, subscription_body
 
@@ -283,6 +284,12 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
                                 "scenario_source": scenario.source, "seed": scenario.seed,
                                 "time_scale": scenario.run.time_scale, **collect_metadata(repo),
                                 "window": None, "partial": True, "processes": {}}
+    if scenario.changes.process == "trace":  # keep the replayed stream itself: the run reproduces without it
+        trace = scenario.changes.load_trace()
+        write_trace_csv(trace, run_dir / "trace.csv")
+        manifest["trace"] = {"source": trace.source, "sha256": trace.sha256, "events": trace.events,
+                             "cycle_s": trace.cycle, "mean_rate_per_s": trace.mean_rate, "copy": "trace.csv",
+                             "gap_cv": trace.burstiness()}
     write_json(run_dir / "manifest.json", manifest)
 
     error: str | None = None

@@ -1,0 +1,50 @@
+"""Trace replay, live: `scenarios/trace_git.toml` replays this project's own git history through the producer,
+and the changes it made are the trace's, gap for gap."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.traces import trace_from_csv, trace_from_git
+
+from support import run_command
+
+pytestmark = [pytest.mark.integration, pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")]
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_replays_the_projects_git_history(tmp_path: Path) -> None:
+    trace = trace_from_git(REPO)
+    summary, run_dir, _ = run_command(["run", "scenarios/trace_git.toml", "--duration", "8",
+                                       "--set", "run.warmup=2s", "--set", "run.drain=2s"], tmp_path, 120)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["trace"]["sha256"] == trace.sha256 and manifest["trace"]["events"] == trace.events
+    assert trace_from_csv(run_dir / "trace.csv").sha256 == trace.sha256  # the copy kept with the run
+
+    # every gap between two changes of one resource is a gap of the trace (scaled), up to the producer's
+    # scheduling error: the stream replayed is the recorded one, not a Poisson stand-in
+    scale = manifest["time_scale"]
+    gaps = np.diff(np.concatenate([trace.times, [trace.cycle]])) / scale
+    changes = pd.read_parquet(run_dir / "changes.parquet")
+    checked = 0
+    for _, own in changes.groupby("resource_id"):
+        seen = np.diff(np.sort(own["t_change_ns"].to_numpy())) / 1e9
+        if seen.size:
+            nearest = np.abs(seen[:, None] - gaps[None, :]).min(axis=1)
+            assert nearest.max() < 0.02, nearest.max()  # 20 ms of scheduling error at most
+            checked += seen.size
+    assert checked > 0
+
+    for mode in ("polling", "webhook"):
+        assert summary["modes"][mode]["lost"] == 0
+    etag = summary["modes"]["polling_etag"]
+    assert etag["model"]["assumes"] == "poisson_same_mean_rate"
+    assert "Poisson with the same mean rate" in etag["model"]["note"]
+    assert summary["workload"]["rate_per_resource"] == pytest.approx(trace.mean_rate * scale)
