@@ -7,12 +7,13 @@ for a user's mistake.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from . import __version__
 from .config import load_scenario
-from .errors import HookbenchError, RunError, ScenarioError
+from .errors import HookbenchError, RunDirError, RunError, ScenarioError
 
 __all__ = ["main"]
 
@@ -217,13 +218,31 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports import build_report
+    from reports import build_comparison_report, build_report
 
-    run_dir = Path(args.run_dir)
-    if not run_dir.is_dir():
-        raise ScenarioError(str(run_dir), "RUN_DIR", str(run_dir), "must be a run directory written by `hookbench run`")
-    paths = build_report(run_dir)
-    print(f"report: {paths['html']}\n        {paths['md']}")
+    from .runner import new_run_dir
+
+    run_dirs = [Path(d) for d in args.run_dir]
+    for run_dir in run_dirs:
+        if not run_dir.is_dir():
+            raise RunDirError(f"{run_dir}: not a directory: expected a run directory written by `hookbench run` or "
+                              "`hookbench load`")
+    if len(run_dirs) == 1:
+        if args.out is not None:
+            raise ScenarioError("hookbench report", "--out", args.out, "only applies when comparing two or more load "
+                                "run directories; one run's report is written into its own directory")
+        paths = build_report(run_dirs[0])
+        print(f"report: {paths['html']}\n        {paths['md']}")
+        return 0
+    out = Path(args.out) if args.out else new_run_dir(Path("runs"), "compare")
+    paths = build_comparison_report(run_dirs, out)
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    for run in summary["runs"]:
+        knee = run["knee"] or {}
+        where = (f"step {knee.get('step')} at {knee.get('offered_rps'):.0f} {run['unit']} offered"
+                 if knee.get("reached") else "; ".join(knee.get("reasons") or ["not recorded"]))
+        print(f"{run['label']}: knee {where}")
+    print(f"\ncomparison report: {paths['html']}\n                   {paths['md']}")
     return 0
 
 
@@ -299,8 +318,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--seed", type=int, help="random seed of every point")
     sw.set_defaults(func=cmd_sweep)
 
-    rep = sub.add_parser("report", help="rebuild report.md / report.html from a run directory")
-    rep.add_argument("run_dir")
+    rep = sub.add_parser("report", help="rebuild a run's report; with two or more load runs, compare them",
+                         description="One RUN_DIR: rebuild its report.md / report.html / figures. Two or more load "
+                                     "run directories (`hookbench load`): write a comparison report with one curve "
+                                     "per run on each figure and a table of the knees.")
+    rep.add_argument("run_dir", nargs="+", metavar="RUN_DIR")
+    rep.add_argument("--out", metavar="DIR", help="where the comparison goes (default: runs/<UTC time>-compare)")
     rep.set_defaults(func=cmd_report)
 
     srv = sub.add_parser("serve", help="run one server alone on 127.0.0.1 (e.g. for plain `locust -f`)",

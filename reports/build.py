@@ -15,7 +15,7 @@ from .load import LoadRunData, read_run
 from .overload import build_overload_document, make_overload_figures
 from .render import to_html, to_markdown
 
-__all__ = ["ReportFiles", "build_report"]
+__all__ = ["ReportFiles", "build_report", "write_atomic"]
 
 FIGURES_DIR = "figures"
 
@@ -42,12 +42,12 @@ def build_report(run_dir: Path) -> ReportFiles:
         figures = make_figures(run, run.run_dir / FIGURES_DIR)
         title, blocks = build_document(run, figures)
     md_path, html_path = run.run_dir / "report.md", run.run_dir / "report.html"
-    _write_atomic(md_path, to_markdown(blocks))
-    _write_atomic(html_path, to_html(title, blocks))
+    write_atomic(md_path, to_markdown(blocks))
+    write_atomic(html_path, to_html(title, blocks))
     return {"md": md_path, "html": html_path, "figures": [f.path for f in figures if f.path is not None]}
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     """Replace `path` in one step, so a reader never sees half a report."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")

@@ -11,7 +11,7 @@ import math
 import shlex
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from .load import LoadRunData
 __all__ = ["build_overload_document", "make_overload_figures"]
 
 Step = dict[str, Any]
+D = TypeVar("D")  # what a figure is drawn from: one run, or the runs of a comparison
 WHAT_LOADS = {
     "receiver": "Locust storm senders POSTed signed webhook deliveries at the receiver, retrying as real senders do",
     "producer": "A Locust polling fleet polled the producer, with a database query behind every poll",
@@ -289,13 +290,18 @@ def _definitions() -> tuple[tuple[str, str], ...]:
 
 def make_overload_figures(run: LoadRunData, out_dir: Path) -> list[FigureOutcome]:
     """Write every figure that has data into `out_dir`; a skipped figure's stale PNG is removed."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    specs: Sequence[tuple[str, str, Callable[[Axes, LoadRunData], tuple[bool, str]]]] = (
+    return draw_figures(out_dir, (
         ("offered_vs_achieved", "Achieved vs offered rate", _draw_rates),
         ("latency_vs_offered", "Latency vs offered rate", _draw_latency),
         ("errors_vs_offered", "Errors vs offered rate", _draw_errors),
         ("harness_cpu", "CPU of the server and of Locust", _draw_cpu),
-    )
+    ), run)
+
+
+def draw_figures(out_dir: Path, specs: Sequence[tuple[str, str, Callable[[Axes, D], tuple[bool, str]]]],
+                 data: D) -> list[FigureOutcome]:
+    """One PNG per (name, title, draw(ax, data)) spec, in the load report's size; skipped ones removed."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     outcomes = []
     for name, title, draw in specs:
         path = out_dir / f"{name}.png"
@@ -303,7 +309,7 @@ def make_overload_figures(run: LoadRunData, out_dir: Path) -> list[FigureOutcome
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
         ax.set_title(title)
-        drawn, note = draw(ax, run)
+        drawn, note = draw(ax, data)
         outcomes.append(save_or_skip(fig, path, name, title, drawn, note))
     return outcomes
 
@@ -340,16 +346,20 @@ def _series(ax: Axes, run: LoadRunData, lines: Sequence[tuple[str, tuple[str, ..
     return drawn
 
 
-def _mark_knee(ax: Axes, run: LoadRunData) -> str:
-    """A vertical line at the knee, or a note that it was not reached; return the caption's sentence about it."""
+def _mark_knee(ax: Axes, run: LoadRunData, color: str = KNEE, who: str = "", row: int = 0) -> str:
+    """A vertical line at the knee, or a note that it was not reached; return the caption's sentence about it.
+
+    With several runs on one figure, `who` names the run in the label and `row` moves its note down a line.
+    """
     knee, _ = _knee(run, _steps(run)[0])
     x, step = number(knee.get("offered_rps")), fmt_text(knee.get("step"))
     if knee.get("reached") is True and x is not None and math.isfinite(x):
-        ax.axvline(x, color=KNEE, linestyle="--", linewidth=1.3, zorder=1)
-        ax.annotate(f"knee: step {step}, {fmt_short(x, 4)}/s", (x, 1.0), xycoords=("data", "axes fraction"),
-                    xytext=(-4, -6), textcoords="offset points", rotation=90, ha="right", va="top", color=KNEE,
+        ax.axvline(x, color=color, linestyle="--", linewidth=1.3, zorder=1)
+        ax.annotate(f"{who}knee: step {step}, {fmt_short(x, 4)}/s", (x, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(-4, -6), textcoords="offset points", rotation=90, ha="right", va="top", color=color,
                     fontsize=8)
-        return f"Dashed red: the knee, step {step} at {fmt_short(x, 4)} requests/s offered."
+        line = f"Dashed, {who.removesuffix(': ')}" if who else "Dashed red"
+        return f"{line}: the knee, step {step} at {fmt_short(x, 4)} requests/s offered."
     if knee.get("reached") is True:
         text = f"knee at step {step} (its offered rate was not recorded)"
     elif knee.get("reached") is False:
@@ -357,8 +367,9 @@ def _mark_knee(ax: Axes, run: LoadRunData) -> str:
         text = "knee not reached" + (f", ceiling {fmt_short(ceiling, 4)}/s" if ceiling is not None else "")
     else:
         text = "knee not recorded"
-    ax.text(0.02, 0.97, text, transform=ax.transAxes, ha="left", va="top", fontsize=8, color="0.3")
-    return f"K{text[1:]}."
+    ax.text(0.02, 0.97 - 0.06 * row, who + text, transform=ax.transAxes, ha="left", va="top", fontsize=8,
+            color="0.3" if not who else color)
+    return f"{who}{text}." if who else f"K{text[1:]}."
 
 
 def _finish(ax: Axes, ylabel: str) -> None:

@@ -7,7 +7,6 @@ The figure is drawn like the run report's (matplotlib Figure + Agg canvas, no py
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +18,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from bench.protocol import MODE_CURSOR, MODE_ETAG
 from bench.sweep import COST_METRICS, read_sweep
 
+from .build import write_atomic
 from .document import Block, Bullets, Cell, CodeBlock, Failure, Heading, Image, Notice, Para, Row, Strong, Table
 from .figures import DPI
 from .fmt import (DASH, count_failed_if_positive, fmt_count, fmt_num, fmt_pct, fmt_short, fmt_text, get, is_webhook,
@@ -54,17 +54,11 @@ def build_sweep_report(sweep_dir: Path) -> dict[str, Path]:
     drawn, note = draw_crossover(doc, fig_path)
     title, blocks = _document(doc, fig_path if drawn else None, note)
     out = {"md": sweep_dir / "sweep.md", "html": sweep_dir / "sweep.html"}
-    _write_atomic(out["md"], to_markdown(blocks))
-    _write_atomic(out["html"], to_html(title, blocks))
+    write_atomic(out["md"], to_markdown(blocks))
+    write_atomic(out["html"], to_html(title, blocks))
     if drawn:
         out["figure"] = fig_path
     return out
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # --- what is in sweep.json -----------------------------------------------------------------------
