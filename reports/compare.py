@@ -26,7 +26,7 @@ from .document import Block, Bullets, Heading, Notice, Para, Row, Strong, Table
 from .figures import FigureOutcome
 from .fmt import DASH, fmt_count, fmt_num, fmt_short, fmt_started_at, fmt_text, get, number
 from .load import LoadRunData, read_run
-from .overload import _finish, _knee, _mark_knee, _series, _steps, _target, _value, draw_figures
+from .overload import _diagonal, _error_axis, _finish, _knee, _mark_knee, _series, _steps, _target, _value, draw_figures
 from .render import to_html, to_markdown
 
 __all__ = ["COMPARISON_FORMAT_VERSION", "build_comparison_report"]
@@ -214,11 +214,7 @@ def _draw_rates(ax: Axes, sides: list[Side]) -> tuple[bool, str]:
         return False, "no run's summary.json has a step with an offered and an achieved rate"
     offered = [v for s in sides for st in _steps(s.run)[0]
                if math.isfinite(v := _value(st, ("offered_rps",), 1.0, False))]
-    top = max(drawn + offered + [1.0]) * 1.08
-    ax.plot([0, top], [0, top], color="0.4", linestyle=":", linewidth=1.2, label="achieved = offered", zorder=0)
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, top)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt_short(v, 4)))
+    _diagonal(ax, drawn + offered)
     _finish_comparison(ax, "achieved (requests/s)")
     return True, ("Per step of each run: requests due in the step that succeeded, per second, against the rate "
                   f"offered. Below the dotted line the server did not keep up. {knees}")
@@ -244,10 +240,7 @@ def _draw_errors(ax: Axes, sides: list[Side]) -> tuple[bool, str]:
     drawn, knees = _plot(ax, sides, ("error_rate",), scale=100.0)
     if not drawn:
         return False, "no run's summary.json has a step with an error rate"
-    ax.axhline(100 * ERROR_LIMIT, color="0.4", linestyle=":", linewidth=1.1,
-               label=f"{ERROR_LIMIT:.0%}: errors above it mark a knee")
-    ax.set_ylim(0, max(drawn + [100 * ERROR_LIMIT]) * 1.15)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{fmt_short(v)}%"))
+    _error_axis(ax, drawn)
     _finish_comparison(ax, "% of request attempts")
     return True, ("Per step of each run: the share of request attempts that failed (any status other than 2xx/3xx, "
                   f"or no answer). {knees}")

@@ -388,17 +388,30 @@ def _legend(ax: Axes) -> None:
         ax.figure.legend(handles, labels, loc="outside lower center", ncols=3, fontsize=8, frameon=False)
 
 
+def _diagonal(ax: Axes, values: list[float]) -> None:
+    """Square axes from 0 past the largest of `values`, with the dotted line achieved = offered."""
+    top = max(values + [1.0]) * 1.08
+    ax.plot([0, top], [0, top], color="0.4", linestyle=":", linewidth=1.2, label="achieved = offered", zorder=0)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt_short(v, 4)))
+
+
+def _error_axis(ax: Axes, drawn: list[float]) -> None:
+    """A % axis from 0 past the largest error rate drawn, with the 1% line that marks a knee."""
+    ax.axhline(100 * ERROR_LIMIT, color="0.4", linestyle=":", linewidth=1.1,
+               label=f"{ERROR_LIMIT:.0%}: errors above it mark a knee")
+    ax.set_ylim(0, max(drawn + [100 * ERROR_LIMIT]) * 1.15)
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{fmt_short(v)}%"))
+
+
 def _draw_rates(ax: Axes, run: LoadRunData) -> tuple[bool, str]:
     drawn = _series(ax, run, (("achieved", ("achieved_rps",), SERIES["achieved"]),
                               ("intended by the users", ("intended_rps",), SERIES["intended"])))
     if not drawn:
         return False, "summary.json has no step with an offered and an achieved rate"
     offered = [v for s in _steps(run)[0] if math.isfinite(v := _value(s, ("offered_rps",), 1.0, False))]
-    top = max(drawn + offered + [1.0]) * 1.08
-    ax.plot([0, top], [0, top], color="0.4", linestyle=":", linewidth=1.2, label="achieved = offered", zorder=0)
-    ax.set_xlim(0, top)
-    ax.set_ylim(0, top)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: fmt_short(v, 4)))
+    _diagonal(ax, drawn + offered)
     knee = _mark_knee(ax, run)
     _finish(ax, "requests/s")
     return True, ("Per step: requests due in the step that succeeded (achieved) and that the Locust users scheduled "
@@ -434,10 +447,7 @@ def _draw_errors(ax: Axes, run: LoadRunData) -> tuple[bool, str]:
                               ("timeouts", ("timeout_rate",), SERIES["timeout_rate"])), scale=100.0)
     if not drawn:
         return False, "summary.json has no step with an error rate"
-    ax.axhline(100 * ERROR_LIMIT, color="0.4", linestyle=":", linewidth=1.1,
-               label=f"{ERROR_LIMIT:.0%}: errors above it mark a knee")
-    ax.set_ylim(0, max(drawn + [100 * ERROR_LIMIT]) * 1.15)
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{fmt_short(v)}%"))
+    _error_axis(ax, drawn)
     knee = _mark_knee(ax, run)
     _finish(ax, "% of request attempts")
     return True, ("Per step: the share of request attempts that failed (any status other than 2xx/3xx, or no "
