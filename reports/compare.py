@@ -49,6 +49,7 @@ class Side:
         target = _target(run)
         name, self.unit = SIDES.get(target, (target, "requests/s"))
         self.label = f"{name} ({self.unit})" + (f", {suffix}" if suffix else "")
+        self.short = name + (f", {suffix}" if suffix else "")  # beside its knee line, where room is short
 
 
 def build_comparison_report(run_dirs: list[Path], out_dir: Path) -> ReportFiles:
@@ -199,7 +200,7 @@ def _plot(ax: Axes, sides: list[Side], keys: tuple[str, ...], *, scale: float = 
     notes = []
     for row, s in enumerate(sides):
         drawn += _series(ax, s.run, ((s.label, keys, s.color),), scale=scale, log=log)
-        notes.append(_mark_knee(ax, s.run, color=s.color, who=f"{s.label}: ", row=row))
+        notes.append(_mark_knee(ax, s.run, color=s.color, who=f"{s.short}: ", row=row))
     return drawn, " ".join(notes)
 
 

@@ -104,7 +104,8 @@ def test_each_figure_has_one_curve_per_run_and_each_knee_in_its_colour(
     assert list(curves[PRODUCER].get_xdata()) == [400.0 + 1600.0 * i for i in range(6)]
     knees = {(line.get_xdata()[0], line.get_color()) for line in ax.lines if line.get_linestyle() == "--"}
     assert knees == {(1400.0, COLORS[0]), (5200.0, COLORS[1])}
-    assert f"{RECEIVER}: the knee, step 3 at 1,400" in caption and f"{PRODUCER}: the knee, step 3 at 5,200" in caption
+    assert "webhook receiver: the knee, step 3 at 1,400" in caption
+    assert "polling producer: the knee, step 3 at 5,200" in caption
 
 
 def test_runs_of_one_side_are_told_apart_by_directory(tmp_path: Path) -> None:
