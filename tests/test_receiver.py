@@ -161,6 +161,33 @@ def test_validly_signed_non_event_body_is_400(tmp_path: Path, body: bytes) -> No
     assert row["reason"].startswith("body is not")
 
 
+@pytest.mark.parametrize("body", [
+    b'\xef\xbb\xbf{"data":{"change_id":"bom"}}',  # a UTF-8 BOM: json.loads takes it, orjson does not
+    b'{"data":{"change_id":"nan"},"x":NaN}',  # NaN and huge numbers: json only
+    b'{"data":{"change_id":"big"},"x":1e400}',
+    b'{"data":{"change_id":"\\ud800"}}',  # a lone surrogate escape: json only
+])
+def test_bodies_only_json_parses_are_still_accepted(tmp_path: Path, body: bytes) -> None:
+    """parse_change tries orjson first; what it refuses is parsed by json, so the accepted bodies did not change."""
+    answers, rows, _ = exchange(tmp_path, [signed(body, "msg_odd")])
+    assert answers[0][0] == 204 and rows[0]["verdict"] == "accepted" and rows[0]["change_id"]
+
+
+def test_audit_rows_reach_the_disk_without_a_later_write_or_shutdown(tmp_path: Path) -> None:
+    """audit.jsonl is buffered, but a timer flushes it: a run killed in a quiet spell keeps every answered row."""
+
+    async def run() -> list[dict[str, Any]]:
+        async with serving(make_setup(), tmp_path) as client:
+            for i in range(3):
+                body, headers = signed(msg_id=f"msg_q{i}")
+                assert (await client.post("/hooks", data=body, headers=headers)).status == 204
+            await asyncio.sleep(1.2)  # two flush periods, and no request after the last one
+            return read_jsonl(tmp_path / "audit.jsonl")  # read while the receiver still runs
+
+    rows = asyncio.run(run())
+    assert [r["msg_id"] for r in rows] == ["msg_q0", "msg_q1", "msg_q2"]
+
+
 def test_rejected_requests_do_not_poison_dedup(tmp_path: Path) -> None:
     # A forged or malformed request carrying a real id must not make the genuine delivery look like a duplicate.
     body, headers = signed(msg_id="msg_ch9")

@@ -29,6 +29,7 @@ __all__ = ["create_app", "Receiver", "RECEIVER"]
 log = logging.getLogger("hookbench.receiver")
 
 RETRY_AFTER = {"Retry-After": "1"}
+AUDIT_FLUSH_S = 0.5  # audit.jsonl is buffered: flushed at least this often, and on shutdown
 PATH_INSPECT = "/inspect"
 PATH_INSPECT_JSON = "/inspect.json"
 
@@ -49,6 +50,17 @@ class Receiver:
     audit: AuditLog
     wall_clock: Callable[[], float]
     stats: HookStats = field(default_factory=HookStats)
+    _targets: dict[str, Target] = field(default_factory=dict, repr=False)
+
+    def resolve(self, path: str) -> Target:
+        """`checks.resolve`, remembered for the paths that reach an endpoint by name (a bounded set: endpoints x
+        forced statuses). Paths with a secret token are resolved every time, in constant time, and never kept."""
+        target = self._targets.get(path)
+        if target is None:
+            target = resolve(path, self.setup)
+            if target.endpoint is not None and not self.setup.receiver.path_token:
+                self._targets[path] = target
+        return target
 
     async def handle(self, request: web.Request, target: Target, a: Arrival) -> web.Response:
         """The pipeline for one /hooks request; raises Reject for every answer but the successful ones."""
@@ -114,7 +126,7 @@ async def hook(request: web.Request) -> web.StreamResponse:
     t_ns, started = time.time_ns(), time.perf_counter()
     rx.stats.begin()
     shed = False
-    target = resolve(request.path, rx.setup)
+    target = rx.resolve(request.path)
     a = Arrival(t_ns=t_ns, method=request.method, path=target.path, remote=request.remote,
                 headers=request.headers, endpoint=target.endpoint.name if target.endpoint else None)
     try:
@@ -187,6 +199,13 @@ async def inspect_html(request: web.Request) -> web.Response:
                                  "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 
+async def _flush_every(audit: AuditLog, period: float) -> None:
+    """Rows are flushed by the writes that follow them; this also flushes the last ones before a quiet spell."""
+    while True:
+        await asyncio.sleep(period)
+        audit.flush_due()
+
+
 def create_app(setup: ReceiverSetup, *, records_dir: str | Path | None = None,
                clock: Callable[[], float] = time.monotonic,
                wall_clock: Callable[[], float] = time.time) -> web.Application:
@@ -212,11 +231,19 @@ def create_app(setup: ReceiverSetup, *, records_dir: str | Path | None = None,
 
     async def records_ctx(app: web.Application) -> AsyncIterator[None]:
         rx = app[RECEIVER]
+        flusher = None
         if records is not None:
             rx.audit.open(records)
+            flusher = asyncio.create_task(_flush_every(rx.audit, AUDIT_FLUSH_S))
         try:
             yield
         finally:
+            if flusher is not None:
+                flusher.cancel()
+                try:
+                    await flusher
+                except asyncio.CancelledError:
+                    pass
             await rx.outages.close()
             rx.audit.close()
 

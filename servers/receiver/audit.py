@@ -95,12 +95,17 @@ def audit_headers(headers: Mapping[str, str], redactor: Redactor) -> dict[str, s
 
 
 class AuditLog:
-    """Writes audit.jsonl (once opened on a records directory), counts verdicts, keeps the last N for /inspect."""
+    """Writes audit.jsonl (once opened on a records directory), counts verdicts, keeps the last N for /inspect.
+
+    The inspector's entries are redacted when /inspect asks for them, not per request: it keeps the row, the
+    request's (immutable) headers and the first BODY_PREVIEW_BYTES of the body, and redacts them then.
+    """
 
     def __init__(self, inspect_last: int, redactor: Redactor) -> None:
         self.redactor = redactor
         self.counts: Counter[str] = Counter()
-        self.recent: deque[dict[str, Any]] = deque(maxlen=max(inspect_last, 0))
+        self.recent: deque[tuple[dict[str, Any], Mapping[str, str], bytes | None, int | None]] = \
+            deque(maxlen=max(inspect_last, 0))
         self._inspect = inspect_last > 0
         self._writer: JsonlWriter | None = None
 
@@ -110,24 +115,33 @@ class AuditLog:
     def record(self, a: Arrival) -> None:
         self.counts[a.verdict] += 1
         r = self.redactor
+        msg_id, change_id, reason = a.msg_id, a.change_id, a.reason
         row = {"t_ns": a.t_ns, "t_obs_ns": a.t_obs_ns, "endpoint": a.endpoint, "remote": a.remote,
                "method": a.method, "path": a.path, "headers": audit_headers(a.headers, r),
-               "msg_id": None if a.msg_id is None else _cut(r.text(a.msg_id)),
-               "change_id": None if a.change_id is None else _cut(r.text(a.change_id)),
+               "msg_id": None if msg_id is None else _cut(r.text(msg_id)),
+               "change_id": None if change_id is None else _cut(r.text(change_id)),
                "status": a.status, "verdict": a.verdict,
-               "reason": None if a.reason is None else _cut(r.text(a.reason), 512),
+               "reason": None if reason is None else _cut(r.text(reason), 512),
                "latency_ms": a.latency_ms}
         if self._writer is not None:
             self._writer.write(row)
         if self._inspect:
-            preview = None
-            if a.body is not None:
-                preview = r.text(a.body[:BODY_PREVIEW_BYTES].decode("utf-8", errors="replace"))
-            self.recent.append({**row, "headers": r.headers(a.headers), "body_preview": preview,
-                                "body_bytes": None if a.body is None else len(a.body)})
+            body = a.body
+            self.recent.append((row, a.headers, None if body is None else body[:BODY_PREVIEW_BYTES],
+                                None if body is None else len(body)))
+
+    def flush_due(self) -> None:
+        """Flush audit.jsonl if rows wait in the buffer (a timer calls this: a quiet spell still reaches the disk)."""
+        if self._writer is not None:
+            self._writer.flush_due()
 
     def newest_first(self) -> list[dict[str, Any]]:
-        return list(reversed(self.recent))
+        """The inspector's entries, newest first: every header (secrets redacted) and the body's start."""
+        r = self.redactor
+        return [{**row, "headers": r.headers(headers),
+                 "body_preview": None if preview is None else r.text(preview.decode("utf-8", errors="replace")),
+                 "body_bytes": size}
+                for row, headers, preview, size in reversed(self.recent)]
 
     def close(self) -> None:
         if self._writer is not None:

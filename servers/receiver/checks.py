@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
+import orjson
 from aiohttp import StreamReader, web
 
 from bench.signing import Scheme, SignatureError
@@ -137,6 +138,8 @@ async def read_body(content: StreamReader, max_body: int) -> bytes:
         chunks.append(chunk)
         if total > max_body:
             raise Reject(413, f"body too large: more than max_body = {max_body} bytes")
+        if content.at_eof():  # the whole body is in (the usual case: one chunk): no read just to learn that
+            return chunk if len(chunks) == 1 else b"".join(chunks)
 
 
 def check_signature(scheme: Scheme, body: bytes, headers: Mapping[str, str], now: float) -> str:
@@ -151,11 +154,18 @@ def check_signature(scheme: Scheme, body: bytes, headers: Mapping[str, str], now
 
 
 def parse_change(body: bytes) -> str:
-    """The change_id of a change event body; 400 unless it is JSON with a non-empty string data.change_id."""
+    """The change_id of a change event body; 400 unless it is JSON with a non-empty string data.change_id.
+
+    orjson parses the usual body (several times faster); whatever it refuses (a BOM, NaN, a lone surrogate escape,
+    UTF-16...) goes to json, so what is accepted is exactly what json.loads accepts.
+    """
     try:
-        event: Any = json.loads(body)
-    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        raise Reject(400, "body is not JSON") from None
+        event: Any = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            event = json.loads(body)
+        except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
+            raise Reject(400, "body is not JSON") from None
     data = event.get("data") if isinstance(event, dict) else None
     change_id = data.get("change_id") if isinstance(data, dict) else None
     if not isinstance(change_id, str) or not change_id:
