@@ -1,6 +1,7 @@
 """Build a run's report: read the run directory, draw the figures, write report.md and report.html.
 
-A comparison run (`hookbench run`) gets the comparison report; a load run (`hookbench load`) the overload report.
+A comparison run (`hookbench run`) gets the comparison report; a simulated run (`hookbench simulate`) the same
+report titled and trimmed for virtual time; a load run (`hookbench load`) the overload report.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from .figures import make_figures
 from .load import LoadRunData, read_run
 from .overload import build_overload_document, make_overload_figures
 from .render import to_html, to_markdown
+from .simulated import SIMULATED_FIGURES, build_simulated_document
 
 __all__ = ["ReportFiles", "build_report", "write_atomic"]
 
@@ -38,6 +40,9 @@ def build_report(run_dir: Path) -> ReportFiles:
     if isinstance(run, LoadRunData):
         figures = make_overload_figures(run, run.run_dir / FIGURES_DIR)
         title, blocks = build_overload_document(run, figures)
+    elif run.simulated:
+        figures = make_figures(run, run.run_dir / FIGURES_DIR, SIMULATED_FIGURES)
+        title, blocks = build_simulated_document(run, figures)
     else:
         figures = make_figures(run, run.run_dir / FIGURES_DIR)
         title, blocks = build_document(run, figures)

@@ -11,7 +11,7 @@ from typing import Literal, Union
 
 __all__ = [
     "Strong", "Inline", "Heading", "Para", "Notice", "Bullets", "CodeBlock", "Failure", "Cell", "Row", "Table",
-    "Image", "Block",
+    "Image", "Block", "Verdict", "Link", "VERDICT_CLASSES",
 ]
 
 
@@ -20,7 +20,28 @@ class Strong:
     text: str
 
 
-Inline = Union[str, Strong]
+@dataclass(frozen=True)
+class Verdict:
+    """A claim's verdict (holds / holds only when / does not hold / not run), shown so that each looks different."""
+
+    verdict: str
+
+
+# verdict -> CSS class and the mark that tells verdicts apart in Markdown (and without colour)
+VERDICT_CLASSES: dict[str, tuple[str, str]] = {
+    "holds": ("holds", "✔"), "holds only when": ("when", "◐"), "does not hold": ("fails", "✘"), "not run": ("notrun", "○"),
+}
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link to a file or directory, relative to the report."""
+
+    text: str
+    href: str
+
+
+Inline = Union[str, Strong, Verdict, Link]
 
 
 @dataclass(frozen=True)
@@ -66,7 +87,7 @@ class Failure:
     text: str
 
 
-Cell = Union[str, Failure]
+Cell = Union[str, Failure, Verdict]
 
 
 @dataclass(frozen=True)

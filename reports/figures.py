@@ -8,7 +8,7 @@ backend is switched (a notebook importing this keeps its own) and no figure is l
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +51,9 @@ Drawer = Callable[[Axes, RunData, dict[str, tuple[float, ...]]], tuple[bool, str
 FigureDrawer = Callable[[Figure, str, RunData, dict[str, tuple[float, ...]]], tuple[bool, str]]
 
 
-def make_figures(run: RunData, out_dir: Path) -> list[FigureOutcome]:
-    """Write every figure that has data into `out_dir`; a skipped figure's stale PNG is removed."""
+def make_figures(run: RunData, out_dir: Path, names: Collection[str] | None = None) -> list[FigureOutcome]:
+    """Write every figure (of `names`, when given) that has data into `out_dir`; a skipped figure's stale PNG is
+    removed."""
     out_dir.mkdir(parents=True, exist_ok=True)
     colors = _mode_colors(run)
     specs: Sequence[tuple[str, str, FigureDrawer]] = (
@@ -64,6 +65,8 @@ def make_figures(run: RunData, out_dir: Path) -> list[FigureOutcome]:
     )
     outcomes = []
     for name, title, draw in specs:
+        if names is not None and name not in names:
+            continue
         path = out_dir / f"{name}.png"
         fig = Figure(figsize=SIZE_IN, dpi=DPI, layout="constrained")
         FigureCanvasAgg(fig)

@@ -1,6 +1,8 @@
 """Read a run directory and check it is one we can report on: a comparison run (`hookbench run`: manifest.json,
-summary.json, detections.parquet; deliveries.parquet and events.parquet when present) or a load run
-(`hookbench load`: manifest.json, summary.json; steps.parquet and harness.parquet when present).
+summary.json, detections.parquet; deliveries.parquet and events.parquet when present), a simulated run
+(`hookbench simulate`, summary.json `kind` "simulated": the same files, detections in virtual seconds, no
+deliveries or events) or a load run (`hookbench load`: manifest.json, summary.json; steps.parquet and harness.parquet
+when present).
 
 Nothing here computes statistics: the files are taken as the analysis wrote them.
 """
@@ -18,14 +20,17 @@ import pyarrow.parquet as pq
 
 from bench.errors import FormatVersionError, RunDirError
 
-__all__ = ["KNOWN_FORMAT_VERSIONS", "DETECTION_COLUMNS", "DELIVERY_COLUMNS", "EVENT_COLUMNS", "STEP_COLUMNS",
-           "HARNESS_COLUMNS", "RunData", "LoadRunData", "load_run", "read_run"]
+__all__ = ["KNOWN_FORMAT_VERSIONS", "DETECTION_COLUMNS", "SIM_DETECTION_COLUMNS", "DELIVERY_COLUMNS", "EVENT_COLUMNS",
+           "STEP_COLUMNS", "HARNESS_COLUMNS", "RunData", "LoadRunData", "load_run", "read_run"]
 
 KNOWN_FORMAT_VERSIONS = frozenset({1})
 MANIFEST = "manifest.json"
 SUMMARY = "summary.json"
 DETECTIONS = "detections.parquet"
 DETECTION_COLUMNS = ("mode", "change_id", "resource_id", "t_change_ns", "t_obs_ns", "latency_ms")
+# A simulated run has no clock and no producer ids: changes are numbered, times are virtual seconds.
+SIM_DETECTION_COLUMNS = ("mode", "change_seq", "resource_id", "t_change_s", "t_obs_s", "latency_ms")
+SIMULATED = "simulated"
 # Optional raw tables (older runs lack them, or some of their columns): only the columns the figures use are read.
 DELIVERIES = "deliveries.parquet"
 DELIVERY_COLUMNS = ("mode", "attempt", "t_send_ns", "status")
@@ -79,6 +84,11 @@ class RunData:
         return bool(self.summary.get("partial") or self.manifest.get("partial"))
 
     @property
+    def simulated(self) -> bool:
+        """A `hookbench simulate` run: virtual time, no servers (summary.json `kind` "simulated")."""
+        return self.summary.get("kind") == SIMULATED
+
+    @property
     def change_process(self) -> str | None:
         """The change process ("poisson", "constant", ...): it decides which analytic model applies."""
         workload, scenario = self.summary.get("workload"), self.manifest.get("scenario")
@@ -109,8 +119,8 @@ class LoadRunData:
 
 
 def read_run(run_dir: Path) -> RunData | LoadRunData:
-    """Read and check `run_dir`, a load run when its summary.json says `"kind": "load"`, else a comparison run;
-    raise RunDirError (or FormatVersionError) naming the file at fault."""
+    """Read and check `run_dir`, a load run when its summary.json says `"kind": "load"`, else a comparison run
+    (live or simulated); raise RunDirError (or FormatVersionError) naming the file at fault."""
     run_dir = _run_dir(run_dir)
     manifest, summary = _read_json(run_dir / MANIFEST), _read_json(run_dir / SUMMARY)
     if summary.get("kind") != "load":
@@ -155,7 +165,14 @@ def _comparison_run(run_dir: Path, manifest: dict[str, Any], summary: dict[str, 
             f"{run_dir / SUMMARY}: modes = {found}: expected an object of mode name -> object of results;"
             " re-run the analysis to rewrite summary.json"
         )
-    return RunData(run_dir, manifest, summary, _read_detections(run_dir / DETECTIONS),
+    if summary.get("kind") == SIMULATED:
+        # the simulator writes no detections table when no polling mode observed anything
+        path = run_dir / DETECTIONS
+        detections = (_read_detections(path, SIM_DETECTION_COLUMNS) if path.is_file()
+                      else pd.DataFrame({c: pd.Series(dtype="float64") for c in SIM_DETECTION_COLUMNS}))
+    else:
+        detections = _read_detections(run_dir / DETECTIONS, DETECTION_COLUMNS)
+    return RunData(run_dir, manifest, summary, detections,
                    _read_optional(run_dir / DELIVERIES, DELIVERY_COLUMNS),
                    _read_optional(run_dir / EVENTS, EVENT_COLUMNS))
 
@@ -189,16 +206,16 @@ def _parse_constant(name: str) -> float | None:
     return None if math.isnan(value) else value
 
 
-def _read_detections(path: Path) -> pd.DataFrame:
+def _read_detections(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
     if not path.is_file():
         raise RunDirError(f"{path}: missing: a run directory needs {path.name} (it may have zero rows)")
     try:
         table = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
         raise RunDirError(f"{path}: cannot be read as Parquet ({exc})") from exc
-    missing = [c for c in DETECTION_COLUMNS if c not in table.columns]
+    missing = [c for c in columns if c not in table.columns]
     if missing:
-        raise RunDirError(f"{path}: columns {missing} missing: expected columns {list(DETECTION_COLUMNS)}")
+        raise RunDirError(f"{path}: columns {missing} missing: expected columns {list(columns)}")
     return table
 
 

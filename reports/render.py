@@ -7,8 +7,8 @@ import html
 import re
 from functools import singledispatch
 
-from .document import (Block, Bullets, Cell, CodeBlock, Failure, Heading, Image, Inline, Notice, Para, Row, Strong,
-                       Table)
+from .document import (VERDICT_CLASSES, Block, Bullets, Cell, CodeBlock, Failure, Heading, Image, Inline, Link, Notice,
+                       Para, Row, Strong, Table, Verdict)
 
 __all__ = ["to_markdown", "to_html"]
 
@@ -23,7 +23,14 @@ def _md(text: str) -> str:
     return _MD_SPECIAL.sub(r"\\\1", text)
 
 
+def _md_verdict(v: Verdict) -> str:
+    mark = VERDICT_CLASSES.get(v.verdict, ("", "?"))[1]
+    return f"**{mark} {_md(v.verdict)}**"
+
+
 def _md_cell(cell: Cell) -> str:
+    if isinstance(cell, Verdict):
+        return _md_verdict(cell)
     if isinstance(cell, Failure):
         return f"**{_md_cell(cell.text)}**"
     return _md(" ".join(cell.split())).replace("|", r"\|")
@@ -36,6 +43,10 @@ def _md_fence(text: str) -> str:
 
 
 def _md_inline(part: Inline) -> str:
+    if isinstance(part, Verdict):
+        return _md_verdict(part)
+    if isinstance(part, Link):
+        return f"[{_md(part.text)}](<{part.href}>)"
     if isinstance(part, Strong):
         return f"**{_md(part.text.strip())}**" + (" " if part.text.endswith(" ") else "")
     return _md(re.sub(r"\s*\n\s*", " ", part))  # a blank line from a file must not end the paragraph
@@ -127,6 +138,11 @@ tbody th { font-weight: normal; }
 table.numeric td.text { text-align: left; }
 tr.model th, tr.model td { font-style: italic; color: #555; background: #fafafa; }
 td.fail { color: #a11414; background: #fdecea; font-weight: 700; }
+.verdict { display: inline-block; padding: .05rem .5rem; border-radius: 3px; font-weight: 700; white-space: nowrap; }
+.verdict.holds { background: #e6f4ea; color: #1b5e20; border: 1px solid #81c784; }
+.verdict.when { background: #fff4e5; color: #6b3500; border: 1px solid #ffb74d; }
+.verdict.fails { background: #fdecea; color: #a11414; border: 1px solid #e57373; }
+.verdict.notrun { background: #f0f0f0; color: #555; border: 1px dashed #999; }
 .notice { border-left: 6px solid; border-radius: 4px; padding: .6rem 1rem; margin: 1rem 0; }
 .notice p { margin: .3rem 0; }
 .notice.warning { border-color: #c62828; background: #fdecea; color: #7f1010; }
@@ -142,7 +158,16 @@ def _h(text: str) -> str:
     return html.escape(text, quote=True)
 
 
+def _html_verdict(v: Verdict) -> str:
+    cls, mark = VERDICT_CLASSES.get(v.verdict, ("", "?"))
+    return f'<span class="verdict {cls}">{mark} {_h(v.verdict)}</span>'
+
+
 def _html_inline(part: Inline) -> str:
+    if isinstance(part, Verdict):
+        return _html_verdict(part)
+    if isinstance(part, Link):
+        return f'<a href="{_h(part.href)}">{_h(part.text)}</a>'
     if isinstance(part, Strong):
         return f"<strong>{_h(part.text)}</strong>"
     return _h(part)
@@ -192,6 +217,8 @@ def _(block: CodeBlock) -> str:
 def _html_cell(cell: Cell, text_column: bool) -> str:
     classes = [name for name, on in (("text", text_column), ("fail", isinstance(cell, Failure))) if on]
     cls = f' class="{" ".join(classes)}"' if classes else ""
+    if isinstance(cell, Verdict):
+        return f"<td{cls}>{_html_verdict(cell)}</td>"
     return f"<td{cls}>{_h(cell.text if isinstance(cell, Failure) else cell)}</td>"
 
 
