@@ -5,10 +5,8 @@ a real `hookbench simulate` run. The verdicts themselves are tested in test_clai
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -25,15 +23,9 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _cli(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "bench.cli", *argv], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    # subprocess.run kills the CLI on a timeout; its servers die with it (PR_SET_PDEATHSIG, bench/procs.py)
+    return subprocess.run([sys.executable, "-m", "bench.cli", *argv], cwd=REPO, capture_output=True, text=True,
+                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")
