@@ -450,6 +450,31 @@ async def test_redirects_are_not_followed(tmp_path: Path) -> None:
 # --- the ledger ---------------------------------------------------------------------------------------------
 
 @async_test
+async def test_poll_cpu_is_timed_when_quiet_and_sampled_when_busy(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quiet polls are each timed; in a busy spell one poll per POLL_CPU_SAMPLE_NS is, standing for those between."""
+    import servers.producer.app as producer_app
+
+    async with producer(tmp_path) as (app, client):
+        for _ in range(3):
+            await client.get("/changes?after=0")
+            await asyncio.sleep(0.002)  # quiet: more than POLL_CPU_SAMPLE_NS (1 ms) apart
+        cost = (await (await client.get("/stats")).json())["modes"]["polling"]
+        assert cost["requests"] == cost["cpu_timed"] == 3 and cost["cpu_ns"] > 0
+
+        monkeypatch.setattr(producer_app, "POLL_CPU_SAMPLE_NS", 60 * 10**9)  # busy: nothing more is timed...
+        for _ in range(5):
+            await client.get("/changes?after=0")
+        cost = (await (await client.get("/stats")).json())["modes"]["polling"]
+        assert (cost["requests"], cost["cpu_timed"]) == (8, 3)
+        before = cost["cpu_ns"]
+        monkeypatch.setattr(producer_app, "POLL_CPU_SAMPLE_NS", 0)  # ...until the next timed poll, which stands
+        await client.get("/changes?after=0")  # for itself and the 5 untimed ones
+        cost = (await (await client.get("/stats")).json())["modes"]["polling"]
+        assert (cost["requests"], cost["cpu_timed"]) == (9, 4) and cost["cpu_ns"] > before
+
+
+@async_test
 async def test_ledger_counts_polls_per_mode(tmp_path: Path) -> None:
     async with producer(tmp_path) as (app, client):
         for _ in range(3):

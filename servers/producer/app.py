@@ -18,7 +18,7 @@ from ..common import loop_lag_ctx
 from .dispatcher import Dispatcher
 from .generator import ChangeGenerator, generation_seed
 from .keys import DEFAULT_DELIVERY, DISPATCHER, GENERATOR, LEDGER, MARKS, SNAPSHOT, STORE
-from .ledger import Ledger, header_bytes
+from .ledger import POLL_CPU_SAMPLE_NS, Ledger, header_bytes
 from .marks import MarkLog
 from .store import Store
 from .views import EMPTY_POLL_MODES, EMPTY_POLLS, routes
@@ -34,10 +34,9 @@ def _request_head_bytes(request: web.Request) -> int:
     """`header_bytes` of the request line and headers (a repeated name counted once, with its last value), from
     the raw bytes: latin-1 maps byte to character, so lengths and repeats are those of the decoded text."""
     headers = dict(request.raw_headers)
-    n = len(request.method) + len(request.raw_path) + 14  # "<method> <path> HTTP/1.1" CRLF ... CRLF
-    for k, v in headers.items():
-        n += len(k) + len(v) + 4
-    return n
+    # "<method> <path> HTTP/1.1" CRLF, "Name: value" CRLF each, CRLF
+    return len(request.method) + len(request.raw_path) + 14 + sum(map(len, headers)) + \
+        sum(map(len, headers.values())) + 4 * len(headers)
 
 
 def _charged(mode: str, handler: Handler, ledger: Ledger) -> Handler:
@@ -48,24 +47,36 @@ def _charged(mode: str, handler: Handler, ledger: Ledger) -> Handler:
     more per empty poll than the accounting itself (see `python -m bench.perf`). It prepares the response
     itself (aiohttp would do it next) so the head is final when counted. A response aiohttp makes up for an
     unexpected exception (500) is not counted in bytes_out.
+
+    CPU: every poll is timed while the mode is quiet; when it is busy, one poll per POLL_CPU_SAMPLE_NS is, and
+    its CPU is counted once for itself and once for each poll since the previous timed one (see ledger.py).
     """
+    last_timed = -POLL_CPU_SAMPLE_NS  # perf_counter_ns of the last timed poll
+    untimed = 0  # polls since then, not timed: the next timed poll stands for them
 
     async def charged(request: web.Request) -> web.StreamResponse:
+        nonlocal last_timed, untimed
         if ATTACK_LABEL_HEADER in request.headers:
             # The attack load reads the feed to rebuild real deliveries for its replays: that is not the
             # consumer's polling, so it is not charged to a polling mode (a measurement label, never a decision).
             return await handler(request)
         resp: web.StreamResponse | None = None
-        cpu0 = time.thread_time_ns()
+        now = time.perf_counter_ns()  # a vDSO read, unlike the thread-CPU clock
+        timed = now - last_timed >= POLL_CPU_SAMPLE_NS
+        cpu0 = time.thread_time_ns() if timed else 0
         try:
             resp = await handler(request)
         except web.HTTPException as exc:  # aiohttp answers with the exception itself: it is a Response
             resp = exc
             raise
         finally:
-            cpu_ns = time.thread_time_ns() - cpu0
             cost = ledger.mode(mode)
-            cost.cpu_ns += cpu_ns
+            if timed:
+                cost.cpu_ns += (time.thread_time_ns() - cpu0) * (untimed + 1)
+                cost.cpu_timed += 1
+                last_timed, untimed = now, 0
+            else:
+                untimed += 1
             cost.requests += 1
             cost.bytes_in += _request_head_bytes(request)
             if resp is not None:

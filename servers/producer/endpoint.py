@@ -118,6 +118,7 @@ class Endpoint:
         if self.authorization is not None:
             headers["authorization"] = self.authorization
         cost.cpu_ns += time.thread_time_ns() - cpu0
+        cost.cpu_timed += 1
 
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
