@@ -29,7 +29,8 @@ class Verdict:
 
 # verdict -> CSS class and the mark that tells verdicts apart in Markdown (and without colour)
 VERDICT_CLASSES: dict[str, tuple[str, str]] = {
-    "holds": ("holds", "✔"), "holds only when": ("when", "◐"), "does not hold": ("fails", "✘"), "not run": ("notrun", "○"),
+    "holds": ("holds", "✔"), "holds only when": ("when", "◐"), "does not hold": ("fails", "✘"),
+    "not run": ("notrun", "○"),
 }
 
 

@@ -251,7 +251,8 @@ def _load(s: dict[str, Any]) -> list[Block]:
                       ratio("bytes_ratio"), verdict("bytes"), claimed)),
     )
     per_request = (
-        Row("producer CPU (µs)", (cpu_us("cpu_s_per_poll"), cpu_us("cpu_s_per_delivery"), ratio("poll_vs_delivery_cpu"))),
+        Row("producer CPU (µs)", (cpu_us("cpu_s_per_poll"), cpu_us("cpu_s_per_delivery"),
+                                  ratio("poll_vs_delivery_cpu"))),
         Row("bytes", (fmt_num(ld.get("bytes_per_poll")), fmt_num(ld.get("bytes_per_delivery")), DASH)),
     )
     pvd = number(ld.get("poll_vs_delivery_cpu"))
@@ -287,9 +288,9 @@ def _latency(s: dict[str, Any]) -> list[Block]:
     lat = s.get("latency")
     if not isinstance(lat, dict):
         return _missing("latency")
-    rows = [Row(f"polling every {fmt_short(number(r.get('interval_s')) / 60 if number(r.get('interval_s')) else None)} min",
-                (_minutes(r.get("mean_s")), _minutes(r.get("model_mean_s")), fmt_count(r.get("changes")),
-                 fmt_text(r.get("source"))))
+    rows = [Row(f"polling every {fmt_short((number(r.get('interval_s')) or 0) / 60)} min", (
+                _minutes(r.get("mean_s")), _minutes(r.get("model_mean_s")), fmt_count(r.get("changes")),
+                fmt_text(r.get("source"))))
             for r in lat.get("polling_by_interval") or () if isinstance(r, dict)]
     hook = obj(lat.get("webhook_live_ms"))
     nominal = obj(lat.get("polling_nominal_s"))
@@ -297,7 +298,8 @@ def _latency(s: dict[str, Any]) -> list[Block]:
                     (_minutes(nominal.get("mean")), DASH, fmt_count(get(lat, "polling_live_ms", "n")),
                      f"measured at {fmt_short(lat.get('poll_interval_live_s'))} s × time scale "
                      f"{fmt_short(lat.get('time_scale'))}")))
-    hook_rows = tuple(Row(f"webhook {k}", (f"{fmt_num(hook.get(k))} ms",)) for k in ("mean", "p50", "p90", "p99", "max"))
+    hook_rows = tuple(Row(f"webhook {k}", (f"{fmt_num(hook.get(k))} ms",))
+                      for k in ("mean", "p50", "p90", "p99", "max"))
     return [
         Table(("mean detection latency", "measured or simulated", "model: T/2", "changes", "source"), tuple(rows),
               numeric=False, caption="The model column is the analytic T/2, not a measurement."),

@@ -103,7 +103,8 @@ def _draw_wasted(ax: Axes, s: Data) -> tuple[bool, str]:
     ax.grid(True, axis="y", alpha=0.4)
     ax.legend(loc="lower center", bbox_to_anchor=(0.5, -0.3), ncol=3, fontsize=8.5, frameon=False)
     return True, ("The live run's measured wasted fraction and the simulated population's, each with its 95% "
-                  "interval (Wilson), beside the claim (dashed) and the model e^(−λT) (diamonds, not a measurement).")
+                  "interval (Wilson), beside the claim (dashed) and the model e^(−λT) (diamonds, not a "
+                  "measurement).")
 
 
 def _draw_load(ax: Axes, s: Data) -> tuple[bool, str]:
