@@ -246,6 +246,59 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from reports import build_report
+
+    from .runner import new_run_dir
+    from .simulate import simulate_scenario, summary_lines
+
+    path = Path(args.scenario) if args.scenario else _scenarios_dir() / "default.toml"
+    scenario = load_scenario(path, _overrides(args))
+    if args.polls is not None and args.polls < 1:
+        raise ScenarioError("hookbench simulate", "--polls", args.polls, "must be a whole number >= 1")
+    run_dir = new_run_dir(Path(args.out), scenario.name + "-sim")
+    print(f"hookbench simulate: scenario {scenario.name} ({path}), seed {scenario.seed}, virtual time -> {run_dir}")
+    summary = simulate_scenario(scenario, run_dir, polls=args.polls, progress=lambda m: print(f"  {m}", flush=True))
+    paths = build_report(run_dir)
+    print()
+    for line in summary_lines(summary):
+        print(line)
+    print(f"\nreport: {paths['html']}\n        {paths['md']}")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from reports.claims import build_claims_report, build_reproduction_report
+
+    from .load import run_load
+    from .reproduce import Interrupted, reproduce_all, reproduce_zapier
+
+    out = Path(args.out)
+    try:
+        if args.what == "zapier":
+            rdir = reproduce_zapier(out, repo=REPO, scenarios_dir=_scenarios_dir(), quick=args.quick, seed=args.seed)
+            paths = build_reproduction_report(rdir)
+        else:
+            only = tuple(c.strip().upper() for c in args.only.split(",")) if args.only else None
+            rdir = reproduce_all(out, repo=REPO, scenarios_dir=_scenarios_dir(), run_load=run_load, quick=args.quick,
+                                 **({"only": only} if only else {}))
+            paths = build_claims_report(rdir)
+    except Interrupted as e:
+        print(f"hookbench: interrupted; what finished is in {e}", file=sys.stderr)
+        partial = Path(str(e))
+        try:
+            build_reproduction_report(partial) if args.what == "zapier" else build_claims_report(partial)
+        except HookbenchError:
+            pass
+        return 130
+    summary = json.loads((rdir / ("summary.json" if args.what == "zapier" else "claims.json")).read_text())
+    print()
+    for c in summary["claims"].values():
+        print(f"{c['id']} {c['claim']}: {c['verdict'].upper()} -- {c['verdict_text']}")
+    print(f"\nreport: {paths['html']}\n        {paths['md']}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     if args.server == "receiver":  # the receiver's own command line (python -m servers.receiver --help)
         from servers.receiver.__main__ import main as receiver_main
@@ -325,6 +378,29 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir", nargs="+", metavar="RUN_DIR")
     rep.add_argument("--out", metavar="DIR", help="where the comparison goes (default: runs/<UTC time>-compare)")
     rep.set_defaults(func=cmd_report)
+
+    sim = sub.add_parser("simulate", help="run a scenario in virtual time (no servers): millions of polls in seconds",
+                         description="The same scenario files as `hookbench run`, simulated in virtual time with "
+                                     "numpy: exact poll outcomes for the schedule, no network, no server CPU. A "
+                                     "[fleet] section simulates a population of subscriptions.")
+    sim.add_argument("scenario", nargs="?", help="scenario TOML (default: scenarios/default.toml)")
+    sim.add_argument("--polls", type=int, metavar="N", help="simulate at least N polls (extends the virtual window)")
+    sim.add_argument("--out", default="runs", help="parent directory of the run directory (default: runs)")
+    sim.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key")
+    sim.add_argument("--seed", type=int, help="random seed (overrides seed)")
+    sim.set_defaults(func=cmd_simulate)
+
+    rp = sub.add_parser("reproduce", help="reproduce a claim: `zapier` (98.5%% wasted, 66x, latency) or `all`",
+                        description="zapier: a live run at lambda*T = 0.0155, a simulated fleet calibrated to 30M "
+                                    "polls / 460k useful, load and latency per change, sensitivity (about 1-2 min). "
+                                    "all: zapier plus the overload, crossover, loss and security runs (about 12 "
+                                    "min), into one claims page.")
+    rp.add_argument("what", choices=["zapier", "all"])
+    rp.add_argument("--out", default="runs", help="parent directory of the reproduction (default: runs)")
+    rp.add_argument("--quick", action="store_true", help="small sizes, for a smoke test (the figures are not the claim's)")
+    rp.add_argument("--seed", type=int, default=1, help="random seed of the live run and the simulations (default: 1)")
+    rp.add_argument("--only", metavar="C1,C4,...", help="with `all`: only these claims")
+    rp.set_defaults(func=cmd_reproduce)
 
     srv = sub.add_parser("serve", help="run one server alone on 127.0.0.1 (e.g. for plain `locust -f`)",
                          description="hookbench serve producer --help / hookbench serve receiver --help "
