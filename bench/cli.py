@@ -291,7 +291,7 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
         except HookbenchError:
             pass
         return 130
-    summary = json.loads((rdir / ("summary.json" if args.what == "zapier" else "claims.json")).read_text())
+    summary = json.loads((rdir / "summary.json").read_text())
     print()
     for c in summary["claims"].values():
         print(f"{c['id']} {c['claim']}: {c['verdict'].upper()} -- {c['verdict_text']}")

@@ -232,7 +232,7 @@ CROSSOVER_GRID = [("changes.rate", ["0.002", "0.01", "0.05", "0.25", "1"])]
 def reproduce_all(out: Path, *, repo: Path, scenarios_dir: Path, run_load: Callable[..., Any] | None = None,
                   only: tuple[str, ...] = ("C1", "C2", "C3", "C4", "C5", "C6", "C7"), quick: bool = False,
                   log: Callable[[str], None] = print) -> Path:
-    """The Zapier reproduction and every other claim's run, then `claims.json` in a new directory under `out`.
+    """The Zapier reproduction and every other claim's run, then `summary.json` in a new directory under `out`.
     `run_load` is bench.load.run_load (the CLI passes it in). `only` limits the claims reproduced; the others
     are listed as not run."""
     from .sweep import run_sweep
@@ -245,7 +245,7 @@ def reproduce_all(out: Path, *, repo: Path, scenarios_dir: Path, run_load: Calla
                            "claims": entries, "runs": {}}
 
     def save() -> None:
-        write_json(cdir / "claims.json", doc)
+        write_json(cdir / "summary.json", doc)
 
     save()
     faults: dict[str, dict[str, Any]] = {}

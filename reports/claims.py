@@ -1,8 +1,8 @@
-"""The claims page of `hookbench reproduce all`: claims.json in, claims.md and a self-contained claims.html out, one
+"""The claims page of `hookbench reproduce all`: summary.json in, claims.md and a self-contained claims.html out, one
 section per claim (C1-C7) with its source, measured figures, verdict, conditions, rule and links to the runs and
 reports it rests on. The reports of those runs are written first, so the links lead somewhere.
 
-claims.json (written by bench.reproduce) is the machine-readable form of the same content; nothing here adds to it.
+summary.json (written by bench.reproduce) is the machine-readable form of the same content; nothing here adds to it.
 The Zapier reproduction's own report is reports/reproduce.py (re-exported here for the CLI).
 """
 
@@ -25,16 +25,16 @@ from .verdicts import claim_blocks, verdict_table
 
 __all__ = ["build_claims_report", "build_reproduction_report"]
 
-CLAIMS_JSON = "claims.json"
+SUMMARY_JSON = "summary.json"
 
 
 def build_claims_report(cdir: Path) -> ReportFiles:
-    """Write the reports of the runs listed in `cdir`/claims.json, then claims.md and claims.html; return the
-    paths. Raises RunDirError when `cdir` holds no claims.json (FormatVersionError for an unknown version)."""
+    """Write the reports of the runs listed in `cdir`/summary.json, then claims.md and claims.html; return the
+    paths. Raises RunDirError when `cdir` holds no summary.json (FormatVersionError for an unknown version)."""
     cdir = Path(cdir)
-    doc = _read_json(cdir / CLAIMS_JSON)
+    doc = _read_json(cdir / SUMMARY_JSON)
     if doc.get("kind") != "claims" or not isinstance(doc.get("claims"), dict):
-        raise RunDirError(f"{cdir / CLAIMS_JSON}: kind = {doc.get('kind')!r}: expected the claims file written by "
+        raise RunDirError(f"{cdir / SUMMARY_JSON}: kind = {doc.get('kind')!r}: expected the claims file written by "
                           "`hookbench reproduce all`")
     manifest = _read_json(cdir / "manifest.json") if (cdir / "manifest.json").is_file() else {}
     reports, failures = _sub_reports(cdir, doc.get("runs") or {})
@@ -75,7 +75,7 @@ def _document(title: str, doc: dict[str, Any], manifest: dict[str, Any], reports
     blocks: list[Block] = [Heading(1, title), Para(
         "Each claim below is a common statement about polling and webhooks, checked by running it: the source as "
         "stated, what this harness measured (or simulated, where it says so), the verdict, the conditions under "
-        "which it holds and the rule that decided it. claims.json holds the same entries for programs.")]
+        "which it holds and the rule that decided it. summary.json holds the same entries for programs.")]
     if manifest.get("started_at"):
         blocks.append(Para("Reproduced at " + fmt_started_at(manifest.get("started_at")) + "."))
     if doc.get("partial"):

@@ -39,7 +39,7 @@ def claims_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 def _repro(cdir: Path) -> Path:
-    return cdir / json.loads((cdir / "claims.json").read_text())["runs"]["zapier"]
+    return cdir / json.loads((cdir / "summary.json").read_text())["runs"]["zapier"]
 
 
 def _table_rows(md: str, first_header: str) -> list[list[str]]:
@@ -132,8 +132,12 @@ def test_a_directory_that_is_not_a_reproduction_is_refused(tmp_path: Path) -> No
     (tmp_path / "summary.json").write_text(json.dumps({"format_version": 1, "kind": "load"}))
     with pytest.raises(RunDirError, match="expected a reproduction directory"):
         build_reproduction_report(tmp_path)
-    with pytest.raises(RunDirError, match="claims.json: missing"):
+    with pytest.raises(RunDirError, match="kind = 'load': expected the claims file"):
         build_claims_report(tmp_path)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RunDirError, match="summary.json: missing"):
+        build_claims_report(empty)
 
 
 # --- the claims page -----------------------------------------------------------------------------
@@ -149,7 +153,7 @@ def test_the_cli_prints_every_claim_and_writes_the_claims_page(claims_dir: tuple
 @pytest.mark.integration
 def test_claims_page_has_one_section_per_claim_with_its_verdict(claims_dir: tuple[Path, str]) -> None:
     cdir = claims_dir[0]
-    doc = json.loads((cdir / "claims.json").read_text())
+    doc = json.loads((cdir / "summary.json").read_text())
     md, html = (cdir / "claims.md").read_text(), (cdir / "claims.html").read_text()
     for cid, c in doc["claims"].items():
         section = md.split(f"\n## {cid}: ")[1].split("\n## ")[0]
