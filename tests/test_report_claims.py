@@ -15,6 +15,7 @@ import pytest
 
 from bench.errors import RunDirError
 from reports import build_report
+from reports.fmt import fmt_num
 from reports.claims import build_claims_report, build_reproduction_report
 from support import REPO, run_command
 
@@ -101,7 +102,7 @@ def test_load_section_shows_the_measured_ratios_and_labels_the_model(claims_dir:
     s = json.loads((rdir / "summary.json").read_text())
     md = (rdir / "report.md").read_text()
     load = {r[0]: r for r in _table_rows(md, "per change")}
-    assert load["requests"][3] == f"{s['load']['requests_ratio']:.3g}x"
+    assert load["requests"][3] == f"{fmt_num(s['load']['requests_ratio'])}x"  # the report's own number format
     assert load["requests"][4].endswith(s["claims"]["C2"]["measured"]["verdict_per_dimension"]["requests"] + "**")
     live = {r[0]: r[1] for r in _table_rows(md, "live run")}
     assert live["*model: e^(−λT)*"] == f"{100 * s['live']['model_wasted_fraction']:.2f}%"  # italic: a model row
