@@ -60,6 +60,17 @@ _CONNECTED = re.compile(r"reported as ready(?: \(duplicate message\))?\. (\d+) w
 _GAVE_UP = "Gave up waiting for workers to connect"
 
 
+# What the manifest says of the clocks behind the timings (design.md section 6: the clock-sync caveat).
+ONE_CLOCK = {"single_clock": True, "note": "servers and every Locust process on this machine: one clock"}
+WORKER_CLOCKS = {
+    "single_clock": False,
+    "note": "Locust master with separately started workers: steps are timed by the master's clock, each request "
+            "by its worker's clock, and latency from the intended or send time by one worker's clock; a worker on "
+            "another machine adds its clock offset to step assignment. Keep clocks in sync (chrony/NTP) and read "
+            "figures below the offset as meaningless. Workers on this machine share its clock.",
+}
+
+
 def free_port() -> int:
     """A port free on 127.0.0.1 right now (bind to 0, read it, close)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -129,9 +140,11 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
     manifest: dict[str, Any] = {"format_version": MANIFEST_FORMAT_VERSION, "kind": "load", "scenario": sc.to_dict(),
                                 "scenario_source": sc.source, "seed": sc.seed, "time_scale": sc.run.time_scale,
                                 "locust_processes": nproc, **collect_metadata(repo), "partial": True}
+    manifest["clocks"] = ONE_CLOCK
     if master is not None:
         manifest["locust_master"] = {"expect_workers": master.expect_workers, "bind": f"127.0.0.1:{master.bind_port}",
                                      "max_wait_s": master.max_wait_s}
+        manifest["clocks"] = WORKER_CLOCKS
     write_json(run_dir / "manifest.json", manifest)
     group = ProcessGroup()
     stats_log = JsonlWriter(records / "server_stats.jsonl")

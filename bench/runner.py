@@ -283,7 +283,9 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
     manifest: dict[str, Any] = {"format_version": MANIFEST_FORMAT_VERSION, "scenario": scenario.to_dict(),
                                 "scenario_source": scenario.source, "seed": scenario.seed,
                                 "time_scale": scenario.run.time_scale, **collect_metadata(repo),
-                                "window": None, "partial": True, "processes": {}}
+                                "window": None, "partial": True, "processes": {},
+                                "clocks": {"single_clock": True, "note": "producer, receiver and pollers run on this "
+                                           "machine: every timestamp is from one clock"}}
     if scenario.changes.process == "trace":  # keep the replayed stream itself: the run reproduces without it
         trace = scenario.changes.load_trace()
         write_trace_csv(trace, run_dir / "trace.csv")

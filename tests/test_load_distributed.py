@@ -62,6 +62,7 @@ def test_master_and_two_workers(tmp_path: Path) -> None:
     assert [s["step"] for s in steps] == [0, 1, 2] and all(s["achieved_rps"] > 0 for s in steps)
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["locust_master"]["expect_workers"] == 2 and manifest["locust_processes"] == 0
+    assert manifest["clocks"]["single_clock"] is False and "clock" in manifest["clocks"]["note"]
 
     # Per worker, from the workers' own record files (one file per worker process, one worker index in each) ...
     files = {p.name: read_jsonl(p) for p in (run_dir / "records").glob("fleet-*.jsonl")}
