@@ -270,16 +270,24 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from reports.claims import build_claims_report, build_reproduction_report
 
+    from .claims import CLAIMS
     from .load import run_load
     from .reproduce import Interrupted, reproduce_all, reproduce_zapier
 
     out = Path(args.out)
+    if args.only and args.what != "all":
+        raise ScenarioError("hookbench reproduce zapier", "--only", args.only, "applies only to `hookbench reproduce all`")
     try:
         if args.what == "zapier":
             rdir = reproduce_zapier(out, repo=REPO, scenarios_dir=_scenarios_dir(), quick=args.quick, seed=args.seed)
             paths = build_reproduction_report(rdir)
         else:
-            only = tuple(c.strip().upper() for c in args.only.split(",")) if args.only else None
+            only = tuple(c.strip().upper() for c in args.only.split(",") if c.strip()) if args.only is not None else None
+            unknown = [c for c in only or () if c not in CLAIMS]
+            if unknown or only == ():
+                raise ScenarioError("hookbench reproduce all", "--only", args.only,
+                                    f"must be a comma list of claim ids from {', '.join(CLAIMS)} (unknown: "
+                                    f"{', '.join(unknown) or 'none given'})")
             rdir = reproduce_all(out, repo=REPO, scenarios_dir=_scenarios_dir(), run_load=run_load, quick=args.quick,
                                  **({"only": only} if only else {}))
             paths = build_claims_report(rdir)

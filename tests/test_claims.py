@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -104,3 +105,18 @@ def test_every_claim_has_an_entry_shape() -> None:
     for cid in CLAIMS:
         e = not_run(cid, "why")
         assert set(e) >= {"id", "claim", "source", "command", "verdict", "verdict_text", "conditions", "measured"}
+
+
+@pytest.mark.parametrize("argv,fragment", [
+    (["all", "--only", "C1,C9"], "unknown: C9"),
+    (["all", "--only", ","], "none given"),
+    (["zapier", "--only", "C1"], "applies only to `hookbench reproduce all`"),
+])
+def test_reproduce_rejects_bad_only(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+                                    fragment: str) -> None:
+    from bench.cli import main
+
+    assert main(["reproduce", *argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hookbench: ") and "--only" in err and fragment in err
+    assert not (tmp_path / "out").exists()  # nothing ran
