@@ -143,9 +143,11 @@ class FleetReproduction:
 
 def reproduce_fleet(mix: Sequence[tuple[float, float]] = ZAPIER_MIX, *, sigma: float = 1.0,
                     distribution: str = "lognormal", period: float = 86_400.0, seed: int = 1,
+                    polls: int = ZAPIER["polls"], useful_polls: int = ZAPIER["useful_polls"],
                     progress: Callable[[str], None] | None = None) -> FleetReproduction:
     """Calibrate (see `calibrate`), then simulate the calibrated fleet over `period`."""
-    cal = calibrate(mix, sigma=sigma, distribution=distribution, period=period)
+    cal = calibrate(mix, sigma=sigma, distribution=distribution, period=period, polls=polls,
+                    useful_polls=useful_polls)
     cfg = fleet_cfg(subscriptions=cal.subscriptions, rate_median=cal.rate_median, intervals=[T for T, _ in cal.mix],
                     weights=[w for _, w in cal.mix], duration=period, distribution=distribution, sigma=sigma)
     return FleetReproduction(cal, simulate_fleet(cfg, seed, progress=progress))

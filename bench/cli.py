@@ -275,12 +275,12 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from .reproduce import Interrupted, reproduce_all, reproduce_zapier
 
     out = Path(args.out)
+    build = build_reproduction_report if args.what == "zapier" else build_claims_report
     if args.only and args.what != "all":
         raise ScenarioError("hookbench reproduce zapier", "--only", args.only, "applies only to `hookbench reproduce all`")
     try:
         if args.what == "zapier":
             rdir = reproduce_zapier(out, repo=REPO, scenarios_dir=_scenarios_dir(), quick=args.quick, seed=args.seed)
-            paths = build_reproduction_report(rdir)
         else:
             only = tuple(c.strip().upper() for c in args.only.split(",") if c.strip()) if args.only is not None else None
             unknown = [c for c in only or () if c not in CLAIMS]
@@ -290,15 +290,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
                                     f"{', '.join(unknown) or 'none given'})")
             rdir = reproduce_all(out, repo=REPO, scenarios_dir=_scenarios_dir(), run_load=run_load, quick=args.quick,
                                  **({"only": only} if only else {}))
-            paths = build_claims_report(rdir)
     except Interrupted as e:
         print(f"hookbench: interrupted; what finished is in {e}", file=sys.stderr)
-        partial = Path(str(e))
         try:
-            build_reproduction_report(partial) if args.what == "zapier" else build_claims_report(partial)
+            build(Path(str(e)))
         except HookbenchError:
             pass
         return 130
+    paths = build(rdir)
     summary = json.loads((rdir / "summary.json").read_text())
     print()
     for c in summary["claims"].values():

@@ -33,7 +33,7 @@ from .config import Scenario
 from .errors import RunError
 from .manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
 from .overload import overload_section
-from .procs import ProcessGroup
+from .procs import ProcessGroup, terminate
 from .records import JsonlWriter
 from .runner import Interrupted, Progress, RunResult, http_json, locust_cpu_warnings, on_sigterm
 from .tables import typed
@@ -292,12 +292,7 @@ def run_workers(scenario: Scenario, scenarios_dir: Path, *, master_host: str, ma
     try:
         return proc.wait()
     except (KeyboardInterrupt, Interrupted):
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        terminate(proc)
         return 130
     finally:
         signal.signal(signal.SIGTERM, old_term)

@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from .errors import HookbenchError, RunError
 from .manifest import collect_metadata, write_json
-from .procs import ProcessGroup
+from .procs import ProcessGroup, terminate
 from .protocol import READY_PREFIX, change_event, encode_event
 from .signing import make_scheme, new_secret_for
 
@@ -538,13 +538,7 @@ def _stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any
 
 def _stop_session(proc: subprocess.Popen[Any]) -> None:
     """End a client we started in its own session: Locust's forked workers share its process group."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    terminate(proc)
     try:
         os.killpg(proc.pid, signal.SIGKILL)  # the group we created (pgid = its pid): any worker left behind
     except (ProcessLookupError, PermissionError):

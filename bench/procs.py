@@ -16,12 +16,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from .errors import RunError
 from .protocol import READY_PREFIX
 
-__all__ = ["Child", "ProcessGroup"]
+__all__ = ["Child", "ProcessGroup", "terminate"]
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -50,6 +50,18 @@ class Child:
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no log)"
+
+
+def terminate(popen: subprocess.Popen[Any], timeout: float = 10.0) -> int | None:
+    """End a process we started: SIGTERM, wait up to `timeout`, then SIGKILL. Returns its exit code."""
+    if popen.poll() is None:
+        popen.terminate()  # a process that ended meanwhile is no error (Popen ignores ProcessLookupError)
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(5)
+    return popen.returncode
 
 
 class ProcessGroup:
@@ -107,20 +119,7 @@ class ProcessGroup:
     def stop(self, child: Child, timeout: float = 10.0) -> int | None:
         """SIGTERM, wait, then SIGKILL. Returns the exit code."""
         child.expected_exit = True
-        if child.popen.poll() is None:
-            try:
-                os.kill(child.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                child.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.kill(child.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                child.popen.wait(5)
-        return child.popen.returncode
+        return terminate(child.popen, timeout)
 
     def stop_all(self) -> dict[str, int | None]:
         """Stop every child, newest first (Locust before the servers it talks to)."""

@@ -112,7 +112,8 @@ def reproduce_zapier(out: Path, *, repo: Path, scenarios_dir: Path, quick: bool 
         # 2. population
         _say(log, t0, f"2/5 population: calibrating and simulating a fleet to {sizes.polls:,} polls / "
                       f"{sizes.useful_polls:,} useful over {sizes.period_s / 3600:g} h")
-        fleet = _fleet(sizes, seed)
+        fleet = reproduce_fleet(ZAPIER_MIX, seed=seed, period=sizes.period_s, polls=sizes.polls,
+                                useful_polls=sizes.useful_polls)
         pop = fleet.to_dict()
         summary["population"] = {"calibration": pop["calibration"], "simulated": pop["simulated"],
                                  "check": pop["check"], "wasted_fraction": pop["simulated"]["wasted_fraction"],
@@ -169,19 +170,6 @@ def _x(ratio: float | None) -> str:
 
 def _geom(lo: float, hi: float, n: int) -> list[float]:
     return [lo * (hi / lo) ** (i / (n - 1)) for i in range(n)]
-
-
-def _fleet(sizes: Sizes, seed: int) -> Any:
-    if sizes.polls == ZAPIER["polls"]:
-        return reproduce_fleet(ZAPIER_MIX, seed=seed, period=sizes.period_s)
-    from .calibrate import FleetReproduction, calibrate  # the quick reproduction: the claim's ratio, smaller
-    from .fleet import fleet_cfg, simulate_fleet
-
-    cal = calibrate(ZAPIER_MIX, period=sizes.period_s, polls=sizes.polls, useful_polls=sizes.useful_polls)
-    cfg = fleet_cfg(subscriptions=cal.subscriptions, rate_median=cal.rate_median, intervals=[T for T, _ in cal.mix],
-                    weights=[w for _, w in cal.mix], duration=sizes.period_s, distribution="lognormal",
-                    sigma=cal.sigma)
-    return FleetReproduction(cal, simulate_fleet(cfg, seed))
 
 
 def _latency_by_interval(fleet_summary: dict[str, Any]) -> list[dict[str, Any]]:

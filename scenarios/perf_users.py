@@ -35,8 +35,9 @@ from locust.env import Environment
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` importable from any cwd
 from bench.protocol import change_event, encode_event  # noqa: E402
 from bench.signing import make_scheme  # noqa: E402
+from scenarios._locust_common import Option, add_options, dest, option_values  # noqa: E402
 
-OPTIONS: dict[str, tuple[type, Any, str]] = {
+OPTIONS: dict[str, Option] = {
     "--perf-path": (str, "/", "Path (and query) every request goes to"),
     "--perf-secret": (str, "", "Standard Webhooks secret FastHookUser signs with (whsec_...)"),
     "--perf-warmup": (float, 1.0, "Seconds after a process's first request before its window starts"),
@@ -44,7 +45,7 @@ OPTIONS: dict[str, tuple[type, Any, str]] = {
     "--perf-out": (str, "", "Directory for perf-<pid>.json (empty: print it on stderr)"),
     "--perf-nonce": (str, "x", "Prefix of the message ids FastHookUser sends (fresh ids across runs)"),
 }
-CFG = argparse.Namespace(**{flag[2:].replace("-", "_"): spec[1] for flag, spec in OPTIONS.items()})
+CFG = argparse.Namespace(**{dest(flag): spec[1] for flag, spec in OPTIONS.items()})
 
 _requests = 0  # completed requests of this process, failures included
 _failures = 0
@@ -115,9 +116,7 @@ class FastHookUser(FastHttpUser):
 
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
-    for flag, (kind, default, text) in OPTIONS.items():
-        parser.add_argument(flag, type=kind, default=default, metavar=f"<{kind.__name__}>",
-                            help=f"{text} (default: {default!r})")
+    add_options(parser, OPTIONS)
 
 
 @events.init.add_listener
@@ -125,7 +124,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     opts = environment.parsed_options
     if opts is None:  # library mode: CFG keeps its defaults unless the caller sets them
         return
-    vars(CFG).update({flag[2:].replace("-", "_"): getattr(opts, flag[2:].replace("-", "_")) for flag in OPTIONS})
+    vars(CFG).update(option_values(opts, OPTIONS))
     if not (CFG.perf_warmup >= 0 and CFG.perf_duration > 0):
         print(f"perf_users: --perf-warmup must be >= 0 and --perf-duration > 0, got {CFG.perf_warmup!r} and "
               f"{CFG.perf_duration!r}", file=sys.stderr)

@@ -14,6 +14,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
+from bench.procs import terminate
 from bench.protocol import READY_PREFIX, ChangeEvent
 from servers.producer.keys import DISPATCHER, STORE
 
@@ -55,13 +56,7 @@ def start_server(argv: list[str]) -> tuple[subprocess.Popen[str], int]:
 
 
 def stop_server(proc: subprocess.Popen[str]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    terminate(proc)
 
 
 def run_command(argv: list[str], out: Path, timeout: float) -> tuple[dict[str, Any], Path, str]:
