@@ -11,9 +11,9 @@ import json
 import sys
 from pathlib import Path
 
-from . import __version__
-from .config import load_scenario
-from .errors import HookbenchError, RunDirError, RunError, ScenarioError
+from bench import __version__
+from bench.config import load_scenario
+from bench.errors import HookbenchError, RunDirError, RunError, ScenarioError
 
 __all__ = ["main"]
 
@@ -37,9 +37,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.orchestration.runner import new_run_dir, run_scenario
     from reports import build_report
-
-    from .runner import new_run_dir, run_scenario
 
     path = Path(args.scenario) if args.scenario else _scenarios_dir() / "default.toml"
     scenario = load_scenario(path, _overrides(args))
@@ -136,10 +135,9 @@ def _check_load_flags(args: argparse.Namespace) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    from bench.orchestration.load import MasterOptions, run_load, run_workers
+    from bench.orchestration.runner import new_run_dir
     from reports import build_report
-
-    from .load import MasterOptions, run_load, run_workers
-    from .runner import new_run_dir
 
     _check_load_flags(args)
     path = Path(args.scenario)
@@ -191,9 +189,8 @@ def cmd_load(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from bench.orchestration.sweep import parse_grid, read_sweep, run_sweep
     from reports.sweep import build_sweep_report
-
-    from .sweep import parse_grid, read_sweep, run_sweep
 
     if not args.grid:
         raise ScenarioError("--grid", "--grid", None, "at least one --grid key=v1,v2,... is required, "
@@ -218,9 +215,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bench.orchestration.runner import new_run_dir
     from reports import build_comparison_report, build_report
-
-    from .runner import new_run_dir
 
     run_dirs = [Path(d) for d in args.run_dir]
     for run_dir in run_dirs:
@@ -247,10 +243,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from bench.orchestration.runner import new_run_dir
+    from bench.simulation.simulate import simulate_scenario, summary_lines
     from reports import build_report
-
-    from .runner import new_run_dir
-    from .simulate import simulate_scenario, summary_lines
 
     path = Path(args.scenario) if args.scenario else _scenarios_dir() / "default.toml"
     scenario = load_scenario(path, _overrides(args))
@@ -268,11 +263,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_reproduce(args: argparse.Namespace) -> int:
+    from bench.analysis.claims import CLAIMS
+    from bench.orchestration.load import run_load
+    from bench.orchestration.reproduce import Interrupted, reproduce_all, reproduce_zapier
     from reports.claims import build_claims_report, build_reproduction_report
-
-    from .claims import CLAIMS
-    from .load import run_load
-    from .reproduce import Interrupted, reproduce_all, reproduce_zapier
 
     out = Path(args.out)
     build = build_reproduction_report if args.what == "zapier" else build_claims_report

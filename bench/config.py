@@ -9,7 +9,7 @@ processes use them (the `live_*` properties), so a run can be sped up without ch
 `[run]`, `[webhook]`, `[receiver]` and `[faults]` times are wall-clock.
 
 `[fleet]` (optional) describes a population of polling subscriptions no live run can reach (a million
-subscriptions, a day of polls); only the virtual-time simulator (`bench.simulate`, `bench.fleet`) reads it.
+subscriptions, a day of polls); only the virtual-time simulator (`bench.simulation.simulate`, `bench.simulation.population`) reads it.
 `hookbench run` ignores it. Its times are virtual and never time-scaled.
 """
 
@@ -23,10 +23,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import MISSING, ScenarioError
-from .protocol import ATTACK_KINDS, ATTACK_NEEDS, MODE_WEBHOOK, SCHEMES
-from .schema import DURATION_HELP, Field, parse_duration, validate_table
-from .traces import Trace, TraceError, load_trace
+from bench.errors import MISSING, ScenarioError
+from bench.protocol import ATTACK_KINDS, ATTACK_NEEDS, MODE_WEBHOOK, SCHEMES
+from bench.schema import DURATION_HELP, Field, parse_duration, validate_table
+from bench.traces import Trace, TraceError, load_trace
 
 __all__ = ["Scenario", "FleetCfg", "LoadCfg", "DeliveryCfg", "ReceiverCfg", "FaultsCfg", "AttackCfg", "load_scenario",
            "scenario_from_dict", "delivery_from_dict", "receiver_from_dict", "receiver_faults_from_dict", "parse_duration",

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .errors import FormatVersionError, RunDirError
+from bench.errors import FormatVersionError, RunDirError
 
 __all__ = ["MANIFEST_FORMAT_VERSION", "collect_metadata", "write_json", "read_json"]
 

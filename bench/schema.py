@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import MISSING, ScenarioError
+from bench.errors import MISSING, ScenarioError
 
 __all__ = ["Field", "parse_duration", "validate_table", "DURATION_HELP"]
 

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
-from .traces import Trace
+from bench.traces import Trace
 
 __all__ = ["change_schedule", "change_times", "BLOCK_EVENTS"]
 

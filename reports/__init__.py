@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from .build import build_report
-from .compare import build_comparison_report
+from .load_comparison import build_comparison_report
 
 __all__ = ["build_report", "build_comparison_report"]

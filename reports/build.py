@@ -10,12 +10,12 @@ import os
 from pathlib import Path
 from typing import TypedDict
 
-from .content import build_document
-from .figures import make_figures
-from .load import LoadRunData, read_run
-from .overload import build_overload_document, make_overload_figures
-from .render import to_html, to_markdown
-from .simulated import SIMULATED_FIGURES, build_simulated_document
+from reports.figures import make_figures
+from reports.load_report import build_overload_document, make_overload_figures
+from reports.render import to_html, to_markdown
+from reports.run_report import build_document
+from reports.rundir import LoadRunData, read_run
+from reports.simulated import SIMULATED_FIGURES, build_simulated_document
 
 __all__ = ["ReportFiles", "build_report", "write_atomic"]
 

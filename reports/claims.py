@@ -2,7 +2,7 @@
 section per claim (C1-C7) with its source, measured figures, verdict, conditions, rule and links to the runs and
 reports it rests on. The reports of those runs are written first, so the links lead somewhere.
 
-summary.json (written by bench.reproduce) is the machine-readable form of the same content; nothing here adds to it.
+summary.json (written by bench.orchestration.reproduce) is the machine-readable form of the same content; nothing here adds to it.
 The Zapier reproduction's own report is reports/reproduce.py (re-exported here for the CLI).
 """
 
@@ -12,16 +12,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import HookbenchError, RunDirError
-
-from .build import ReportFiles, build_report, write_atomic
-from .content import environment_blocks
-from .document import Block, Heading, Link, Notice, Para, Row, Table
-from .fmt import fmt_started_at, fmt_text
-from .load import _read_json
-from .render import to_html, to_markdown
-from .reproduce import build_reproduction_report
-from .sweep import build_sweep_report
-from .verdicts import claim_blocks, verdict_table
+from reports.build import ReportFiles, build_report, write_atomic
+from reports.document import Block, Heading, Link, Notice, Para, Row, Table
+from reports.fmt import fmt_started_at, fmt_text
+from reports.render import to_html, to_markdown
+from reports.reproduce import build_reproduction_report
+from reports.run_report import environment_blocks
+from reports.rundir import _read_json
+from reports.sweep import build_sweep_report
+from reports.verdicts import claim_blocks, verdict_table
 
 __all__ = ["build_claims_report", "build_reproduction_report"]
 

@@ -20,9 +20,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
-from .fmt import fmt_num, fmt_pct, fmt_short, get, number, wasted_interval
-from .load import RunData
-from .timeline import draw_delivery_timeline
+from reports.fmt import fmt_num, fmt_pct, fmt_short, get, number, wasted_interval
+from reports.rundir import RunData
+from reports.timeline import draw_delivery_timeline
 
 __all__ = ["DPI", "FigureOutcome", "make_figures"]
 

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 import math
+from datetime import datetime
 from typing import Any
 
 from bench.protocol import mode_kind
-
-from .document import Cell, Failure
+from reports.document import Cell, Failure
 
 __all__ = ["DASH", "number", "get", "obj", "fmt_count", "fmt_num", "fmt_short", "fmt_pct", "fmt_text",
            "fmt_counted", "fmt_policy", "count_failed_if_positive", "is_webhook"]

@@ -8,10 +8,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from .document import Block, Bullets, Cell, Para, Row, Strong, Table
-from .fmt import (DASH, count_failed_if_positive, fmt_count, fmt_counted, fmt_num, fmt_policy, fmt_short, fmt_text, get,
-                  is_webhook, number)
-from .load import RunData
+from reports.document import Block, Bullets, Cell, Para, Row, Strong, Table
+from reports.fmt import (
+    DASH,
+    count_failed_if_positive,
+    fmt_count,
+    fmt_counted,
+    fmt_num,
+    fmt_policy,
+    fmt_short,
+    fmt_text,
+    get,
+    is_webhook,
+    number,
+)
+from reports.rundir import RunData
 
 __all__ = ["loss_blocks", "faults_injected", "down_intervals", "crashes"]
 

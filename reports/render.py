@@ -7,8 +7,24 @@ import html
 import re
 from functools import singledispatch
 
-from .document import (VERDICT_CLASSES, Block, Bullets, Cell, CodeBlock, Failure, Heading, Image, Inline, Link, Notice,
-                       Para, Row, Strong, Table, Verdict)
+from reports.document import (
+    VERDICT_CLASSES,
+    Block,
+    Bullets,
+    Cell,
+    CodeBlock,
+    Failure,
+    Heading,
+    Image,
+    Inline,
+    Link,
+    Notice,
+    Para,
+    Row,
+    Strong,
+    Table,
+    Verdict,
+)
 
 __all__ = ["to_markdown", "to_html"]
 

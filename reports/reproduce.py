@@ -2,7 +2,7 @@
 self-contained report.html and figures/*.png out (and the live run's own report, which it links).
 
 Sections follow issue 5: verdicts, then (1) mechanism, live; (2) population; (3) load, C2; (4) latency, C3;
-(5) sensitivity. Values are shown as bench.reproduce wrote them (unit changes only); model and calibrated values
+(5) sensitivity. Values are shown as bench.orchestration.reproduce wrote them (unit changes only); model and calibrated values
 are labelled as such, and only measured or simulated numbers are shown as results.
 """
 
@@ -12,19 +12,18 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from bench.claims import CLAIMED_LOAD_RATIO
+from bench.analysis.claims import CLAIMED_LOAD_RATIO
 from bench.errors import HookbenchError, RunDirError
-
-from .build import FIGURES_DIR, ReportFiles, build_report, write_atomic
-from .content import environment_blocks, figure_blocks
-from .document import Block, CodeBlock, Failure, Heading, Link, Notice, Para, Row, Strong, Table, Verdict
-from .figures import FigureOutcome
-from .fmt import DASH, fmt_count, fmt_num, fmt_pct, fmt_short, fmt_started_at, fmt_text, get, number, obj
-from .load import _read_json
-from .render import to_html, to_markdown
-from .reproduce_figures import make_reproduction_figures
-from .simulated import fleet_blocks
-from .verdicts import verdict_table
+from reports.build import FIGURES_DIR, ReportFiles, build_report, write_atomic
+from reports.document import Block, CodeBlock, Failure, Heading, Link, Notice, Para, Row, Strong, Table, Verdict
+from reports.figures import FigureOutcome
+from reports.fmt import DASH, fmt_count, fmt_num, fmt_pct, fmt_short, fmt_started_at, fmt_text, get, number, obj
+from reports.render import to_html, to_markdown
+from reports.reproduce_figures import make_reproduction_figures
+from reports.run_report import environment_blocks, figure_blocks
+from reports.rundir import _read_json
+from reports.simulated import fleet_blocks
+from reports.verdicts import verdict_table
 
 __all__ = ["build_reproduction_report", "PARTS"]
 
@@ -268,7 +267,7 @@ def _load(s: dict[str, Any]) -> list[Block]:
              f"live run. Polls per useful poll: {fmt_num(ld.get('polls_per_useful_poll'))} (the claim's 30M / 460k "
              "is 65)."),
         Table(("per change", "polling", "webhook", "polling / webhook", "verdict", "claimed"), rows,
-              caption="Measured; the verdict per dimension is bench.claims' (see the C2 rule in the verdicts table).",
+              caption="Measured; the verdict per dimension is bench.analysis.claims' (see the C2 rule in the verdicts table).",
               text_columns=frozenset({3})),
         Heading(3, "Is an empty 304 poll as expensive as a delivery?"),
         Table(("per request", "one poll", "one delivery", "poll / delivery"), per_request,

@@ -21,10 +21,9 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter, NullLocator, PercentFormatter
 
-from bench.claims import CLAIMED_LOAD_RATIO, RATIO_TOLERANCE
-
-from .figures import DPI, MODEL_LABEL_POISSON, FigureOutcome, save_or_skip
-from .fmt import fmt_pct, fmt_short, get, number
+from bench.analysis.claims import CLAIMED_LOAD_RATIO, RATIO_TOLERANCE
+from reports.figures import DPI, MODEL_LABEL_POISSON, FigureOutcome, save_or_skip
+from reports.fmt import fmt_pct, fmt_short, get, number
 
 __all__ = ["make_reproduction_figures", "VERDICT_COLORS"]
 

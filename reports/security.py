@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .document import Block, Cell, Failure, Notice, Para, Row, Strong, Table
-from .fmt import DASH, count_failed_if_positive, fmt_count, fmt_counted, fmt_pct, fmt_text, get, number, obj
+from reports.document import Block, Cell, Failure, Notice, Para, Row, Strong, Table
+from reports.fmt import DASH, count_failed_if_positive, fmt_count, fmt_counted, fmt_pct, fmt_text, get, number, obj
 
 __all__ = ["security_blocks"]
 

@@ -2,18 +2,18 @@
 table and figures where they make sense, titled as virtual time, saying what was not simulated; and the fleet's
 per-interval table, which the Zapier reproduction's report shares.
 
-Values are shown as bench.simulate and bench.fleet wrote them; nothing is recomputed.
+Values are shown as bench.simulation.simulate and bench.simulation.population wrote them; nothing is recomputed.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .content import DEFINITIONS, MODEL_NOTE, _environment, _reproduce, _results, figure_blocks
-from .document import Block, Bullets, Heading, Notice, Para, Row, Strong, Table
-from .figures import FigureOutcome
-from .fmt import fmt_count, fmt_num, fmt_pct, fmt_short, fmt_started_at, fmt_text, get, number, obj
-from .load import RunData
+from reports.document import Block, Bullets, Heading, Notice, Para, Row, Strong, Table
+from reports.figures import FigureOutcome
+from reports.fmt import fmt_count, fmt_num, fmt_pct, fmt_short, fmt_started_at, fmt_text, get, number, obj
+from reports.run_report import DEFINITIONS, MODEL_NOTE, _environment, _reproduce, _results, figure_blocks
+from reports.rundir import RunData
 
 __all__ = ["SIMULATED_FIGURES", "build_simulated_document", "fleet_blocks", "fleet_interval_table"]
 

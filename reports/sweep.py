@@ -1,6 +1,6 @@
 """A sweep's report: sweep.json in; sweep.md, a self-contained sweep.html and figures/crossover.png out.
 
-Values are shown as `bench.sweep` wrote them (only unit changes, e.g. CPU seconds -> µs); nothing is recomputed.
+Values are shown as `bench.orchestration.sweep` wrote them (only unit changes, e.g. CPU seconds -> µs); nothing is recomputed.
 The figure is drawn like the run report's (matplotlib Figure + Agg canvas, no pyplot).
 """
 
@@ -15,15 +15,25 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from bench.orchestration.sweep import COST_METRICS, read_sweep
 from bench.protocol import MODE_CURSOR, MODE_ETAG
-from bench.sweep import COST_METRICS, read_sweep
-
-from .build import write_atomic
-from .document import Block, Bullets, Cell, CodeBlock, Failure, Heading, Image, Notice, Para, Row, Strong, Table
-from .figures import DPI
-from .fmt import (DASH, count_failed_if_positive, fmt_count, fmt_num, fmt_pct, fmt_short, fmt_text, get, is_webhook,
-                  number, obj)
-from .render import to_html, to_markdown
+from reports.build import write_atomic
+from reports.document import Block, Bullets, Cell, CodeBlock, Failure, Heading, Image, Notice, Para, Row, Strong, Table
+from reports.figures import DPI
+from reports.fmt import (
+    DASH,
+    count_failed_if_positive,
+    fmt_count,
+    fmt_num,
+    fmt_pct,
+    fmt_short,
+    fmt_text,
+    get,
+    is_webhook,
+    number,
+    obj,
+)
+from reports.render import to_html, to_markdown
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

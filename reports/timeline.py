@@ -13,14 +13,14 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from .fmt import fmt_policy, get, is_webhook, number
-from .loss import crashes, down_intervals, faults_injected
+from reports.fmt import fmt_policy, get, is_webhook, number
+from reports.loss import crashes, down_intervals, faults_injected
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from .load import RunData
+    from reports.rundir import RunData
 
 __all__ = ["draw_delivery_timeline"]
 

@@ -1,15 +1,15 @@
-"""Claim entries (bench.claims) as document blocks: the verdict table, one claim's section, its measured figures.
+"""Claim entries (bench.analysis.claims) as document blocks: the verdict table, one claim's section, its measured figures.
 
 Shared by the claims page (reports/claims.py) and the Zapier reproduction's report (reports/reproduce.py). The
-entries are shown as bench.claims wrote them; the verdicts are its, never re-decided here.
+entries are shown as bench.analysis.claims wrote them; the verdicts are its, never re-decided here.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .document import Block, Bullets, CodeBlock, Para, Row, Strong, Table, Verdict
-from .fmt import DASH, fmt_num, fmt_text, number
+from reports.document import Block, Bullets, CodeBlock, Para, Row, Strong, Table, Verdict
+from reports.fmt import DASH, fmt_num, fmt_text, number
 
 __all__ = ["verdict_table", "claim_blocks", "measured_items"]
 
@@ -20,7 +20,7 @@ def verdict_table(claims: dict[str, dict[str, Any]]) -> Table:
         Verdict(str(c.get("verdict"))), fmt_text(c.get("verdict_text")), fmt_text(c.get("conditions") or None),
         fmt_text(c.get("rule") or None))) for c in claims.values() if isinstance(c, dict))
     return Table(("claim", "verdict", "measured", "conditions", "rule"), rows, numeric=False,
-                 caption="Verdicts as bench.claims decided them from the measured (or simulated) figures, by the rule "
+                 caption="Verdicts as bench.analysis.claims decided them from the measured (or simulated) figures, by the rule "
                          "shown. “holds only when” names the conditions under which the claim is true.")
 
 

@@ -87,8 +87,21 @@ from locust.runners import STATE_STOPPED
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench`, `scenarios` importable from any cwd
 from bench.protocol import MODE_CURSOR, MODE_ETAG, PATH_CHANGES, PATH_RESOURCE, etag_for  # noqa: E402
 from scenarios._locust_common import (  # noqa: E402
-    Option, RecordFile, UserIndices, add_options, check, fail_at_init, finite_positive, is_worker, option_values,
-    print_help, records_dir_error, request_error, shielded, stamp_layout, worker_index,
+    Option,
+    RecordFile,
+    UserIndices,
+    add_options,
+    check,
+    fail_at_init,
+    finite_positive,
+    is_worker,
+    option_values,
+    print_help,
+    records_dir_error,
+    request_error,
+    shielded,
+    stamp_layout,
+    worker_index,
 )
 
 log = logging.getLogger("hookbench.fleet")

@@ -1,4 +1,4 @@
-"""Locust users of the harness's own load benchmark (`python -m bench.perf`, `make bench`): no wait time, one
+"""Locust users of the harness's own load benchmark (`python -m bench.perf.loadbench`, `make bench`): no wait time, one
 request per task, as fast as each user can go. Pick one class by name on the command line.
 
 - FastGetUser / HttpGetUser: GET --perf-path with FastHttpUser (geventhttpclient) / HttpUser (requests): the

@@ -43,9 +43,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
 import secrets
 import sys
-import random
 import time
 from functools import partial
 from pathlib import Path
@@ -60,8 +60,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench`, `sce
 from bench.protocol import SCHEMES, change_event, encode_event, msg_id_for  # noqa: E402
 from bench.signing import Scheme, make_scheme  # noqa: E402
 from scenarios._locust_common import (  # noqa: E402
-    Option, RecordFile, UserIndices, add_options, check, fail_at_init, finite_positive, is_worker, option_values,
-    print_help, records_dir_error, request_error, retry_after_s, shielded, stamp_layout,
+    Option,
+    RecordFile,
+    UserIndices,
+    add_options,
+    check,
+    fail_at_init,
+    finite_positive,
+    is_worker,
+    option_values,
+    print_help,
+    records_dir_error,
+    request_error,
+    retry_after_s,
+    shielded,
+    stamp_layout,
 )
 
 log = logging.getLogger("hookbench.storm")

@@ -4,7 +4,6 @@ installed, the ready line, a listener the app can pause and resume, loop-lag sam
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import ssl
 import time
@@ -13,6 +12,7 @@ from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
+from bench.loops import LOOP_ENV, loop_factory
 from bench.protocol import READY_PREFIX
 from bench.records import JsonlWriter
 
@@ -20,29 +20,6 @@ __all__ = ["serve", "start_app", "Listener", "LISTENER", "loop_lag_ctx", "LAG_IN
 
 LAG_INTERVAL_S = 0.1
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
-LOOP_ENV = "HOOKBENCH_LOOP"  # auto (default: uvloop when importable), uvloop (required), asyncio (the stdlib loop)
-
-
-def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The event loop a server process runs on, from $HOOKBENCH_LOOP; None = the stdlib loop.
-
-    uvloop serves the same aiohttp app with less CPU per request (measured by `python -m bench.perf`);
-    HOOKBENCH_LOOP=asyncio turns it off, e.g. to compare or to rule it out.
-    """
-    choice = os.environ.get(LOOP_ENV, "auto") or "auto"
-    if choice not in ("auto", "uvloop", "asyncio"):
-        raise SystemExit(f"{LOOP_ENV}={choice!r}: expected auto, uvloop or asyncio")
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            raise SystemExit(f"{LOOP_ENV}=uvloop but uvloop is not installed: pip install uvloop") from None
-        return None
-    return uvloop.new_event_loop
-
-
 class Listener:
     """Where an app listens: lets the app stop listening (new connections are refused) and listen again.
 

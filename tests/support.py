@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from aiohttp import web
 
-from bench.procs import terminate
+from bench.orchestration.procs import terminate
 from bench.protocol import READY_PREFIX, ChangeEvent
 from servers.producer.keys import DISPATCHER, STORE
 

@@ -8,11 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from bench.analysis import Window, detections, latency_stats, percentile, summarize, wilson_interval
+from bench.analysis.model import poll_model
+from bench.analysis.stats import latency_stats, percentile, wilson_interval
+from bench.analysis.summary import Window, detections, summarize
+from bench.analysis.tables import Tables
 from bench.config import scenario_from_dict
 from bench.manifest import write_json
-from bench.model import poll_model
-from bench.tables import Tables
 
 
 def ms(x: float) -> int:

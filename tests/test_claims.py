@@ -7,9 +7,19 @@ from typing import Any
 
 import pytest
 
-from bench.claims import CLAIMED_WASTED, CLAIMS, c1_wasted, c2_load, c3_latency, c4_overload, c5_crossover, \
-    c6_loss, c7_security, not_run
-from bench.reproduce_parts import live_part, load_part, live_latency
+from bench.analysis.claims import (
+    CLAIMED_WASTED,
+    CLAIMS,
+    c1_wasted,
+    c2_load,
+    c3_latency,
+    c4_overload,
+    c5_crossover,
+    c6_loss,
+    c7_security,
+    not_run,
+)
+from bench.analysis.readings import live_latency, live_part, load_part
 
 
 def run_summary(polls: int, empty: int, changes: int, cpu_poll: float, cpu_hook: float) -> dict[str, Any]:

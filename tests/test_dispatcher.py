@@ -25,7 +25,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-
 from support import WAIT_S, change, read_jsonl, wait_until
 
 from bench.config import Scenario, scenario_from_dict

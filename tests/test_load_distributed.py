@@ -15,7 +15,7 @@ import pytest
 from support import REPO, read_jsonl
 
 from bench.cli import main
-from bench.load import free_port
+from bench.orchestration.load import free_port
 
 pytestmark = pytest.mark.integration
 

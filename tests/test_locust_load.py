@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
-
 from support import read_jsonl, start_server, stop_server
 
 pytestmark = pytest.mark.integration

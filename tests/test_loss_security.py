@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bench.analysis import Window, detections, summarize
+from bench.analysis.loss import down_intervals
+from bench.analysis.summary import Window, detections, summarize
+from bench.analysis.tables import Tables
 from bench.config import scenario_from_dict
-from bench.loss import down_intervals
-from bench.tables import Tables
 
 
 def ms(x: float) -> int:
@@ -72,7 +72,7 @@ ATTACKS = ([{"kind": "replayed_id", "t_send_ns": ms(1800), "t_recv_ns": ms(1801)
 
 
 def tables() -> Tables:
-    # webhook observations by the rule of bench.tables.load_records: verified, carrying a change, not hostile
+    # webhook observations by the rule of bench.analysis.tables.load_records: verified, carrying a change, not hostile
     arrivals = pd.DataFrame(ARRIVALS)
     legit = arrivals[arrivals["attack"].isna() & arrivals["verdict"].isin(["accepted", "duplicate"])]
     obs = [{"mode": r.endpoint, "user": 0, "change_id": r.change_id, "t_obs_ns": r.t_obs_ns} for r in legit.itertuples()]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from bench.overload import overload_section, step_intervals
+from bench.analysis.overload import overload_section, step_intervals
 
 S = 1_000_000_000  # ns per second
 

@@ -19,8 +19,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from bench import perf
 from bench.config import scenario_from_dict
+from bench.perf import loadbench as perf
 from bench.protocol import change_event, encode_event
 from bench.signing import make_scheme, new_secret_for
 from servers.common import LOOP_ENV, loop_factory

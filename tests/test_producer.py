@@ -17,7 +17,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
-
 from support import change, read_jsonl, wait_until
 
 from bench.config import Scenario, scenario_from_dict

@@ -12,12 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import REPO, run_command
 
 from bench.errors import RunDirError
 from reports import build_report
-from reports.fmt import fmt_num
 from reports.claims import build_claims_report, build_reproduction_report
-from support import REPO, run_command
+from reports.fmt import fmt_num
 
 DATA_URI = re.compile(r'src="data:image/png;base64,')
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -66,7 +66,7 @@ def test_reproduction_report_opens_with_the_verdicts_of_its_summary(claims_dir: 
     assert [r[0].split(":")[0] for r in rows] == ["C1", "C2", "C3"]
     for row in rows:
         entry = s["claims"][row[0].split(":")[0]]
-        assert row[1].endswith(entry["verdict"] + "**")  # the verdict, marked, as bench.claims decided it
+        assert row[1].endswith(entry["verdict"] + "**")  # the verdict, marked, as bench.analysis.claims decided it
         assert row[2] == re.sub(r"([\\`*\[\]<>])", r"\\\1", entry["verdict_text"])  # as Markdown escapes it
     # the verdicts come before the five parts, which come in order
     positions = [md.index(h) for h in ("## Verdicts", "## 1. Mechanism", "## 2. Population", "## 3. Load",

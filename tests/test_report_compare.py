@@ -1,4 +1,4 @@
-"""reports.compare: two load run directories (the receiver and the producer side of claim C4) in, one comparison
+"""reports.load_comparison: two load run directories (the receiver and the producer side of claim C4) in, one comparison
 report out: every figure with one curve per run and each run's knee, a table of the knees, summary.json."""
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from test_reports import make_run
 from bench.cli import main
 from bench.errors import RunDirError
 from reports import build_comparison_report
-from reports.compare import COLORS, Side, _draw_errors, _draw_latency, _draw_rates
-from reports.load import read_run
+from reports.load_comparison import COLORS, Side, _draw_errors, _draw_latency, _draw_rates
+from reports.rundir import read_run
 
 FIGURES = ("offered_vs_achieved", "latency_vs_offered", "errors_vs_offered")
 RECEIVER = "webhook receiver (deliveries/s)"

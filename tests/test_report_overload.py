@@ -13,12 +13,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from test_reports import FIGURES as COMPARISON_FIGURES
+from test_reports import make_run
 
 from bench.errors import RunDirError
 from reports import build_report
 from reports.fmt import DASH
-from test_reports import FIGURES as COMPARISON_FIGURES
-from test_reports import make_run
 
 FIGURES = ("offered_vs_achieved", "latency_vs_offered", "errors_vs_offered", "harness_cpu")
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')

@@ -12,13 +12,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.calibrate import ZAPIER, calibrate, heatmap_grid, reproduce_fleet, sensitivity_table, solve_rate_median
 from bench.config import load_scenario, scenario_from_dict
 from bench.errors import RunDirError, ScenarioError
-from bench.fleet import allocate, fleet_cfg, model_useful_fraction, simulate_fleet
-from bench.model import poll_model
-from bench.simulate import simulate_scenario, summary_lines
-from bench.vpoll import poll_range, seen_by
+from bench.simulation.calibrate import (
+    ZAPIER,
+    calibrate,
+    heatmap_grid,
+    reproduce_fleet,
+    sensitivity_table,
+    solve_rate_median,
+)
+from bench.simulation.population import allocate, fleet_cfg, model_useful_fraction, simulate_fleet
+from bench.simulation.simulate import simulate_scenario, summary_lines
+from bench.simulation.vpoll import poll_range, seen_by
 
 DESIGN_MODE_KEYS = {"kind", "requests", "empty_requests", "wasted_fraction", "observed", "lost", "duplicates",
                     "coalesced", "requests_per_change", "bytes_per_change", "cpu_s_per_change", "latency_ms", "model"}

@@ -25,10 +25,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from support import run_command
 
 from bench.config import load_scenario
-from bench.simulate import simulate_scenario
-from support import run_command
+from bench.simulation.simulate import simulate_scenario
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-
 from support import start_server, stop_server
 
 pytestmark = pytest.mark.integration

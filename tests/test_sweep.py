@@ -1,4 +1,4 @@
-"""`bench.sweep` and `reports.sweep`: the grid, the crossover on fixed points with exact answers, fail-fast
+"""`bench.orchestration.sweep` and `reports.sweep`: the grid, the crossover on fixed points with exact answers, fail-fast
 validation, Ctrl-C, and real sweeps (processes on 127.0.0.1) of scenarios/crossover.toml."""
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import pandas as pd
 import psutil
 import pytest
 
-import bench.sweep as sweep_mod
+import bench.orchestration.sweep as sweep_mod
 from bench.config import Scenario, load_scenario
 from bench.errors import FormatVersionError, RunDirError, ScenarioError
-from bench.runner import RunResult
-from bench.sweep import COST_METRICS, crossover, parse_grid, plan_sweep, run_sweep
+from bench.orchestration.runner import RunResult
+from bench.orchestration.sweep import COST_METRICS, crossover, parse_grid, plan_sweep, run_sweep
 from reports.fmt import fmt_num, fmt_short
 from reports.sweep import build_sweep_report
 

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from support import run_command
 
 from bench.traces import trace_from_csv, trace_from_git
-
-from support import run_command
 
 pytestmark = [pytest.mark.integration, pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")]
 

@@ -24,7 +24,7 @@ from secrets import token_hex, token_urlsafe
 
 from ._base import Scheme, SignatureError
 from .github import GitHubScheme
-from .standard import StandardScheme, Signer, new_secret
+from .standard import Signer, StandardScheme, new_secret
 from .stripe import StripeScheme
 
 __all__ = ["SCHEMES", "Scheme", "SignatureError", "make_scheme", "new_secret_for",

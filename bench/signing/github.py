@@ -5,9 +5,19 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from ..protocol import EVENT_TYPE
-from ._base import (BAD_REQUEST, SignatureError, any_equal, check_sign_args, check_tolerance, hmac_hex,
-                    read_headers, secret_list, show, text_key)
+from bench.protocol import EVENT_TYPE
+from bench.signing._base import (
+    BAD_REQUEST,
+    SignatureError,
+    any_equal,
+    check_sign_args,
+    check_tolerance,
+    hmac_hex,
+    read_headers,
+    secret_list,
+    show,
+    text_key,
+)
 
 __all__ = ["GitHubScheme", "H_HUB_SIGNATURE", "H_DELIVERY", "H_EVENT"]
 

@@ -15,9 +15,20 @@ from datetime import datetime, timezone
 
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
-from ..protocol import H_ID, H_SIGNATURE, H_TIMESTAMP
-from ._base import (BAD_REQUEST, UNAUTHORIZED, SignatureError, any_equal, check_fresh, check_sign_args,
-                    check_tolerance, parse_unix, read_headers, secret_list, show)
+from bench.protocol import H_ID, H_SIGNATURE, H_TIMESTAMP
+from bench.signing._base import (
+    BAD_REQUEST,
+    UNAUTHORIZED,
+    SignatureError,
+    any_equal,
+    check_fresh,
+    check_sign_args,
+    check_tolerance,
+    parse_unix,
+    read_headers,
+    secret_list,
+    show,
+)
 
 __all__ = ["Signer", "StandardScheme", "new_secret", "MAX_TOLERANCE_S"]
 

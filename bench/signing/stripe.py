@@ -6,8 +6,20 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 
-from ._base import (BAD_REQUEST, SignatureError, any_equal, check_fresh, check_sign_args, check_tolerance,
-                    hmac_hex, parse_unix, read_headers, secret_list, show, text_key)
+from bench.signing._base import (
+    BAD_REQUEST,
+    SignatureError,
+    any_equal,
+    check_fresh,
+    check_sign_args,
+    check_tolerance,
+    hmac_hex,
+    parse_unix,
+    read_headers,
+    secret_list,
+    show,
+    text_key,
+)
 
 __all__ = ["StripeScheme", "H_STRIPE_SIGNATURE"]
 

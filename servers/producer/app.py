@@ -44,7 +44,7 @@ def _charged(mode: str, handler: Handler, ledger: Ledger) -> Handler:
     request's bytes, and the response's bytes (head as sent, Date and Server included, plus body).
 
     A wrapper on the two poll routes rather than a middleware and an on_response_prepare signal: those cost
-    more per empty poll than the accounting itself (see `python -m bench.perf`). It prepares the response
+    more per empty poll than the accounting itself (see `python -m bench.perf.loadbench`). It prepares the response
     itself (aiohttp would do it next) so the head is final when counted. A response aiohttp makes up for an
     unexpected exception (500) is not counted in bytes_out.
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.calibrate import calibrate
 from bench.config import load_scenario
-from bench.fleet import fleet_cfg, simulate_fleet
-from bench.simulate import simulate_scenario
+from bench.simulation.calibrate import calibrate
+from bench.simulation.population import fleet_cfg, simulate_fleet
+from bench.simulation.simulate import simulate_scenario
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.analysis import Window, summarize
+from bench.analysis.summary import Window, summarize
+from bench.analysis.tables import Tables
 from bench.config import scenario_from_dict
 from bench.protocol import change_event, encode_event
 from bench.signing import Signer, new_secret
-from bench.tables import Tables
 from servers.producer.store import Store
 
 SECRET = new_secret()

@@ -1,4 +1,4 @@
-"""Micro-benchmarks of the pieces on the load path that `python -m bench.perf` measures as a whole (`make bench`):
+"""Micro-benchmarks of the pieces on the load path that `python -m bench.perf.loadbench` measures as a whole (`make bench`):
 the empty poll's store lookups (SQLite vs the in-memory head), encoding its answer (stdlib json vs the encoder
 the producer uses), the producer's per-poll accounting, and the receiver's /stats counters.
 

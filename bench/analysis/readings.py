@@ -10,8 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .analysis import wilson_interval
-from .protocol import MODE_ETAG, MODE_WEBHOOK
+from bench.analysis.stats import wilson_interval
+from bench.protocol import MODE_ETAG, MODE_WEBHOOK
 
 __all__ = ["live_part", "load_part", "live_latency", "CI_HALF_WIDTH_TARGET"]
 

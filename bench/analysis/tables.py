@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from .protocol import ATTACK_LABEL_HEADER
+from bench.protocol import ATTACK_LABEL_HEADER
 
 __all__ = ["Tables", "SCHEMAS", "load_records", "write_parquet", "read_parquet", "read_marks"]
 

@@ -22,13 +22,24 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 from matplotlib.transforms import blended_transform_factory
 
-from bench.overload import ACHIEVED_MIN, ERROR_LIMIT
-
-from .content import environment_blocks, figure_blocks
-from .document import Block, Bullets, Cell, CodeBlock, Failure, Heading, Notice, Para, Row, Strong, Table
-from .figures import DPI, FigureOutcome, save_or_skip
-from .fmt import fmt_started_at, DASH, fmt_count, fmt_counted, fmt_num, fmt_pct, fmt_short, fmt_text, get, number, obj
-from .load import LoadRunData
+from bench.analysis.overload import ACHIEVED_MIN, ERROR_LIMIT
+from reports.document import Block, Bullets, Cell, CodeBlock, Failure, Heading, Notice, Para, Row, Strong, Table
+from reports.figures import DPI, FigureOutcome, save_or_skip
+from reports.fmt import (
+    DASH,
+    fmt_count,
+    fmt_counted,
+    fmt_num,
+    fmt_pct,
+    fmt_short,
+    fmt_started_at,
+    fmt_text,
+    get,
+    number,
+    obj,
+)
+from reports.run_report import environment_blocks, figure_blocks
+from reports.rundir import LoadRunData
 
 __all__ = ["build_overload_document", "make_overload_figures"]
 

@@ -5,7 +5,7 @@ window rules as the live analysis: changes are drawn over warm-up + window (the 
 window's end), polls are counted when their time lies in the window, and a window change counts as observed
 when a poll sees it before the drain ends. Times are nominal (time_scale changes nothing in virtual time; it
 is recorded). What is not simulated (network, server CPU, bytes, webhook latency, faults) is null and said
-so. A `[fleet]` section is simulated too (`bench.fleet`) into the summary's `fleet` section.
+so. A `[fleet]` section is simulated too (`bench.simulation.population`) into the summary's `fleet` section.
 """
 
 from __future__ import annotations
@@ -19,21 +19,22 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from .analysis import SUMMARY_FORMAT_VERSION, latency_stats
-from .config import Scenario
-from .errors import RunDirError, ScenarioError
-from .fleet import binomial_summary, simulate_fleet
-from .manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
-from .model import poll_model
-from .protocol import MODE_CURSOR, MODE_ETAG, mode_kind
-from .vpoll import by_subscriber, poll_range, seen_by
-from .workload import change_times
+from bench.analysis.model import poll_model
+from bench.analysis.stats import latency_stats
+from bench.analysis.summary import SUMMARY_FORMAT_VERSION
+from bench.config import Scenario
+from bench.errors import RunDirError, ScenarioError
+from bench.manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
+from bench.protocol import MODE_CURSOR, MODE_ETAG
+from bench.simulation.population import binomial_summary, simulate_fleet
+from bench.simulation.vpoll import poll_range, seen_by
+from bench.workload import change_times
 
 __all__ = ["simulate_scenario", "summary_lines", "MAX_CHANGES", "MAX_TABLE_ROWS"]
 
 MAX_CHANGES = 50_000_000  # changes drawn at once: about 1.2 GB of arrays
 MAX_TABLE_ROWS = 200_000  # longer per-change tables are written as a seeded uniform sample (flagged)
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = Path(__file__).resolve().parents[2]
 NOT_SIMULATED = ("network round trips", "server CPU (cpu_s_per_change: null)", "bytes (bytes_per_change: null)",
                  "webhook delivery latency (latency_ms: null)", "faults, retries and delivery failures",
                  "harness saturation (nothing runs)")

@@ -21,16 +21,24 @@ from typing import Any, Callable
 
 import psutil
 
-from .analysis import Window, detections, summarize
-from .config import Scenario
-from .errors import RunDirError, RunError
-from .manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
-from .procs import Child, ProcessGroup
-from .protocol import PATH_RECEIVER_START, STYLE_MODE
-from .records import JsonlWriter
-from .traces import write_trace_csv
-from .tables import load_records, read_marks, write_parquet
-from .wiring import Endpoint, attack_argv, make_endpoints, poller_argv, producer_argv, receiver_config, subscription_body
+from bench.analysis.summary import Window, detections, summarize
+from bench.analysis.tables import load_records, read_marks, write_parquet
+from bench.config import Scenario
+from bench.errors import RunDirError, RunError
+from bench.manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
+from bench.orchestration.procs import Child, ProcessGroup
+from bench.orchestration.wiring import (
+    Endpoint,
+    attack_argv,
+    make_endpoints,
+    poller_argv,
+    producer_argv,
+    receiver_config,
+    subscription_body,
+)
+from bench.protocol import PATH_RECEIVER_START, STYLE_MODE
+from bench.records import JsonlWriter
+from bench.traces import write_trace_csv
 
 __all__ = ["RunResult", "run_scenario", "new_run_dir", "http_json", "Progress", "Interrupted", "on_sigterm",
            "locust_cpu_warnings", "STARTUP_TIMEOUT_S"]

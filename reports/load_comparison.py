@@ -17,17 +17,27 @@ from typing import Any
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter
 
+from bench.analysis.overload import ERROR_LIMIT
 from bench.errors import RunDirError
-from bench.overload import ERROR_LIMIT
-
-from .build import FIGURES_DIR, ReportFiles, write_atomic
-from .content import environment_blocks, figure_blocks
-from .document import Block, Bullets, Heading, Notice, Para, Row, Strong, Table
-from .figures import FigureOutcome
-from .fmt import DASH, fmt_count, fmt_num, fmt_short, fmt_started_at, fmt_text, get, number
-from .load import LoadRunData, read_run
-from .overload import _diagonal, _error_axis, _finish, _knee, _mark_knee, _series, _steps, _target, _value, draw_figures
-from .render import to_html, to_markdown
+from reports.build import FIGURES_DIR, ReportFiles, write_atomic
+from reports.document import Block, Heading, Notice, Para, Row, Table
+from reports.figures import FigureOutcome
+from reports.fmt import DASH, fmt_count, fmt_num, fmt_short, fmt_started_at, fmt_text, get, number
+from reports.load_report import (
+    _diagonal,
+    _error_axis,
+    _finish,
+    _knee,
+    _mark_knee,
+    _series,
+    _steps,
+    _target,
+    _value,
+    draw_figures,
+)
+from reports.render import to_html, to_markdown
+from reports.run_report import environment_blocks, figure_blocks
+from reports.rundir import LoadRunData, read_run
 
 __all__ = ["COMPARISON_FORMAT_VERSION", "build_comparison_report"]
 

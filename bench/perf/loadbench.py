@@ -35,16 +35,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import HookbenchError, RunError
-from .manifest import collect_metadata, write_json
-from .procs import ProcessGroup, terminate
-from .protocol import READY_PREFIX, change_event, encode_event
-from .signing import make_scheme, new_secret_for
+from bench.errors import HookbenchError, RunError
+from bench.loops import loop_factory
+from bench.manifest import collect_metadata, write_json
+from bench.orchestration.procs import ProcessGroup, terminate
+from bench.protocol import READY_PREFIX, change_event, encode_event
+from bench.signing import make_scheme, new_secret_for
 
 __all__ = ["Settings", "run", "main", "TARGETS", "PERF_FORMAT_VERSION"]
 
 PERF_FORMAT_VERSION = 1
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 PERF_USERS = REPO / "scenarios" / "perf_users.py"
 DEFAULT_OUT = REPO / ".benchmarks" / "load.json"
 HOOK_PATH = "/hooks/webhook"  # the receiver endpoint's path, as the dispatcher posts to it
@@ -136,23 +137,9 @@ def serve_bare(argv: list[str]) -> int:
         await stop.wait()
         await runner.cleanup()
 
-    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(serve())
     return 0
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """The choice of servers.common.loop_factory (kept in step by hand: bench never imports servers)."""
-    choice = os.environ.get("HOOKBENCH_LOOP", "auto")
-    if choice == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if choice == "uvloop":
-            raise SystemExit("HOOKBENCH_LOOP=uvloop but uvloop is not installed") from None
-        return None
-    return uvloop.new_event_loop
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -681,7 +668,7 @@ def run(settings: Settings, log: Callable[[str], None] = lambda msg: print(msg, 
 
 
 def _server_loop(choice: str) -> str:
-    """What the server processes run on: what `_loop_factory` picks in an interpreter like this one."""
+    """What the server processes run on: what `bench.loops.loop_factory` picks in an interpreter like this one."""
     if choice == "asyncio":
         return "asyncio"
     try:

@@ -8,7 +8,6 @@ nothing is orphaned even if the orchestrator is killed.
 from __future__ import annotations
 
 import ctypes
-import os
 import signal
 import subprocess
 import sys
@@ -18,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from .errors import RunError
-from .protocol import READY_PREFIX
+from bench.errors import RunError
+from bench.protocol import READY_PREFIX
 
 __all__ = ["Child", "ProcessGroup", "terminate"]
 

@@ -5,18 +5,29 @@ Values are shown as the analysis wrote them (only unit changes, e.g. CPU seconds
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import shlex
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NamedTuple
 
-from .document import Block, Bullets, CodeBlock, Heading, Image, Notice, Para, Row, Strong, Table
-from .figures import FigureOutcome
-from .fmt import fmt_started_at, DASH, fmt_count, fmt_num, fmt_pct, fmt_short, fmt_text, get, number, obj, wasted_interval
-from .load import RunData
-from .loss import down_intervals, loss_blocks
-from .security import security_blocks
+from reports.document import Block, Bullets, CodeBlock, Heading, Image, Notice, Para, Row, Strong, Table
+from reports.figures import FigureOutcome
+from reports.fmt import (
+    DASH,
+    fmt_count,
+    fmt_num,
+    fmt_pct,
+    fmt_short,
+    fmt_started_at,
+    fmt_text,
+    get,
+    number,
+    obj,
+    wasted_interval,
+)
+from reports.loss import down_intervals, loss_blocks
+from reports.rundir import RunData
+from reports.security import security_blocks
 
 __all__ = ["build_document"]
 

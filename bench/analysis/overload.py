@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .analysis import percentile
+from bench.analysis.stats import percentile
 
 __all__ = ["overload_section", "step_intervals", "ERROR_LIMIT", "ACHIEVED_MIN"]
 

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
-from .config import load_scenario
-from .errors import HookbenchError, RunDirError, ScenarioError
-from .manifest import collect_metadata, read_json, write_json
-from .protocol import MODE_CURSOR, mode_kind
-from .runner import new_run_dir, run_scenario
+from bench.config import load_scenario
+from bench.errors import HookbenchError, RunDirError, ScenarioError
+from bench.manifest import collect_metadata, read_json, write_json
+from bench.orchestration.runner import new_run_dir, run_scenario
+from bench.protocol import MODE_CURSOR, mode_kind
 
 if TYPE_CHECKING:
-    from .config import Scenario
+    from bench.config import Scenario
 
 __all__ = ["SWEEP_FORMAT_VERSION", "SWEEP_JSON", "SWEEP_PARQUET", "COST_METRICS", "SweepPoint", "parse_grid",
            "plan_sweep", "run_sweep", "crossover", "read_sweep"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .tables import Tables
+from bench.analysis.tables import Tables
 
 __all__ = ["security_section"]
 

@@ -16,7 +16,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .fleet import FleetResult, allocate, fleet_cfg, model_useful_fraction, simulate_fleet
+from bench.simulation.population import FleetResult, allocate, fleet_cfg, model_useful_fraction, simulate_fleet
 
 __all__ = ["ZAPIER", "ZAPIER_MIX", "SENSITIVITY_MIXES", "SENSITIVITY_SIGMAS", "Calibration", "FleetReproduction",
            "solve_rate_median", "calibrate", "reproduce_fleet", "sensitivity_table", "heatmap_grid"]

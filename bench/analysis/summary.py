@@ -1,8 +1,7 @@
 """Run analysis (pandas): raw tables + window -> the `summary.json` content of design.md section 4.
 
 Every quantity is computed from raw rows, observations are matched to changes by change_id, and the
-warm-up and drain are excluded. Percentiles are nearest-rank: the smallest sample with at least p% of
-the samples at or below it (what HdrHistogram reports), so they are always values that occurred.
+warm-up and drain are excluded. Percentiles and intervals come from `bench.analysis.stats`.
 """
 
 from __future__ import annotations
@@ -14,15 +13,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .config import ChangesCfg
-from .loss import faults_section
-from .model import poll_model
-from .security import security_section
-from .protocol import MODE_CURSOR, MODE_ETAG, mode_kind
-from .tables import Tables
+from bench.analysis.loss import faults_section
+from bench.analysis.model import poll_model
+from bench.analysis.security import security_section
+from bench.analysis.stats import latency_stats, percentile, wilson_interval
+from bench.analysis.tables import Tables
+from bench.config import ChangesCfg
+from bench.protocol import MODE_CURSOR, MODE_ETAG, mode_kind
 
-__all__ = ["Window", "summarize", "percentile", "latency_stats", "wilson_interval", "detections", "SUMMARY_FORMAT_VERSION",
-           "LAG_P99_LIMIT_MS", "LOCUST_CPU_LIMIT_PCT", "LATE_SEND_LIMIT"]
+__all__ = ["Window", "summarize", "detections", "SUMMARY_FORMAT_VERSION", "LAG_P99_LIMIT_MS", "LOCUST_CPU_LIMIT_PCT", "LATE_SEND_LIMIT"]
 
 SUMMARY_FORMAT_VERSION = 1
 LAG_P99_LIMIT_MS = 20.0  # a server's event loop later than this at p99 means it, not the workload, set the pace
@@ -39,34 +38,6 @@ class Window:
     @property
     def duration_s(self) -> float:
         return (self.end_ns - self.start_ns) / 1e9
-
-
-def percentile(sorted_values: np.ndarray, p: float) -> float:
-    """Nearest-rank percentile of ascending `sorted_values` (p in (0, 100])."""
-    n = len(sorted_values)
-    if n == 0:
-        raise ValueError("no samples")
-    rank = max(1, math.ceil(p / 100.0 * n))
-    return float(sorted_values[rank - 1])
-
-
-def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float] | None:
-    """95% Wilson score interval of a proportion k/n: honest near 0 and 1, where p +- z*SE is not."""
-    if n == 0:
-        return None
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
-def latency_stats(latencies_ms: pd.Series | np.ndarray) -> dict[str, float | int | None]:
-    values = np.sort(np.asarray(latencies_ms, dtype=float))
-    if len(values) == 0:
-        return {"mean": None, "p50": None, "p90": None, "p99": None, "max": None, "n": 0}
-    return {"mean": float(values.mean()), "p50": percentile(values, 50), "p90": percentile(values, 90),
-            "p99": percentile(values, 99), "max": float(values[-1]), "n": int(len(values))}
 
 
 def _window_changes(t: Tables, w: Window) -> pd.DataFrame:

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .protocol import mode_kind
-from .tables import Tables
+from bench.analysis.tables import Tables
+from bench.protocol import mode_kind
 
 if TYPE_CHECKING:
-    from .analysis import Window
+    from bench.analysis.summary import Window
 
 __all__ = ["faults_section", "down_intervals"]
 

@@ -24,13 +24,20 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from . import claims as cl
-from .calibrate import SENSITIVITY_MIXES, ZAPIER, ZAPIER_MIX, heatmap_grid, reproduce_fleet, sensitivity_table
-from .config import load_scenario
-from .errors import RunDirError, RunError
-from .manifest import collect_metadata, read_json, write_json
-from .reproduce_parts import live_latency, live_part, load_part
-from .runner import new_run_dir, run_scenario
+from bench.analysis import claims as cl
+from bench.analysis.readings import live_latency, live_part, load_part
+from bench.config import load_scenario
+from bench.errors import RunDirError, RunError
+from bench.manifest import collect_metadata, read_json, write_json
+from bench.orchestration.runner import new_run_dir, run_scenario
+from bench.simulation.calibrate import (
+    SENSITIVITY_MIXES,
+    ZAPIER,
+    ZAPIER_MIX,
+    heatmap_grid,
+    reproduce_fleet,
+    sensitivity_table,
+)
 
 __all__ = ["reproduce_zapier", "reproduce_all", "Interrupted", "REPRODUCTION_FORMAT_VERSION", "read_reproduction",
            "ZAPIER_INTERVALS_S"]
@@ -221,9 +228,9 @@ def reproduce_all(out: Path, *, repo: Path, scenarios_dir: Path, run_load: Calla
                   only: tuple[str, ...] = ("C1", "C2", "C3", "C4", "C5", "C6", "C7"), quick: bool = False,
                   log: Callable[[str], None] = print) -> Path:
     """The Zapier reproduction and every other claim's run, then `summary.json` in a new directory under `out`.
-    `run_load` is bench.load.run_load (the CLI passes it in). `only` limits the claims reproduced; the others
+    `run_load` is bench.orchestration.load.run_load (the CLI passes it in). `only` limits the claims reproduced; the others
     are listed as not run."""
-    from .sweep import run_sweep
+    from bench.orchestration.sweep import run_sweep
 
     cdir = new_run_dir(out, "claims")
     write_json(cdir / "manifest.json", {"format_version": REPRODUCTION_FORMAT_VERSION, "kind": "claims",

@@ -2,7 +2,7 @@
 cursor feed with its own change rate and poll interval, in virtual time, exactly for the drawn schedule.
 
 Also the fleet's model (labelled as such): the expected useful fraction E[1 - e^(-lambda*T)] over the
-rate distribution, weighted by each interval class's polls; `bench.calibrate` root-finds on it.
+rate distribution, weighted by each interval class's polls; `bench.simulation.calibrate` root-finds on it.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .analysis import latency_stats, wilson_interval
-from .config import FleetCfg
-from .vpoll import by_subscriber, poll_range, seen_by
-from .workload import change_times
+from bench.analysis.stats import latency_stats, wilson_interval
+from bench.config import FleetCfg
+from bench.simulation.vpoll import by_subscriber, poll_range, seen_by
+from bench.workload import change_times
 
 __all__ = ["FleetResult", "simulate_fleet", "fleet_cfg", "allocate", "mean_useful", "model_useful_fraction",
            "binomial_summary"]

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import Scenario
-from .protocol import PATH_HOOKS
-from .signing import new_secret_for
+from bench.config import Scenario
+from bench.protocol import PATH_HOOKS
+from bench.signing import new_secret_for
 
 __all__ = ["Endpoint", "make_endpoints", "receiver_config", "subscription_body", "poller_argv", "attack_argv",
            "producer_argv"]

@@ -28,16 +28,16 @@ import numpy as np
 import pandas as pd
 import psutil
 
-from .analysis import percentile
-from .config import Scenario
-from .errors import RunError
-from .manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
-from .overload import overload_section
-from .procs import ProcessGroup, terminate
-from .records import JsonlWriter
-from .runner import Interrupted, Progress, RunResult, http_json, locust_cpu_warnings, on_sigterm
-from .tables import typed
-from .wiring import make_endpoints, producer_argv, receiver_config
+from bench.analysis.overload import overload_section
+from bench.analysis.stats import percentile
+from bench.analysis.tables import typed
+from bench.config import Scenario
+from bench.errors import RunError
+from bench.manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
+from bench.orchestration.procs import ProcessGroup, terminate
+from bench.orchestration.runner import Interrupted, Progress, RunResult, http_json, locust_cpu_warnings, on_sigterm
+from bench.orchestration.wiring import make_endpoints, producer_argv, receiver_config
+from bench.records import JsonlWriter
 
 __all__ = ["run_load", "run_workers", "MasterOptions", "LOAD_FORMAT_VERSION"]
 

@@ -1,0 +1,1 @@
+"""Analysis: raw tables -> summary sections (pure pandas/numpy; starts no process)."""

@@ -1,0 +1,1 @@
+"""Orchestration: starts servers and Locust as processes, runs scenarios, load ramps, sweeps, reproductions."""
