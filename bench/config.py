@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import MISSING, ScenarioError
-from bench.protocol import ATTACK_KINDS, ATTACK_NEEDS, MODE_WEBHOOK, SCHEMES
+from bench.modes import MODE_WEBHOOK, WEBHOOK, mode_fields, poll_styles, scenario_modes
+from bench.protocol import ATTACK_KINDS, ATTACK_NEEDS, SCHEMES
 from bench.schema import DURATION_HELP, Field, parse_duration, validate_table
 from bench.traces import Trace, TraceError, load_trace
 
@@ -32,7 +33,7 @@ __all__ = ["Scenario", "FleetCfg", "LoadCfg", "DeliveryCfg", "ReceiverCfg", "Fau
            "scenario_from_dict", "delivery_from_dict", "receiver_from_dict", "receiver_faults_from_dict", "parse_duration",
            "POLL_STYLES", "CHANGE_PROCESSES", "POLICIES"]
 
-POLL_STYLES = ("cursor", "etag")
+POLL_STYLES = poll_styles()  # one per polling mode kind of bench.modes
 CHANGE_PROCESSES = ("poisson", "constant", "bursty", "trace")
 POLICIES = ("retry", "fire_and_forget", "outbox")
 RATE_DISTRIBUTIONS = ("lognormal", "fixed")
@@ -63,7 +64,7 @@ _DELIVERY: dict[str, Field] = {  # one webhook subscription's delivery policy ([
     "breaker_window": Field("int", 20, lambda n: 1 <= n <= 10_000, "must be an integer from 1 to 10000"),
     "breaker_open": Field("duration", 5.0, _pos, DURATION_HELP),
 }
-_NAME_RE = re.compile(r"webhook[A-Za-z0-9_]{0,40}")
+_NAME_RE = re.compile(WEBHOOK.pattern)  # a subscription's name is its mode name
 
 _SCHEMA: dict[str, dict[str, Field]] = {
     "": {
@@ -95,13 +96,14 @@ _SCHEMA: dict[str, dict[str, Field]] = {
         "styles": Field("choices", list(POLL_STYLES), lambda v: len(v) > 0,
                         f"must be a non-empty list of distinct styles from {list(POLL_STYLES)}",
                         choices=POLL_STYLES),
-        "cursor_limit": Field("int", 100, lambda n: 1 <= n <= 10_000, "must be an integer from 1 to 10000"),
         "timeout": Field("duration", 5.0, _pos, DURATION_HELP),
+        **mode_fields("polling"),  # the keys of each polling mode kind (bench.modes), e.g. cursor_limit
     },
     "webhook": {
         "enabled": Field("bool", True),
         "slo": Field("duration", 5.0, _pos, DURATION_HELP + "; a delivery later than this counts as late"),
         **_DELIVERY,
+        **mode_fields("webhook"),
     },
     "receiver": {
         "profile": Field("choice", "basic", choices=("basic", "secure")),
@@ -222,10 +224,19 @@ def _cached_trace(csv: str | None, git: str | None) -> Trace:
 
 @dataclass(frozen=True)
 class PollingCfg:
+    """[polling]: the keys every polling mode shares, and `options`, the keys its mode kinds declare in
+    bench.modes (e.g. cursor_limit), read as attributes: `polling.cursor_limit`."""
+
     interval: float  # nominal seconds
     styles: tuple[str, ...]
-    cursor_limit: int
     timeout: float
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("options") or {}
+        if name in options:
+            return options[name]
+        raise AttributeError(f"[polling] has no key {name!r}")
 
 
 @dataclass(frozen=True)
@@ -396,19 +407,13 @@ class Scenario:
     @property
     def modes(self) -> tuple[str, ...]:
         """Mode names as they appear in summary.json, in a stable order."""
-        out = []
-        if "cursor" in self.polling.styles:
-            out.append("polling")
-        if "etag" in self.polling.styles:
-            out.append("polling_etag")
-        if self.webhook.enabled:
-            out.extend(d.name for d in self.webhook.subscriptions)
-        return tuple(out)
+        return scenario_modes(self)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved scenario as plain data (durations in seconds); `scenario_from_dict` reads it back."""
         d = _plain(dataclasses.asdict(self))
         d.pop("source")
+        d["polling"].update(d["polling"].pop("options"))  # as written in a scenario file
         return d
 
 
@@ -507,9 +512,15 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
     return Scenario(
         name=top["name"], description=top["description"], seed=top["seed"],
         run=RunCfg(**v["run"]), resources=ResourcesCfg(**v["resources"]), changes=ChangesCfg(**ch),
-        polling=PollingCfg(**v["polling"]), webhook=webhook, receiver=receiver, faults=faults, attack=attack,
+        polling=_polling(v["polling"]), webhook=webhook, receiver=receiver, faults=faults, attack=attack,
         load=LoadCfg(**v["load"]), fleet=_fleet(data.get("fleet"), src), source=source,
     )
+
+
+def _polling(values: dict[str, Any]) -> PollingCfg:
+    shared = {f.name for f in dataclasses.fields(PollingCfg)} - {"options"}
+    return PollingCfg(**{k: v for k, v in values.items() if k in shared},
+                      options={k: v for k, v in values.items() if k not in shared})
 
 
 def _fleet(raw: Any, src: Any) -> FleetCfg | None:

@@ -1,7 +1,7 @@
 """The wire protocol shared by the producer, the receiver, the pollers and the orchestrator.
 
-Paths, header names, mode names and the JSON shape of a change live here so that every process
-agrees on them without importing one another.
+Paths, header names and the JSON shape of a change live here so that every process
+agrees on them without importing one another. Mode names and what they mean are `bench.modes`.
 """
 
 from __future__ import annotations
@@ -10,21 +10,9 @@ import json
 from typing import Any, TypedDict
 
 __all__ = [
-    "MODE_CURSOR", "MODE_ETAG", "MODE_WEBHOOK", "mode_kind", "STYLE_MODE", "SCHEMES", "ATTACK_KINDS",
+    "SCHEMES", "ATTACK_KINDS",
     "ATTACK_NEEDS", "ChangeEvent", "change_event", "encode_event", "etag_for", "msg_id_for", "READY_PREFIX",
 ]
-
-# Mode names as they appear in summary.json (design.md section 4).
-MODE_CURSOR = "polling"  # cursor feed GET /changes?after=SEQ
-MODE_ETAG = "polling_etag"  # state polling GET /resources/{id} with If-None-Match
-MODE_WEBHOOK = "webhook"  # the default subscription; others are named webhook_<something>
-STYLE_MODE = {"cursor": MODE_CURSOR, "etag": MODE_ETAG}
-
-
-def mode_kind(mode: str) -> str:
-    """'polling' or 'webhook': every webhook subscription's mode name starts with 'webhook'."""
-    return "webhook" if mode.startswith(MODE_WEBHOOK) else "polling"
-
 
 # Webhook signing schemes (bench.signing implements them).
 SCHEMES = ("standard", "github", "stripe")

@@ -17,9 +17,11 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, PercentFormatter
 
+from bench.modes import find_kind
 from reports.fmt import fmt_num, fmt_pct, fmt_short, get, number, wasted_interval
 from reports.rundir import RunData
 from reports.timeline import draw_delivery_timeline
@@ -98,8 +100,23 @@ def _mode_colors(run: RunData) -> dict[str, tuple[float, ...]]:
     """One colour per mode, the same in every figure; summary order first, then modes only in detections."""
     names = list(run.modes)
     names += sorted(m for m in set(run.detections["mode"].astype(str)) if m not in names)
-    palette = colormaps["tab10"].colors
-    return {m: tuple(palette[i % len(palette)]) for i, m in enumerate(names)}
+    return mode_colours(names)
+
+
+def mode_colours(modes: list[str]) -> dict[str, tuple[float, ...]]:
+    """One colour per mode: the first mode of each kind gets its kind's colour (bench.modes), any other mode the
+    next palette colour no mode has yet, so that a kind looks the same in every report."""
+    out: dict[str, tuple[float, ...]] = {}
+    kinds_seen: set[str] = set()
+    for m in modes:
+        kind = find_kind(m)
+        if kind is not None and kind.name not in kinds_seen:
+            out[m] = to_rgb(kind.colour)
+            kinds_seen.add(kind.name)
+    spare = [c for c in map(tuple, colormaps["tab10"].colors) if c not in out.values()]
+    rest = [m for m in modes if m not in out]
+    out.update({m: spare[i % len(spare)] for i, m in enumerate(rest)})
+    return {m: out[m] for m in modes}
 
 
 def _draw_latency_cdf(ax: Axes, run: RunData, colors: dict[str, tuple[float, ...]]) -> tuple[bool, str]:

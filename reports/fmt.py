@@ -6,7 +6,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from bench.protocol import mode_kind
+from bench.modes import MODE_KINDS, find_kind, is_push
 from reports.document import Cell, Failure
 
 __all__ = ["DASH", "number", "get", "obj", "fmt_count", "fmt_num", "fmt_short", "fmt_pct", "fmt_text",
@@ -100,18 +100,15 @@ POLICY_WORDS = {"fire_and_forget": "fire-and-forget", "retry": "retries (in memo
 
 
 def is_webhook(mode: str) -> bool:
-    """Whether `mode` is a webhook subscription (webhook, webhook_ff, webhook_outbox, ...) rather than a poller."""
-    return mode_kind(mode) == "webhook"
+    """Whether the producer sends `mode` its changes (webhook, webhook_ff, webhook_outbox, ...): bench.modes."""
+    return is_push(mode)
 
 
 def fmt_policy(policy: Any, mode: str, style: Any = None) -> str:
-    """How a mode delivers or catches up, in words; a polling mode's words depend on its style (cursor or ETag)."""
+    """How a mode delivers or catches up, in words; a polling mode's are its kind's (found by style, else by name)."""
     if policy == "polling":
-        if style == "cursor" or (style is None and mode == "polling"):
-            return "cursor polling catch-up"
-        if style == "etag" or (style is None and mode == "polling_etag"):
-            return "state polling"
-        return "polling"
+        kind = next((k for k in MODE_KINDS if k.style == style), None) if style is not None else find_kind(mode)
+        return kind.policy_words if kind is not None and kind.policy_words else "polling"
     words = POLICY_WORDS.get(policy) if isinstance(policy, str) else None
     return words or fmt_text(policy)
 

@@ -10,16 +10,15 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from bench.modes import MODE_CURSOR, find_kind
 from bench.orchestration.sweep import COST_METRICS, read_sweep
-from bench.protocol import MODE_CURSOR, MODE_ETAG
 from reports.build import write_atomic
 from reports.document import Block, Bullets, Cell, CodeBlock, Failure, Heading, Image, Notice, Para, Row, Strong, Table
-from reports.figures import DPI
+from reports.figures import DPI, mode_colours
 from reports.fmt import (
     DASH,
     count_failed_if_positive,
@@ -29,7 +28,6 @@ from reports.fmt import (
     fmt_short,
     fmt_text,
     get,
-    is_webhook,
     number,
     obj,
 )
@@ -88,17 +86,9 @@ def _modes(points: list[dict[str, Any]]) -> list[str]:
     return list(dict.fromkeys(m for p in points for m in (p.get("modes") or {})))
 
 
-def _colors(modes: list[str]) -> dict[str, tuple[float, ...]]:
-    palette = colormaps["tab10"].colors  # the run report's palette, in the same (summary) order
-    return {m: tuple(palette[i % len(palette)]) for i, m in enumerate(modes)}
-
-
 def _model_formula(mode: str) -> str:
-    if mode == MODE_CURSOR:
-        return "1/(R·λ·T)"
-    if mode == MODE_ETAG:
-        return "1/(λ·T)"
-    return "1 per change" if is_webhook(mode) else "analytic"
+    kind = find_kind(mode)
+    return (kind.formulas.requests_per_change if kind else None) or "analytic"
 
 
 def _positive(value: Any, factor: float = 1.0) -> float:
@@ -116,7 +106,7 @@ def draw_crossover(doc: dict[str, Any], path: Path) -> tuple[bool, str]:
         path.unlink(missing_ok=True)
         return False, "no complete point has per-mode results, so there is nothing to plot"
     path.parent.mkdir(parents=True, exist_ok=True)
-    colors = _colors(modes)
+    colors = mode_colours(modes)
     cross = obj(doc.get("crossover"))
     R, T = number(cross.get("resources")), number(cross.get("poll_interval_s"))
     rt = R * T if R and T else None

@@ -85,7 +85,8 @@ from locust.env import Environment
 from locust.runners import STATE_STOPPED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench`, `scenarios` importable from any cwd
-from bench.protocol import MODE_CURSOR, MODE_ETAG, PATH_CHANGES, PATH_RESOURCE, etag_for  # noqa: E402
+from bench.modes import MODE_CURSOR, MODE_ETAG  # noqa: E402
+from bench.protocol import PATH_CHANGES, PATH_RESOURCE, etag_for  # noqa: E402
 from scenarios._locust_common import (  # noqa: E402
     Option,
     RecordFile,

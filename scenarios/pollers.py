@@ -34,7 +34,8 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` importable from any cwd
-from bench.protocol import MODE_CURSOR, MODE_ETAG, PATH_CHANGES, PATH_RESOURCE, etag_for  # noqa: E402
+from bench.modes import MODE_CURSOR, MODE_ETAG  # noqa: E402
+from bench.protocol import PATH_CHANGES, PATH_RESOURCE, etag_for  # noqa: E402
 from bench.records import JsonlWriter  # noqa: E402
 
 log = logging.getLogger("hookbench.pollers")

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.analysis.model import poll_model
+from bench.model import poll_model
 from bench.analysis.stats import latency_stats, percentile, wilson_interval
 from bench.analysis.summary import Window, detections, summarize
 from bench.analysis.tables import Tables

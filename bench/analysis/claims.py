@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from bench.modes import is_pull
+
 __all__ = ["CLAIMS", "VERDICTS", "Claim", "not_run", "c1_wasted", "c2_load", "c3_latency", "c4_overload",
            "c5_crossover", "c6_loss", "c7_security", "CLAIMED_WASTED", "CLAIMED_LOAD_RATIO", "RATIO_TOLERANCE"]
 
@@ -187,7 +189,7 @@ def c6_loss(summaries: dict[str, dict[str, Any]], runs: list[str]) -> dict[str, 
     for name, s in summaries.items():
         for mode, m in ((s.get("faults") or {}).get("modes") or {}).items():
             lost.setdefault(name, {})[mode] = int(m.get("lost") or 0)
-    keeps = [m for by in lost.values() for m in by if m.endswith("outbox") or m.startswith("polling")]
+    keeps = [m for by in lost.values() for m in by if m.endswith("outbox") or is_pull(m)]  # durable copy or catch-up
     safe = all(by[m] == 0 for by in lost.values() for m in by if m in keeps)
     lossy = any(v > 0 for by in lost.values() for m, v in by.items() if m not in keeps)
     text = "; ".join(f"{name}: " + ", ".join(f"{m} lost {v}" for m, v in by.items()) for name, by in lost.items())

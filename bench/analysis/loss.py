@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bench.analysis.tables import Tables
-from bench.protocol import mode_kind
+from bench.modes import kind_of
 
 if TYPE_CHECKING:
     from bench.analysis.summary import Window
@@ -68,7 +68,7 @@ def faults_section(t: Tables, window: Window, scenario: dict[str, Any], det: pd.
             "duplicates_processed": None, "late": int((lat > slo_ms).sum()),
             "max_delay_ms": float(lat.max()) if len(lat) else None,
         }
-        if mode_kind(mode) == "webhook":
+        if kind_of(mode).is_push:  # sent to the receiver: what it accepted, and when each first attempt went
             mine = legit[legit["endpoint"] == mode]
             accepted = mine[mine["verdict"] == "accepted"].groupby("change_id").size()
             row["duplicates_processed"] = int((accepted - 1).clip(lower=0).sum())

@@ -14,12 +14,11 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.loss import faults_section
-from bench.analysis.model import poll_model
 from bench.analysis.security import security_section
 from bench.analysis.stats import latency_stats, percentile, wilson_interval
 from bench.analysis.tables import Tables
 from bench.config import ChangesCfg
-from bench.protocol import MODE_CURSOR, MODE_ETAG, mode_kind
+from bench.modes import MODELLED_PROCESSES, Workload, kind_of
 
 __all__ = ["Window", "summarize", "detections", "SUMMARY_FORMAT_VERSION", "LAG_P99_LIMIT_MS", "LOCUST_CPU_LIMIT_PCT", "LATE_SEND_LIMIT"]
 
@@ -95,10 +94,11 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
     observed = int(len(counts))
     duplicates = int((counts - 1).sum())
     unobserved = changes[~changes["change_id"].isin(counts.index)]
-    coalesced = _coalesced(t, w, mode, unobserved) if mode == MODE_ETAG else 0
+    kind = kind_of(mode)
+    coalesced = _coalesced(t, w, mode, unobserved) if kind.coalesces else 0
 
-    out: dict[str, Any] = {"kind": mode_kind(mode)}
-    if mode_kind(mode) == "polling":
+    out: dict[str, Any] = {"kind": kind.summary_kind}
+    if kind.is_pull:
         polls = t.polls[(t.polls["mode"] == mode) & ~t.polls["initial"]
                         & (t.polls["t_intended_ns"] >= w.start_ns) & (t.polls["t_intended_ns"] < w.end_ns)]
         requests = int(len(polls))
@@ -106,7 +106,7 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
         errors = int(polls["error"].notna().sum())
         rtt = (polls["t_recv_ns"] - polls["t_send_ns"]) / 1e6
         late = (polls["t_send_ns"] - polls["t_intended_ns"]) / 1e6
-        out["style"] = "cursor" if mode == MODE_CURSOR else "etag"
+        out["style"] = kind.style
         out["rtt_ms_p50"] = float(np.median(rtt)) if requests else None
         out["send_late_ms_p99"] = percentile(np.sort(late.to_numpy(dtype=float)), 99) if requests else None
     else:
@@ -143,20 +143,19 @@ def _live_rate_and_interval(scenario: dict[str, Any]) -> tuple[float, float]:
 
 
 def _model(mode: str, scenario: dict[str, Any], rtt_ms: float | None) -> dict[str, Any]:
+    """The mode kind's analytic model on the live workload, with the measured median round trip added."""
+    kind = kind_of(mode)
     ch = scenario["changes"]
     lam, T = _live_rate_and_interval(scenario)
-    if mode_kind(mode) == "webhook":
-        return {"requests_per_change": 1.0, "note": "one delivery per change when every first attempt succeeds"}
-    targets = scenario["resources"]["count"] if mode == MODE_CURSOR else 1
     # bursty and traced streams have no closed form here: the model shown is Poisson at the same mean rate,
     # which is what the claim's arithmetic assumes (a bursty stream wastes more polls than it)
-    process = ch["process"] if ch["process"] in ("poisson", "constant") else "poisson"
-    m: dict[str, Any] = poll_model(process, lam, T, targets, state=mode == MODE_ETAG)
+    process = ch["process"] if ch["process"] in MODELLED_PROCESSES else "poisson"
+    m: dict[str, Any] = kind.model(Workload(process, lam, T, scenario["resources"]["count"])) if kind.model else {}
+    if kind.formulas.wasted is None or kind.formulas.latency is None:
+        return m
     m["latency_mean_ms"] = m["latency_mean_ms"] + (rtt_ms or 0.0)
-    wasted = "e^(-lambda*T)" if process == "poisson" else "max(0, 1 - T/I)^targets"
-    latency = ("1/lambda - T*e^(-lambda*T)/(1-e^(-lambda*T)) (last change of an interval)"
-               if mode == MODE_ETAG and process == "poisson" else "T/2")
-    m["note"] = f"analytic: wasted = {wasted}; latency = {latency} + measured median round trip"
+    m["note"] = (f"analytic: wasted = {kind.formulas.wasted(process)}; latency = {kind.formulas.latency(process)}"
+                 " + measured median round trip")
     if process != ch["process"]:
         m["note"] += f"; the {ch['process']} stream is modelled as Poisson with the same mean rate"
         m["assumes"] = "poisson_same_mean_rate"

@@ -26,6 +26,7 @@ from bench.analysis.tables import load_records, read_marks, write_parquet
 from bench.config import Scenario
 from bench.errors import RunDirError, RunError
 from bench.manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
+from bench.modes import is_pull
 from bench.orchestration.procs import Child, ProcessGroup
 from bench.orchestration.wiring import (
     Endpoint,
@@ -36,7 +37,7 @@ from bench.orchestration.wiring import (
     receiver_config,
     subscription_body,
 )
-from bench.protocol import PATH_RECEIVER_START, STYLE_MODE
+from bench.protocol import PATH_RECEIVER_START
 from bench.records import JsonlWriter
 from bench.traces import write_trace_csv
 
@@ -234,7 +235,7 @@ class _Orchestra:
                 self.progress.show(f"[{time.monotonic() - self.t0:5.1f}s] {label} {done:3.0f}/{seconds:.0f}s"
                                    "  producer down")
                 continue
-            polls = sum(v["requests"] for k, v in s["modes"].items() if k in STYLE_MODE.values())
+            polls = sum(v["requests"] for k, v in s["modes"].items() if is_pull(k))
             d = s["deliveries"]
             self.progress.show(f"[{time.monotonic() - self.t0:5.1f}s] {label} {done:3.0f}/{seconds:.0f}s"
                                f"  changes {s['changes']}  polls {polls}  deliveries "
@@ -316,7 +317,7 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
                 raise RunError(f"Locust exited with code {locust.popen.returncode} before polling "
                                f"(logs {run_dir / 'logs'}):\n{locust.tail()}")
             stats = o.tick()
-            if stats and sum(v["requests"] for k, v in stats["modes"].items() if k in STYLE_MODE.values()) > 0:
+            if stats and sum(v["requests"] for k, v in stats["modes"].items() if is_pull(k)) > 0:
                 break
             if time.monotonic() > deadline:
                 raise RunError(f"Locust sent no poll within {STARTUP_TIMEOUT_S:.0f} s:\n{locust.tail()}")

@@ -24,8 +24,8 @@ import pandas as pd
 from bench.config import load_scenario
 from bench.errors import HookbenchError, RunDirError, ScenarioError
 from bench.manifest import collect_metadata, read_json, write_json
+from bench.modes import MODE_CURSOR, is_push
 from bench.orchestration.runner import new_run_dir, run_scenario
-from bench.protocol import MODE_CURSOR, mode_kind
 
 if TYPE_CHECKING:
     from bench.config import Scenario
@@ -337,7 +337,7 @@ def crossover(points: list[dict[str, Any]]) -> dict[str, Any]:
     T = _constant([p["workload"].get("poll_interval_s") for p in used])
     scale = _constant([p.get("time_scale") for p in used])
     webhooks = list(dict.fromkeys(m for p in used for m, v in p["modes"].items()
-                                  if (v.get("kind") or mode_kind(m)) == "webhook"))
+                                  if is_push(m)))
     out: dict[str, Any] = {
         "polling_mode": MODE_CURSOR, "webhook_modes": webhooks, "x": "workload.rate_per_resource (live)",
         "points_used": [p["index"] for p in used],

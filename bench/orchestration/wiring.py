@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Scenario
+from bench.modes import kind_of
 from bench.protocol import PATH_HOOKS
 from bench.signing import new_secret_for
 
@@ -79,7 +80,7 @@ def producer_argv(scenario_json: Path, db: Path, records: Path, port: int, gener
 
 def poller_argv(scenario: Scenario, locustfile: Path, base: str, run_dir: Path, run_time_s: float) -> list[str]:
     styles = scenario.polling.styles
-    users = (1 if "cursor" in styles else 0) + (scenario.resources.count if "etag" in styles else 0)
+    users = sum(k.users_per_run(scenario.resources.count) for k in map(kind_of, scenario.modes) if k.users_per_run)
     return [sys.executable, "-m", "locust", "-f", str(locustfile), "--headless", "-u", str(users), "-r", str(users),
             "--run-time", f"{int(run_time_s)}s", "--stop-timeout", "2", "--host", base,
             "--csv", str(run_dir / "locust"), "--only-summary", "--exit-code-on-error", "0",

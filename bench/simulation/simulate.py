@@ -19,18 +19,17 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from bench.analysis.model import poll_model
 from bench.analysis.stats import latency_stats
 from bench.analysis.summary import SUMMARY_FORMAT_VERSION
 from bench.config import Scenario
 from bench.errors import RunDirError, ScenarioError
 from bench.manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
-from bench.protocol import MODE_CURSOR, MODE_ETAG
+from bench.modes import MODELLED_PROCESSES, Workload, is_pull, kind_of
 from bench.simulation.population import binomial_summary, simulate_fleet
 from bench.simulation.vpoll import poll_range, seen_by
 from bench.workload import change_times
 
-__all__ = ["simulate_scenario", "summary_lines", "MAX_CHANGES", "MAX_TABLE_ROWS"]
+__all__ = ["simulate_scenario", "summary_lines", "SIMULATORS", "MAX_CHANGES", "MAX_TABLE_ROWS"]
 
 MAX_CHANGES = 50_000_000  # changes drawn at once: about 1.2 GB of arrays
 MAX_TABLE_ROWS = 200_000  # longer per-change tables are written as a seeded uniform sample (flagged)
@@ -45,6 +44,20 @@ class _Mode:
     summary: dict[str, Any]
     detections: pd.DataFrame  # one row per observed window change
     scheduled: int  # every poll of the timeline, warm-up and drain included
+    table: pd.DataFrame | None = None  # per-resource outcomes (state polling), written as resources.parquet
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """The simulated change stream and timeline every mode observes (virtual seconds)."""
+
+    sc: Scenario
+    t: np.ndarray  # change times
+    rid: np.ndarray  # their resources
+    window: np.ndarray  # whether each change lies in the measured window
+    W: float  # window start (end of warm-up)
+    end: float  # window end
+    grace: float  # end of the drain
 
 
 def simulate_scenario(scenario: Scenario, out_dir: str | Path, *, polls: int | None = None, seed: int | None = None,
@@ -69,11 +82,11 @@ def simulate_scenario(scenario: Scenario, out_dir: str | Path, *, polls: int | N
     if polls is not None and polls < 1:
         raise ScenarioError("--polls", "polls", polls, "must be an integer >= 1")
     wall0 = time.perf_counter()
-    s_changes, s_cursor, s_etag, s_fleet, s_sample = np.random.SeedSequence(seed).spawn(5)
+    s_changes, s_cursor, s_etag, s_fleet, s_sample, s_other = np.random.SeedSequence(seed).spawn(6)
 
     T, W, G = sc.polling.interval, sc.run.warmup, sc.run.drain
     R = sc.resources.count
-    pollers = ("cursor" in sc.polling.styles) + R * ("etag" in sc.polling.styles)
+    pollers = sum(k.users_per_run(R) for k in map(kind_of, sc.modes) if k.users_per_run)
     D = sc.run.duration
     if polls is not None:
         D = max(D, (math.ceil(polls / pollers) + 1) * T)  # each poller has >= floor(D/T) - 1 polls in the window
@@ -93,18 +106,20 @@ def simulate_scenario(scenario: Scenario, out_dir: str | Path, *, polls: int | N
     det: list[pd.DataFrame] = []
     scheduled = 0
     resources_table = None
+    stream = _Stream(sc, t, rid, window, W, end, grace)
+    seeds = {"cursor": s_cursor, "etag": s_etag}  # one random stream per simulated kind (the rest share s_other)
     for mode in sc.modes:
-        if mode == MODE_CURSOR:
-            m = _cursor(sc, t, rid, window, np.random.default_rng(s_cursor), W, end, grace)
-        elif mode == MODE_ETAG:
-            m, resources_table = _etag(sc, t, rid, window, np.random.default_rng(s_etag), W, end, grace)
-        else:
-            m = _webhook(int(window.sum()), bool(_faults_configured(sc)))
+        kind = kind_of(mode)
+        if not kind.simulated:
+            continue  # said in the summary's warnings
+        m = SIMULATORS[kind.name](stream, mode, np.random.default_rng(seeds.get(kind.name, s_other)))
         modes[mode] = m.summary
         det.append(m.detections)
         scheduled += m.scheduled
+        if m.table is not None:
+            resources_table = m.table
     wall = time.perf_counter() - wall0
-    counted = sum(s["requests"] for s in modes.values() if s["kind"] == "polling")
+    counted = sum(s["requests"] for m, s in modes.items() if is_pull(m))
 
     fleet = simulate_fleet(sc.fleet, int(s_fleet.generate_state(1)[0]), progress=say) if sc.fleet else None
     detections = pd.concat(det, ignore_index=True) if det else pd.DataFrame()
@@ -138,14 +153,17 @@ def simulate_scenario(scenario: Scenario, out_dir: str | Path, *, polls: int | N
     return summary
 
 
-def _model(sc: Scenario, mode: str) -> dict[str, Any]:
-    """poll_model for the nominal workload; processes without a model get Poisson with the same mean rate."""
+def _model(sc: Scenario, mode: str, *, virtual: bool = True) -> dict[str, Any]:
+    """The mode kind's model for the nominal workload; processes without a model get Poisson with the same mean
+    rate. `virtual`: the note says that there is no round trip in virtual time (a poll model's)."""
     R, ch = sc.resources.count, sc.changes
-    process = ch.process if ch.process in ("poisson", "constant") else "poisson"
-    targets = R if mode == MODE_CURSOR else 1
-    m: dict[str, Any] = poll_model(process, ch.rate_per_resource(R), sc.polling.interval, targets,
-                                   state=mode == MODE_ETAG)
-    what = "" if process == ch.process else f"Poisson with the {ch.process} process's mean rate (a reference, not a prediction); "
+    process = ch.process if ch.process in MODELLED_PROCESSES else "poisson"
+    model = kind_of(mode).model
+    m: dict[str, Any] = model(Workload(process, ch.rate_per_resource(R), sc.polling.interval, R)) if model else {}
+    if not virtual:
+        return m
+    what = ("" if process == ch.process
+            else f"Poisson with the {ch.process} process's mean rate (a reference, not a prediction); ")
     m["note"] = f"analytic: {what}no round trip in virtual time"
     return m
 
@@ -154,7 +172,7 @@ def _polling_summary(sc: Scenario, mode: str, polls: int, useful: int, followups
                      observed: int, coalesced: int, lat_ms: np.ndarray) -> dict[str, Any]:
     requests = polls + followups
     return {
-        "kind": "polling", "style": "cursor" if mode == MODE_CURSOR else "etag",
+        "kind": kind_of(mode).summary_kind, "style": kind_of(mode).style,
         "requests": requests, "empty_requests": polls - useful, **binomial_summary(polls - useful, requests),
         "followups": followups, "errors": 0, "observed": observed, "lost": n - observed - coalesced, "duplicates": 0,
         "coalesced": coalesced, "requests_per_change": requests / n if n else None,
@@ -168,9 +186,9 @@ def _detections(mode: str, seq: np.ndarray, rid: np.ndarray, t: np.ndarray, t_po
                          "latency_ms": (t_poll - t) * 1e3})
 
 
-def _cursor(sc: Scenario, t: np.ndarray, rid: np.ndarray, window: np.ndarray, rng: np.random.Generator,
-            W: float, end: float, grace: float) -> _Mode:
+def _cursor(st: _Stream, mode: str, rng: np.random.Generator) -> _Mode:
     """One subscriber reads the feed of every resource; its first poll (at its phase) sees all history."""
+    sc, t, rid, window, W, end, grace = st.sc, st.t, st.rid, st.window, st.W, st.end, st.grace
     T = np.array([sc.polling.interval])
     phase = rng.uniform(0.0, T)
     sub = np.zeros(t.size, dtype=np.int64)
@@ -182,15 +200,15 @@ def _cursor(sc: Scenario, t: np.ndarray, rid: np.ndarray, window: np.ndarray, rn
     obs = window & (seen.t_poll <= grace)
     seq = np.flatnonzero(obs)
     _, grace_hi = poll_range(phase, T, 0.0, grace, k_min=0)
-    return _Mode(_polling_summary(sc, MODE_CURSOR, int(hi[0] - lo[0]), int(sizes.size), followups, int(window.sum()),
+    return _Mode(_polling_summary(sc, mode, int(hi[0] - lo[0]), int(sizes.size), followups, int(window.sum()),
                                   int(obs.sum()), 0, (seen.t_poll[obs] - t[obs]) * 1e3),
-                 _detections(MODE_CURSOR, seq, rid[obs], t[obs], seen.t_poll[obs]), int(grace_hi[0]))
+                 _detections(mode, seq, rid[obs], t[obs], seen.t_poll[obs]), int(grace_hi[0]))
 
 
-def _etag(sc: Scenario, t: np.ndarray, rid: np.ndarray, window: np.ndarray, rng: np.random.Generator,
-          W: float, end: float, grace: float) -> tuple[_Mode, pd.DataFrame]:
+def _etag(st: _Stream, mode: str, rng: np.random.Generator) -> _Mode:
     """One state poller per resource. Its first poll is a sync (not counted, as live); a poll observes only
     the latest change, so the earlier ones of its interval are coalesced (overwritten, not lost)."""
+    sc, t, rid, window, W, end, grace = st.sc, st.t, st.rid, st.window, st.W, st.end, st.grace
     R = sc.resources.count
     T = np.full(R, sc.polling.interval)
     phase = rng.uniform(0.0, T)
@@ -208,24 +226,31 @@ def _etag(sc: Scenario, t: np.ndarray, rid: np.ndarray, window: np.ndarray, rng:
     table = pd.DataFrame({"resource_id": np.arange(R), "phase_s": phase, "polls": hi - lo, "useful": useful,
                           "changes": np.bincount(sub[win], minlength=R), "observed": np.bincount(sub[obs], minlength=R),
                           "coalesced": np.bincount(sub[coal], minlength=R)})
-    summary = _polling_summary(sc, MODE_ETAG, int((hi - lo).sum()), int(useful.sum()), 0, int(win.sum()),
+    summary = _polling_summary(sc, mode, int((hi - lo).sum()), int(useful.sum()), 0, int(win.sum()),
                                int(obs.sum()), int(coal.sum()), (seen.t_poll[obs] - ts[obs]) * 1e3)
-    return _Mode(summary, _detections(MODE_ETAG, order[obs], sub[obs], ts[obs], seen.t_poll[obs]),
-                 int(grace_hi.sum())), table
+    return _Mode(summary, _detections(mode, order[obs], sub[obs], ts[obs], seen.t_poll[obs]),
+                 int(grace_hi.sum()), table)
 
 
-def _webhook(n: int, faults: bool) -> _Mode:
+def _webhook(st: _Stream, mode: str, rng: np.random.Generator) -> _Mode:
+    """Every change delivered once, first time: counts only (latency and faults are not simulated)."""
+    n, faults = int(st.window.sum()), bool(_faults_configured(st.sc))
     note = ("not simulated: a delivery's latency is network and receiver time, which virtual time does not "
             "model; measure it with hookbench run")
     return _Mode({
-        "kind": "webhook", "requests": n, "empty_requests": 0, **binomial_summary(0, n), "errors": 0, "retries": 0,
+        "kind": kind_of(mode).summary_kind, "requests": n, "empty_requests": 0, **binomial_summary(0, n), "errors": 0, "retries": 0,
         "observed": n, "lost": 0, "duplicates": 0, "coalesced": 0, "requests_per_change": 1.0 if n else None,
         "bytes_per_change": None, "cpu_s_per_change": None,
         "latency_ms": {"mean": None, "p50": None, "p90": None, "p99": None, "max": None, "n": 0, "note": note},
-        "model": {"requests_per_change": 1.0, "note": "one delivery per change when every first attempt succeeds"},
+        "model": _model(st.sc, mode, virtual=False),
         "note": "one delivery per change, every first attempt succeeding"
                 + ("; the scenario's faults are NOT simulated" if faults else ""),
     }, pd.DataFrame(), 0)
+
+
+# mode kind (bench.modes) -> its simulator; a kind declared `simulated` must have one (tests check it)
+SIMULATORS: dict[str, Callable[[_Stream, str, np.random.Generator], _Mode]] = {
+    "cursor": _cursor, "etag": _etag, "webhook": _webhook}
 
 
 def _faults_configured(sc: Scenario) -> list[str]:
@@ -242,6 +267,9 @@ def _warnings(sc: Scenario) -> list[str]:
         out.append(f"faults.{', faults.'.join(keys)} not simulated: webhook counts assume every delivery succeeds")
     if sc.attack.enabled:
         out.append("attack.enabled is ignored: the attack load is not simulated")
+    skipped = [m for m in sc.modes if not kind_of(m).simulated]
+    if skipped:
+        out.append(f"modes {', '.join(skipped)} not simulated (virtual time has no model of them): run them live")
     return out
 
 

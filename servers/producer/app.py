@@ -11,7 +11,8 @@ from typing import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from bench.config import Scenario
-from bench.protocol import ATTACK_LABEL_HEADER, MODE_CURSOR, MODE_ETAG, ChangeEvent
+from bench.modes import MODE_KINDS
+from bench.protocol import ATTACK_LABEL_HEADER, ChangeEvent
 from bench.records import JsonlWriter
 
 from ..common import loop_lag_ctx
@@ -25,8 +26,8 @@ from .views import EMPTY_POLL_MODES, EMPTY_POLLS, routes
 
 __all__ = ["create_app", "drop_torn_tail"]
 
-# Route name -> mode charged for the request.
-_ROUTE_MODE = {"resource": MODE_ETAG, "changes": MODE_CURSOR}
+# Route name -> mode charged for the request (each polling kind declares its route in bench.modes).
+_ROUTE_MODE = {k.charged_route: k.default_name for k in MODE_KINDS if k.charged_route}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 

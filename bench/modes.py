@@ -1,0 +1,219 @@
+"""The mode registry: every way of observing changes that hookbench measures, declared once.
+
+A *mode* is one observer in a run (a name in summary.json's `modes`: `polling`, `polling_etag`, `webhook`,
+`webhook_outbox`, ...). Each mode belongs to one `ModeKind`, which says how it observes (pull, push or stream),
+which scenario section and keys configure it, which producer route its cost is charged to, its analytic
+model, its label and colour in reports, and whether the virtual-time simulator supports it. Analysis,
+loss, simulation, sweeps, the reproduction readings, the producer and the reports look a mode up here
+(`kind_of`) instead of testing its name. A new mode that reuses an observation path is one entry in
+`MODE_KINDS` plus its server route and its Locust user (docs/architecture.md lists the files).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Callable
+
+from bench.model import poll_model
+from bench.schema import Field
+
+if TYPE_CHECKING:
+    from bench.config import Scenario
+
+__all__ = ["Observation", "ModeKind", "Workload", "MODE_KINDS", "kind_of", "find_kind", "scenario_modes",
+           "poll_styles", "mode_fields", "style_mode", "is_pull", "is_push", "CURSOR", "ETAG", "WEBHOOK",
+           "MODE_CURSOR", "MODE_ETAG", "MODE_WEBHOOK", "MODELLED_PROCESSES", "model_for"]
+
+
+class Observation(str, Enum):
+    """How a mode learns of a change."""
+
+    PULL = "pull"  # the consumer asks (polls); each request is empty or useful
+    PUSH = "push"  # the producer sends each change (a delivery attempt per change, retries included)
+    STREAM = "stream"  # one held connection carries the changes
+
+
+MODELLED_PROCESSES = ("poisson", "constant")  # change processes with a closed-form poll model
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What a mode's analytic model needs, in the time base of the run being modelled (live or nominal)."""
+
+    process: str  # one of MODELLED_PROCESSES: other streams are modelled as Poisson at the same mean rate
+    rate: float  # mean changes per second of one resource
+    interval: float  # poll interval, seconds
+    resources: int
+
+
+@dataclass(frozen=True)
+class Formulas:
+    """The model's formulas as reports print them (None where the mode has no such model)."""
+
+    wasted: Callable[[str], str] | None = None  # change process -> formula of the wasted fraction
+    latency: Callable[[str], str] | None = None  # change process -> formula of the mean detection latency
+    requests_per_change: str | None = None  # in the sweep's notation (R resources, lambda, T)
+
+
+@dataclass(frozen=True)
+class ModeKind:
+    """One kind of mode. Its instances are the mode names matching `pattern`."""
+
+    name: str  # the registry key
+    pattern: str  # full-match regular expression of the mode names of this kind
+    default_name: str  # the name of its (first) mode in a scenario
+    observes: Observation
+    summary_kind: str  # summary.json's `kind` of its modes (design.md section 4): "polling" | "webhook"
+    section: str  # the scenario section that configures it
+    style: str | None  # its value in polling.styles (pull kinds enabled by style), else None
+    fields: dict[str, Field]  # the keys it adds to its section (besides the section's shared keys)
+    charged_route: str | None  # the producer route (aiohttp route name) whose requests are charged to it;
+    #                            None: push kinds, charged per delivery attempt under the subscription's name
+    users_per_run: Callable[[int], int] | None  # Locust users it needs for R resources (pull kinds)
+    locust_user: str | None  # the Locust user class in scenarios/pollers.py (pull kinds)
+    model: Callable[[Workload], dict[str, Any]] | None  # analytic predictions (labelled as model in reports)
+    formulas: Formulas
+    label: str  # what reports call it
+    policy_words: str | None  # how it catches up, in the loss table (push kinds: the subscription's policy)
+    colour: str  # its colour in figures (further modes of one kind get the next free palette colour)
+    coalesces: bool  # state polling: changes overwritten before a poll saw them are coalesced, not lost
+    simulated: bool  # whether bench.simulation.simulate reproduces it in virtual time
+    _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_regex", re.compile(self.pattern))
+
+    def matches(self, mode: str) -> bool:
+        return self._regex.fullmatch(mode) is not None
+
+    def names(self, scenario: Scenario) -> list[str]:
+        """The modes of this kind a scenario runs, in their stable order."""
+        if self.style is not None:
+            return [self.default_name] if self.style in scenario.polling.styles else []
+        if self.section == "webhook":
+            return [d.name for d in scenario.webhook.subscriptions] if scenario.webhook.enabled else []
+        raise NotImplementedError(f"mode kind {self.name!r}: no rule for the modes of section [{self.section}]")
+
+    @property
+    def is_pull(self) -> bool:
+        return self.observes is Observation.PULL
+
+    @property
+    def is_push(self) -> bool:
+        return self.observes is Observation.PUSH
+
+
+# --- the models ----------------------------------------------------------------------------------------
+
+
+def _poll(state: bool, per_feed: bool) -> Callable[[Workload], dict[str, Any]]:
+    """Fixed-interval polling: a cursor feed sees every resource's changes (targets = R), a state poll one
+    resource's latest version (targets = 1, `state`)."""
+
+    def model(w: Workload) -> dict[str, Any]:
+        return poll_model(w.process, w.rate, w.interval, w.resources if per_feed else 1, state=state)
+
+    return model
+
+
+def _one_delivery(_w: Workload) -> dict[str, Any]:
+    return {"requests_per_change": 1.0, "note": "one delivery per change when every first attempt succeeds"}
+
+
+def _wasted(targets: str) -> Callable[[str], str]:
+    return lambda process: "e^(-lambda*T)" if process == "poisson" else f"max(0, 1 - T/I)^{targets}"
+
+
+def _state_latency(process: str) -> str:
+    return ("1/lambda - T*e^(-lambda*T)/(1-e^(-lambda*T)) (last change of an interval)" if process == "poisson"
+            else "T/2")
+
+
+# --- the registry ---------------------------------------------------------------------------------------
+
+CURSOR = ModeKind(
+    name="cursor", pattern="polling", default_name="polling", observes=Observation.PULL, summary_kind="polling",
+    section="polling", style="cursor",
+    fields={"cursor_limit": Field("int", 100, lambda n: 1 <= n <= 10_000, "must be an integer from 1 to 10000")},
+    charged_route="changes", users_per_run=lambda _r: 1, locust_user="CursorPoller", model=_poll(False, True),
+    formulas=Formulas(_wasted("targets"), lambda _p: "T/2", "1/(R·λ·T)"),
+    label="cursor polling", policy_words="cursor polling catch-up", colour="#1f77b4", coalesces=False,
+    simulated=True)
+
+ETAG = ModeKind(
+    name="etag", pattern="polling_etag", default_name="polling_etag", observes=Observation.PULL,
+    summary_kind="polling", section="polling", style="etag", fields={}, charged_route="resource",
+    users_per_run=lambda r: r, locust_user="EtagPoller", model=_poll(True, False),
+    formulas=Formulas(_wasted("targets"), _state_latency, "1/(λ·T)"),
+    label="state polling (ETag)", policy_words="state polling", colour="#ff7f0e", coalesces=True, simulated=True)
+
+WEBHOOK = ModeKind(
+    name="webhook", pattern=r"webhook[A-Za-z0-9_]{0,40}", default_name="webhook", observes=Observation.PUSH,
+    summary_kind="webhook", section="webhook", style=None, fields={}, charged_route=None, users_per_run=None,
+    locust_user=None, model=_one_delivery, formulas=Formulas(requests_per_change="1 per change"),
+    label="webhook", policy_words=None, colour="#2ca02c", coalesces=False, simulated=True)
+
+MODE_KINDS: tuple[ModeKind, ...] = (CURSOR, ETAG, WEBHOOK)  # the order of modes in summaries and reports
+
+MODE_CURSOR = CURSOR.default_name  # cursor feed GET /changes?after=SEQ
+MODE_ETAG = ETAG.default_name  # state polling GET /resources/{id} with If-None-Match
+MODE_WEBHOOK = WEBHOOK.default_name  # the default subscription; others are named webhook_<something>
+
+
+def find_kind(mode: str) -> ModeKind | None:
+    """The kind of mode name `mode`, or None for a name no kind claims (e.g. a run from a newer hookbench)."""
+    return next((k for k in MODE_KINDS if k.matches(mode)), None)
+
+
+def kind_of(mode: str) -> ModeKind:
+    """The kind of mode name `mode`; KeyError naming the known patterns when none claims it."""
+    kind = find_kind(mode)
+    if kind is None:
+        raise KeyError(f"unknown mode {mode!r}: known mode names are "
+                       + ", ".join(f"{k.pattern} ({k.name})" for k in MODE_KINDS))
+    return kind
+
+
+def is_pull(mode: str) -> bool:
+    """Whether `mode` polls (False for a name no kind claims)."""
+    kind = find_kind(mode)
+    return kind is not None and kind.is_pull
+
+
+def is_push(mode: str) -> bool:
+    """Whether the producer sends `mode` its changes (False for a name no kind claims)."""
+    kind = find_kind(mode)
+    return kind is not None and kind.is_push
+
+
+def scenario_modes(scenario: Scenario) -> tuple[str, ...]:
+    """Mode names a scenario runs, as they appear in summary.json, in the registry's order."""
+    return tuple(name for k in MODE_KINDS for name in k.names(scenario))
+
+
+def poll_styles() -> tuple[str, ...]:
+    """The values polling.styles accepts: one per pull kind enabled by style."""
+    return tuple(k.style for k in MODE_KINDS if k.style is not None)
+
+
+def style_mode(style: str) -> str:
+    """The mode name of a polling style ("cursor" -> "polling")."""
+    return next(k.default_name for k in MODE_KINDS if k.style == style)
+
+
+def mode_fields(section: str) -> dict[str, Field]:
+    """The keys the kinds configured by `section` add to it."""
+    out: dict[str, Field] = {}
+    for k in MODE_KINDS:
+        if k.section == section:
+            out.update(k.fields)
+    return out
+
+
+def model_for(mode: str, w: Workload) -> dict[str, Any] | None:
+    """The analytic model of `mode` on workload `w` (None when its kind has none). Processes without a closed
+    form must be mapped to Poisson by the caller, which labels the result so."""
+    model = kind_of(mode).model
+    return None if model is None else model(w)
