@@ -11,6 +11,7 @@ Run by `hookbench run` when a scenario has `[attack] enabled = true`; on its own
     locust -f scenarios/attack.py --headless -u 4 -r 4 -t 30s --host http://127.0.0.1:RECEIVER \\
         --hb-producer http://127.0.0.1:PRODUCER --hb-path /hooks/webhook --hb-secret whsec_... \\
         --hb-rate 400 --hb-records /tmp/rec
+    python scenarios/attack.py     # lists the --hb-* options: `locust --help` cannot (it skips the locustfile)
 """
 
 from __future__ import annotations
