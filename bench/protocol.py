@@ -23,19 +23,25 @@ ATTACK_KINDS = ("forged_signature", "wrong_secret", "replayed_timestamp", "repla
                 "wrong_path_token")
 ATTACK_NEEDS = {"wrong_basic_auth": "basic_auth", "wrong_path_token": "path_token"}
 
-# Producer routes
+# Routes: every path the producer and the receiver serve is declared here (tests/test_protocol_routes.py checks).
+# Both servers
 PATH_HEALTH = "/health"
+PATH_STATS = "/stats"
+# Producer
 PATH_RESOURCE = "/resources/{id}"
 PATH_CHANGES = "/changes"  # ?after=SEQ&limit=N
 PATH_SUBSCRIPTIONS = "/subscriptions"
 PATH_SUBSCRIPTION = "/subscriptions/{id}"
-PATH_STATS = "/stats"
 PATH_CONTROL_MARK = "/control/mark"  # POST {"name": "..."}: snapshot counters (window start/end)
 PATH_CONTROL_CHANGES = "/control/changes"  # POST {"running": false}: stop the change generator
 
-# Receiver routes: /hooks/<endpoint name, or its secret token when receiver.path_token is on>
+# Receiver: /hooks/<endpoint name, or its secret token when receiver.path_token is on>[/<forced status>]
 PATH_HOOKS = "/hooks"
 PATH_RECEIVER_START = "/control/start"  # POST {"t0_ns": N}: the window starts; fault windows count from here
+PATH_INSPECT = "/inspect"  # the inspector page
+PATH_INSPECT_JSON = "/inspect.json"
+# Every other path, /hooks... included, goes through the webhook pipeline: a hostile request to any path is audited
+PATH_RECEIVER_ANY = "/{tail:.*}"
 ATTACK_LABEL_HEADER = "x-hookbench-attack"  # set by the attack load, kept in the audit log, never used to decide
 
 # Standard Webhooks headers

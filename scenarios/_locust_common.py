@@ -1,4 +1,5 @@
-"""Helpers shared by the load locustfiles (fleet.py, storm.py, ramp.py): options, records, user indices, errors.
+"""Helpers shared by the locustfiles (pollers.py, attack.py, fleet.py, storm.py, ramp.py): options, records,
+user indices, errors.
 
 Not a locustfile: it defines no User, registers no option and no event listener. Each locustfile wires what
 it needs from here in its own listeners, so any combination of them (`-f storm.py,ramp.py`) stays valid.
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Option", "add_options", "option_values", "check", "finite_positive", "records_dir_error", "fail_at_init",
            "print_help", "RecordFile", "worker_index", "is_master", "is_worker", "stamp_layout", "UserIndices",
-           "request_error", "retry_after_s", "shielded"]
+           "request_error", "short_error", "retry_after_s", "shielded"]
 
 log = logging.getLogger("hookbench.load")
 T = TypeVar("T")
@@ -196,22 +197,30 @@ class UserIndices:
 # --- requests -------------------------------------------------------------------------------------
 
 
-def request_error(resp: Any) -> tuple[int, str | None]:
+def short_error(exc: object) -> str:
+    """"<type>: <message>" of an exception (the one geventhttpclient wrapped, if any), at most 120 characters."""
+    exc = getattr(exc, "original", None) or exc  # geventhttpclient wraps what it gave up on in RetriesExceeded
+    return f"{type(exc).__name__}: {exc}"[:120]
+
+
+def request_error(resp: Any, classify: bool = True) -> tuple[int, str | None]:
     """(status, error) of a FastHttpUser response: status 0 when there was none; error None for < 400.
 
-    error is "timeout", "connection" (refused, reset, closed without an answer), "HTTP <status>", or
-    a short text for anything else.
+    error is "HTTP <status>", or when there was no answer: "timeout", "connection" (refused, reset, closed
+    without an answer), or `short_error` for anything else; with classify=False, `short_error` always.
     """
     status = int(getattr(resp, "status_code", 0) or 0)
     if status:
         return status, (f"HTTP {status}" if status >= 400 else None)
     exc = getattr(resp, "error", None)
-    exc = getattr(exc, "original", None) or exc  # geventhttpclient wraps what it gave up on in RetriesExceeded
+    if not classify:
+        return 0, short_error(exc or "no response")
+    exc = getattr(exc, "original", None) or exc
     if isinstance(exc, (TimeoutError, socket.timeout, gevent.Timeout)):
         return 0, "timeout"
     if isinstance(exc, (OSError, GhcConnectionError, HTTPParseError)):  # refused, reset, closed, empty answer
         return 0, "connection"
-    return 0, (f"{type(exc).__name__}: {exc}"[:120] if exc is not None else "no response")
+    return 0, (short_error(exc) if exc is not None else "no response")
 
 
 def retry_after_s(value: str | None, now: float | None = None) -> float | None:

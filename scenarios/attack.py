@@ -11,10 +11,12 @@ Run by `hookbench run` when a scenario has `[attack] enabled = true`; on its own
     locust -f scenarios/attack.py --headless -u 4 -r 4 -t 30s --host http://127.0.0.1:RECEIVER \\
         --hb-producer http://127.0.0.1:PRODUCER --hb-path /hooks/webhook --hb-secret whsec_... \\
         --hb-rate 400 --hb-records /tmp/rec
+    python scenarios/attack.py     # lists the --hb-* options: `locust --help` cannot (it skips the locustfile)
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import itertools
 import json
@@ -26,12 +28,32 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import gevent
 from locust import FastHttpUser, constant_throughput, events, task
+from locust.env import Environment
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` importable from any cwd
-from bench.protocol import ATTACK_KINDS, ATTACK_LABEL_HEADER, change_event, encode_event, msg_id_for  # noqa: E402
-from bench.records import JsonlWriter  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench`, `scenarios` importable from any cwd
+from bench.protocol import (  # noqa: E402
+    ATTACK_KINDS,
+    ATTACK_LABEL_HEADER,
+    PATH_CHANGES,
+    PATH_HOOKS,
+    change_event,
+    encode_event,
+    msg_id_for,
+)
 from bench.signing import make_scheme, new_secret_for  # noqa: E402
+from scenarios._locust_common import (  # noqa: E402
+    Option,
+    RecordFile,
+    add_options,
+    check,
+    fail_at_init,
+    is_worker,
+    option_values,
+    print_help,
+    records_dir_error,
+)
 
 log = logging.getLogger("hookbench.attack")
 
@@ -44,49 +66,79 @@ EXPECTED_STATUS = {
 }
 REPLAY_AGE_S = 600  # replayed_timestamp: a capture this old is outside any tolerance (<= 300 s)
 
+OPTIONS: dict[str, Option] = {
+    "--hb-producer": (str, "", "Producer base URL (its change feed is replayed)"),
+    "--hb-path": (str, PATH_HOOKS, f"Receiver endpoint path, e.g. {PATH_HOOKS}/<token>"),
+    "--hb-scheme": (str, "standard", "Signing scheme: standard, github, stripe"),
+    "--hb-secret": (str, "", "The endpoint's secret (the attacker is an insider)"),
+    "--hb-basic-auth": (str, "", "user:password of the endpoint, if any"),
+    "--hb-max-body": (int, 1 << 20, "Receiver body limit in bytes"),
+    "--hb-rate": (float, 400.0, "Hostile requests per second, all users"),
+    "--hb-kinds": (str, ",".join(ATTACK_KINDS), "Comma list of attack kinds"),
+    "--hb-records": (str, "", "Directory for attack-<pid>.jsonl (empty: none)"),
+}
 
-@events.init_command_line_parser.add_listener
-def _options(parser: Any) -> None:
-    parser.add_argument("--hb-producer", default="", help="Producer base URL (its change feed is replayed)")
-    parser.add_argument("--hb-path", default="/hooks", help="Receiver endpoint path, e.g. /hooks/<token>")
-    parser.add_argument("--hb-scheme", default="standard", help="Signing scheme: standard, github, stripe")
-    parser.add_argument("--hb-secret", default="", help="The endpoint's secret (the attacker is an insider)")
-    parser.add_argument("--hb-basic-auth", default="", help="user:password of the endpoint, if any")
-    parser.add_argument("--hb-max-body", type=int, default=1 << 20, help="Receiver body limit in bytes")
-    parser.add_argument("--hb-rate", type=float, default=400.0, help="Hostile requests per second, all users")
-    parser.add_argument("--hb-kinds", default=",".join(ATTACK_KINDS), help="Comma list of attack kinds")
-    parser.add_argument("--hb-records", default="", help="Directory for attack-<pid>.jsonl (empty: none)")
+
+def _kinds(text: str) -> list[str]:
+    return [k for k in text.split(",") if k]
+
+
+RULES = [
+    ("--hb-kinds", lambda s: bool(_kinds(s)) and set(_kinds(s)) <= set(ATTACK_KINDS),
+     f"a non-empty comma list of {', '.join(ATTACK_KINDS)}"),
+    ("--hb-secret", bool, "the endpoint's secret (required)"),
+]
+
+CFG = argparse.Namespace(**option_values(None, OPTIONS), kinds=list(ATTACK_KINDS))
+_rows = RecordFile("attack")
 
 
 class _Shared:
-    """Per-process state: options, the record writer, and captured deliveries to replay."""
+    """Per-process state: captured deliveries to replay."""
 
-    writer: JsonlWriter | None = None
     captured: list[dict[str, Any]] = []
     captured_at = 0.0
-    kinds: list[str] = list(ATTACK_KINDS)
+
+
+def _configure(opts: Any) -> list[str]:
+    """Check the --hb-* options; if valid, apply them to CFG. Returns the errors."""
+    values = option_values(opts, OPTIONS)
+    errors = check(values, RULES)
+    if not errors and (bad_dir := records_dir_error(values["hb_records"])):
+        errors.append(bad_dir)
+    if errors:
+        return errors
+    vars(CFG).update(values, kinds=_kinds(values["hb_kinds"]))
+    _rows.directory = values["hb_records"]
+    return []
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser: Any) -> None:
+    add_options(parser, OPTIONS, secret=("--hb-secret",))
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: Any) -> None:
+    if is_worker(environment):
+        return  # a worker runs with the master's options (--hb-secret included), sent with the first spawn
+    if errors := _configure(environment.parsed_options):
+        fail_at_init("attack", errors)
 
 
 @events.test_start.add_listener
-def _start(environment: Any, **_: Any) -> None:
-    o = environment.parsed_options
-    kinds = [k for k in o.hb_kinds.split(",") if k]
-    bad = [k for k in kinds if k not in ATTACK_KINDS]
-    if bad or not o.hb_secret:
-        log.error("--hb-kinds %s: unknown kinds %s (known: %s); --hb-secret is required",
-                  o.hb_kinds, bad, ", ".join(ATTACK_KINDS))
-        sys.exit(2)
-    _Shared.kinds = kinds
-    if o.hb_records:
-        _Shared.writer = JsonlWriter(Path(o.hb_records) / f"attack-{os.getpid()}.jsonl")
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    # Re-applied here: the web UI and the master may have changed the options since init.
+    if errors := _configure(environment.parsed_options):
+        log.error("attack: not starting: %s", "; ".join(errors))
+        if environment.runner is not None:
+            gevent.spawn(environment.runner.stop)  # start() goes on spawning after this event: stop after it
 
 
 @events.quitting.add_listener
 @events.test_stop.add_listener
-def _stop(**_: Any) -> None:
-    if _Shared.writer is not None:
-        _Shared.writer.close()
-        _Shared.writer = None
+def _close_rows(**_: Any) -> None:
+    _rows.close()  # a row written after this reopens the file: nothing is lost
 
 
 def _captured(producer: str) -> list[dict[str, Any]]:
@@ -94,7 +146,7 @@ def _captured(producer: str) -> list[dict[str, Any]]:
     if producer and time.monotonic() - _Shared.captured_at > 2.0:
         _Shared.captured_at = time.monotonic()
         try:
-            req = urllib.request.Request(f"{producer}/changes?after=0&limit=10000",
+            req = urllib.request.Request(f"{producer}{PATH_CHANGES}?after=0&limit=10000",
                                          headers={ATTACK_LABEL_HEADER: "capture"})  # not the consumer's polling
             with urllib.request.urlopen(req, timeout=2) as r:
                 changes = json.loads(r.read())["changes"]
@@ -114,14 +166,13 @@ class Attacker(FastHttpUser):
         return self._pace(self)
 
     def on_start(self) -> None:
-        o = self.environment.parsed_options
-        self.o = o
-        self._pace = constant_throughput(o.hb_rate / max(1, o.num_users or 1))
-        self.scheme = make_scheme(o.hb_scheme, [o.hb_secret])
-        self.other = make_scheme(o.hb_scheme, [new_secret_for(o.hb_scheme)])
-        self.turn = itertools.cycle(_Shared.kinds)
+        users = getattr(self.environment.parsed_options, "num_users", None)
+        self._pace = constant_throughput(CFG.hb_rate / max(1, users or 1))
+        self.scheme = make_scheme(CFG.hb_scheme, [CFG.hb_secret])
+        self.other = make_scheme(CFG.hb_scheme, [new_secret_for(CFG.hb_scheme)])
+        self.turn = itertools.cycle(CFG.kinds)
         self.serial = itertools.count()
-        user, _, password = o.hb_basic_auth.partition(":")
+        user, _, password = CFG.hb_basic_auth.partition(":")
         self.auth = ("Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()) if user else None
 
     def _event(self) -> tuple[str, bytes]:
@@ -131,13 +182,13 @@ class Attacker(FastHttpUser):
 
     def _request(self, kind: str) -> tuple[str, bytes, dict[str, str]] | None:
         """(path, body, headers) of one hostile request of `kind`."""
-        path, now = self.o.hb_path, int(time.time())
+        path, now = CFG.hb_path, int(time.time())
         msg_id, body = self._event()
         headers = {"content-type": "application/json"}
         if self.auth:
             headers["authorization"] = self.auth
         if kind == "replayed_id":
-            captured = _captured(self.o.hb_producer)
+            captured = _captured(CFG.hb_producer)
             if not captured:
                 return None  # nothing delivered yet to replay
             c = captured[next(self.serial) % len(captured)]
@@ -146,7 +197,7 @@ class Attacker(FastHttpUser):
             msg_id = msg_id_for(c["change_id"])
             return path, body, {**headers, **self.scheme.sign(msg_id, body, now)}
         if kind == "oversized":
-            body = body[:-1] + b',"pad":"' + b"x" * (self.o.hb_max_body + 1024) + b'"}'
+            body = body[:-1] + b',"pad":"' + b"x" * (CFG.hb_max_body + 1024) + b'"}'
         elif kind == "malformed_json":
             body = body[: len(body) // 2]
         signed = {**headers, **self.scheme.sign(msg_id, body, now)}
@@ -165,7 +216,7 @@ class Attacker(FastHttpUser):
         if kind == "wrong_basic_auth":
             return path, body, {**signed, "authorization": "Basic " + base64.b64encode(b"intruder:guess").decode()}
         if kind == "wrong_path_token":
-            return "/hooks/" + os.urandom(16).hex(), body, signed
+            return f"{PATH_HOOKS}/{os.urandom(16).hex()}", body, signed
         return path, body, signed  # oversized, malformed_json: correctly signed, wrong in content
 
     @task
@@ -185,9 +236,8 @@ class Attacker(FastHttpUser):
                 resp.success()
             else:
                 resp.failure(f"{kind}: got {status}, expected {EXPECTED_STATUS[kind]}")
-        if _Shared.writer is not None:
-            _Shared.writer.write({"kind": kind, "t_send_ns": t_send, "t_recv_ns": time.time_ns(), "status": status,
-                                  "expected_status": EXPECTED_STATUS[kind], "bytes": len(body)})
+        _rows.write({"kind": kind, "t_send_ns": t_send, "t_recv_ns": time.time_ns(), "status": status,
+                     "expected_status": EXPECTED_STATUS[kind], "bytes": len(body)})
 
 
 def _forge(real: dict[str, str]) -> dict[str, str]:
@@ -203,3 +253,7 @@ def _forge(real: dict[str, str]) -> dict[str, str]:
             t = v.split(",")[0]
             out[k] = f"{t},v1={os.urandom(32).hex()}"
     return out
+
+
+if __name__ == "__main__":  # `locust --help` never imports the locustfile (Locust issue #2917): list them here
+    print_help("scenarios/attack.py", __doc__ or "", OPTIONS)

@@ -7,6 +7,7 @@ floor((i+1)s) > floor(is), else it polls one resource with If-None-Match (mode "
 readers (within one), interleaved, and the ETag users cover the resources evenly. A cursor reader starts
 at seq 0 and catches up at once (a full page is followed at once by the next); those catch-up reads and
 an ETag user's first read are its initial sync, flagged `initial`.
+The requests, and what their answers teach, are scenarios/_poll_core.py's (shared with pollers.py).
 
 Each user polls on an intended-time schedule: slot k is at join + phase + k*T + jitter_k (phase uniform
 in one period, jitter_k uniform in +-jitter*T, both seeded by --hb-seed and the index). A late poll is sent
@@ -86,7 +87,6 @@ from locust.runners import STATE_STOPPED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench`, `scenarios` importable from any cwd
 from bench.modes import MODE_CURSOR, MODE_ETAG  # noqa: E402
-from bench.protocol import PATH_CHANGES, PATH_RESOURCE, etag_for  # noqa: E402
 from scenarios._locust_common import (  # noqa: E402
     Option,
     RecordFile,
@@ -99,11 +99,11 @@ from scenarios._locust_common import (  # noqa: E402
     option_values,
     print_help,
     records_dir_error,
-    request_error,
     shielded,
     stamp_layout,
     worker_index,
 )
+from scenarios._poll_core import TERSE, CursorFeed, EtagResource, Outcome, run_poll  # noqa: E402
 
 log = logging.getLogger("hookbench.fleet")
 
@@ -189,14 +189,11 @@ class FleetPoller(FastHttpUser):
         self.cursor = (i + 1) * CFG.share_q // SHARE_SCALE > cursors_before
         self.mode = MODE_CURSOR if self.cursor else MODE_ETAG
         self.rid = None if self.cursor else (i - cursors_before) % CFG.hb_resources
+        self.target = CursorFeed(CFG.hb_limit) if self.rid is None else EtagResource(self.rid)
         self.period_ns = round(CFG.hb_interval * 1e9)
         self.jitter_ns = round(CFG.hb_jitter * self.period_ns)
         self.rng = random.Random(CFG.hb_seed * 1_000_003 + i)
         self.phase_ns = self.jitter_ns + int(self.rng.random() * self.period_ns)  # slot 0 never before the join
-        self.after = 0  # cursor: last seq seen
-        self.synced = False  # cursor: caught up once (a page without has_more)
-        self.etag: str | None = None
-        self.version: int | None = None  # ETag: last version seen; None before the first read
         self.t_join_ns = self.next_ns = self.slot = 0
 
     def _slot_ns(self, k: int) -> int:
@@ -216,84 +213,20 @@ class FleetPoller(FastHttpUser):
         intended = self.next_ns
         self.slot += 1
         self.next_ns = self._slot_ns(self.slot)  # late slots are sent, not skipped
-        poll_once = self._poll_cursor if self.cursor else self._poll_etag
-        followup, grace_s = False, 2 * CFG.hb_timeout + 1.0  # connect + read: a stopped user's last request
-        while (t_recv := shielded(partial(poll_once, intended, followup), grace_s)) is not None:
-            intended, followup = t_recv, True  # a catch-up page: sent at once
+        grace_s = 2 * CFG.hb_timeout + 1.0  # connect + read: a stopped user's last request
+        run_poll(self.target, self.client, TERSE, intended, self._record, run=partial(shielded, grace_s=grace_s))
 
-    def _poll_cursor(self, intended_ns: int, followup: bool) -> int | None:
-        """One GET /changes; returns its t_recv_ns when a follow-up page is due, else None."""
-        t_send = time.time_ns()
-        with self.client.get(f"{PATH_CHANGES}?after={self.after}&limit={CFG.hb_limit}", name=PATH_CHANGES,
-                             catch_response=True) as resp:
-            t_recv = time.time_ns()
-            status, error = request_error(resp)
-            body = resp.content or b""
-            page: tuple[list[dict[str, Any]], int, bool] | None = None
-            if error is None:
-                try:
-                    data = json.loads(body)
-                    page = list(data["changes"]), int(data["next_after"]), bool(data["has_more"])
-                except (ValueError, KeyError, TypeError) as exc:
-                    error = f"bad body: {type(exc).__name__}"
-            _mark(resp, error)
-        initial = not self.synced
-        if page is None:
-            self._record(intended_ns, t_send, t_recv, status, len(body), error, 0, [], followup, initial)
-            return None
-        changes, next_after, has_more = page
-        new = [c for c in changes if int(c["seq"]) > self.after]
-        latencies = [(t_recv - c["t_change_ns"]) / 1e6 for c in new if c["t_change_ns"] >= self.t_join_ns]
-        self._record(intended_ns, t_send, t_recv, status, len(body), None, len(new), latencies, followup, initial)
-        progressed, self.after = next_after > self.after, max(self.after, next_after)
-        if not has_more:
-            self.synced = True
-        return t_recv if has_more and progressed else None  # no progress would loop forever on a faulty server
-
-    def _poll_etag(self, intended_ns: int, followup: bool) -> None:
-        """One conditional GET /resources/{id}."""
-        headers = {"If-None-Match": self.etag} if self.etag else None
-        t_send = time.time_ns()
-        with self.client.get(PATH_RESOURCE.format(id=self.rid), name="/resources/[id]", headers=headers,
-                             catch_response=True) as resp:
-            t_recv = time.time_ns()
-            status, error = request_error(resp)
-            body = resp.content or b""
-            state: tuple[int, int | None, str | None] | None = None
-            if error is None and status != 304:
-                try:
-                    data = json.loads(body)
-                    state = int(data["version"]), data.get("t_change_ns"), resp.headers.get("ETag")
-                except (ValueError, KeyError, TypeError) as exc:
-                    error = f"bad body: {type(exc).__name__}"
-            _mark(resp, error)
-        initial, n_new, latencies = self.version is None, 0, []
-        if state is not None:
-            version, t_change, etag = state
-            n_new = version if self.version is None else max(0, version - self.version)
-            if n_new and t_change is not None and t_change >= self.t_join_ns:
-                latencies = [(t_recv - t_change) / 1e6]
-            self.version = version if self.version is None else max(self.version, version)
-            self.etag = etag or etag_for(self.rid or 0, self.version)
-        self._record(intended_ns, t_send, t_recv, status, len(body), error, n_new, latencies, followup, initial)
-        return None
-
-    def _record(self, intended_ns: int, t_send: int, t_recv: int, status: int, nbytes: int, error: str | None,
-                n_new: int, latencies: list[float], followup: bool, initial: bool) -> None:
-        outcome = "errors" if error else ("useful" if n_new else "empty")
-        _metrics.add(outcome, initial, latencies)
+    def _record(self, o: Outcome, intended_ns: int, followup: bool) -> None:
+        """A fleet row; an error row is neither empty nor useful. Latencies: the new changes made after the join."""
+        outcome = "errors" if o.error else ("useful" if o.n_new else "empty")
+        latencies = [(o.t_recv_ns - c.t_change_ns) / 1e6 for c in o.new
+                     if c.t_change_ns is not None and c.t_change_ns >= self.t_join_ns]
+        _metrics.add(outcome, o.initial, latencies)
         _polls.write({"mode": self.mode, "user": self.index, "worker": self.worker, "resource_id": self.rid,
-                      "t_intended_ns": intended_ns, "t_send_ns": t_send, "t_recv_ns": t_recv, "status": status,
-                      "empty": outcome == "empty", "n_new": n_new, "bytes": nbytes, "error": error,
-                      "latency_ms": round(max(latencies), 3) if latencies else None, "followup": followup,
-                      "initial": initial})
-
-
-def _mark(resp: Any, error: str | None) -> None:
-    if error:
-        resp.failure(error)
-    else:
-        resp.success()  # explicit, so a 304 counts as a success too
+                      "t_intended_ns": intended_ns, "t_send_ns": o.t_send_ns, "t_recv_ns": o.t_recv_ns,
+                      "status": o.status, "empty": outcome == "empty", "n_new": o.n_new, "bytes": o.nbytes,
+                      "error": o.error, "latency_ms": round(max(latencies), 3) if latencies else None,
+                      "followup": followup, "initial": o.initial})
 
 
 def _merged() -> dict[str, Any]:

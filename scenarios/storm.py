@@ -57,7 +57,7 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench`, `scenarios` importable from any cwd
-from bench.protocol import SCHEMES, change_event, encode_event, msg_id_for  # noqa: E402
+from bench.protocol import PATH_HOOKS, SCHEMES, change_event, encode_event, msg_id_for  # noqa: E402
 from bench.signing import Scheme, make_scheme  # noqa: E402
 from scenarios._locust_common import (  # noqa: E402
     Option,
@@ -80,7 +80,7 @@ from scenarios._locust_common import (  # noqa: E402
 log = logging.getLogger("hookbench.storm")
 
 OPTIONS: dict[str, Option] = {
-    "--hb-path": (str, "/hooks", "Receiver endpoint path, e.g. /hooks or /hooks/<token>"),
+    "--hb-path": (str, PATH_HOOKS, f"Receiver endpoint path, e.g. {PATH_HOOKS} or {PATH_HOOKS}/<token>"),
     "--hb-scheme": (str, "standard", f"Signing scheme: {', '.join(SCHEMES)}"),
     "--hb-secret": (str, "", "The endpoint's signing secret (required)"),
     "--hb-rate": (float, 10.0, "Deliveries per second offered by each user"),

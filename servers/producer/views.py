@@ -11,7 +11,18 @@ from typing import Any, Callable, Mapping
 
 from aiohttp import web
 
-from bench.protocol import ChangeEvent, etag_for
+from bench.protocol import (
+    PATH_CHANGES,
+    PATH_CONTROL_CHANGES,
+    PATH_CONTROL_MARK,
+    PATH_HEALTH,
+    PATH_RESOURCE,
+    PATH_STATS,
+    PATH_SUBSCRIPTION,
+    PATH_SUBSCRIPTIONS,
+    ChangeEvent,
+    etag_for,
+)
 
 from .keys import DEFAULT_DELIVERY, DISPATCHER, GENERATOR, LEDGER, MARKS, SNAPSHOT, STORE
 from .subscribe import EXAMPLE, SubscriptionError, parse_subscription
@@ -19,6 +30,7 @@ from .subscribe import EXAMPLE, SubscriptionError, parse_subscription
 __all__ = ["routes", "EMPTY_POLLS", "EMPTY_POLL_MODES"]
 
 routes = web.RouteTableDef()
+_RESOURCE_ROUTE = PATH_RESOURCE.replace("{id}", r"{id:\d{1,18}}")  # the protocol's path, the id 1-18 digits
 
 # How empty polls are answered. "sqlite" (the default, the realistic cost): every poll queries the store.
 # "memory": a poll that cannot find anything new -- `after` at or past the head of the log, or an ETag that
@@ -60,7 +72,7 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     return value
 
 
-@routes.get("/health")
+@routes.get(PATH_HEALTH)
 async def health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "role": "producer"})
 
@@ -73,7 +85,7 @@ def _none_match(header: str | None, etag: str) -> bool:
     return "*" in tags or any(t.removeprefix("W/") == etag for t in tags)
 
 
-@routes.get(r"/resources/{id:\d{1,18}}", name="resource")
+@routes.get(_RESOURCE_ROUTE, name="resource")
 async def get_resource(request: web.Request) -> web.StreamResponse:
     rid = int(request.match_info["id"])  # the route admits only 1-18 digits: always a valid SQLite integer
     store = request.app[STORE]
@@ -86,7 +98,7 @@ async def get_resource(request: web.Request) -> web.StreamResponse:
     return _json(store.get_resource(rid), {"ETag": etag})
 
 
-@routes.get("/changes", name="changes")
+@routes.get(PATH_CHANGES, name="changes")
 async def get_changes(request: web.Request) -> web.Response:
     after = _int_param(request, "after", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, 10_000)
@@ -100,7 +112,7 @@ async def get_changes(request: web.Request) -> web.Response:
     return _json({"changes": changes, "next_after": next_after, "has_more": has_more})
 
 
-@routes.post("/subscriptions")
+@routes.post(PATH_SUBSCRIPTIONS)
 async def add_subscription(request: web.Request) -> web.Response:
     """Body: url, scheme, secrets (or "secret"), delivery, basic_auth, ca_file (see `subscribe.py`).
 
@@ -120,7 +132,7 @@ async def add_subscription(request: web.Request) -> web.Response:
     return web.json_response(sub.public(), status=201)
 
 
-@routes.delete("/subscriptions/{id}")
+@routes.delete(PATH_SUBSCRIPTION)
 async def delete_subscription(request: web.Request) -> web.Response:
     sid = request.match_info["id"]
     if not request.app[STORE].remove_subscription(sid):
@@ -129,7 +141,7 @@ async def delete_subscription(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-@routes.get("/stats")
+@routes.get(PATH_STATS)
 async def stats(request: web.Request) -> web.Response:
     d = request.app[DISPATCHER]
     snap = request.app[SNAPSHOT]()
@@ -138,7 +150,7 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(snap)
 
 
-@routes.post("/control/mark")
+@routes.post(PATH_CONTROL_MARK)
 async def mark(request: web.Request) -> web.Response:
     try:
         data = await request.json()
@@ -150,7 +162,7 @@ async def mark(request: web.Request) -> web.Response:
     return web.json_response(snap)
 
 
-@routes.post("/control/changes")
+@routes.post(PATH_CONTROL_CHANGES)
 async def control_changes(request: web.Request) -> web.Response:
     data = await request.json()
     gen = request.app[GENERATOR]

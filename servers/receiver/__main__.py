@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from bench.errors import MISSING, ScenarioError
-from bench.protocol import SCHEMES
+from bench.protocol import PATH_HEALTH, PATH_HOOKS, PATH_INSPECT, SCHEMES
 
 from ..common import LOOPBACK, serve
 from .app import create_app
@@ -76,12 +76,13 @@ def _announce(setup: ReceiverSetup, host: str, port: int, show_secrets: bool) ->
     scheme = "https" if setup.receiver.https else "http"
     shown_host = f"[{host}]" if ":" in host else host
     base = f"{scheme}://{shown_host}:{port}"
-    lines = [f"receiver: listening on {base} (inspector {base}/inspect, health {base}/health); Ctrl-C stops it"]
+    lines = [f"receiver: listening on {base} (inspector {base}{PATH_INSPECT}, health {base}{PATH_HEALTH}); "
+             "Ctrl-C stops it"]
     for ep in setup.endpoints:
         key = setup.url_key(ep) if show_secrets or not setup.receiver.path_token else "<token>"
-        lines.append(f"receiver: endpoint {ep.name} ({ep.scheme}): POST {base}/hooks/{key}")
+        lines.append(f"receiver: endpoint {ep.name} ({ep.scheme}): POST {base}{PATH_HOOKS}/{key}")
         if len(setup.endpoints) == 1 and not setup.receiver.path_token:
-            lines.append(f"receiver: endpoint {ep.name} also answers at {base}/hooks")
+            lines.append(f"receiver: endpoint {ep.name} also answers at {base}{PATH_HOOKS}")
         if ep.basic_auth is not None and setup.receiver.basic_auth:
             password = ep.basic_auth.password if show_secrets else "<redacted>"
             lines.append(f"receiver: endpoint {ep.name} Basic Auth user {ep.basic_auth.user!r} password {password!r}")

@@ -12,7 +12,15 @@ from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
-from bench.protocol import PATH_HEALTH, PATH_RECEIVER_START, PATH_STATS
+from bench.protocol import (
+    PATH_HEALTH,
+    PATH_HOOKS,
+    PATH_INSPECT,
+    PATH_INSPECT_JSON,
+    PATH_RECEIVER_ANY,
+    PATH_RECEIVER_START,
+    PATH_STATS,
+)
 from bench.signing import Scheme, make_scheme
 
 from ..common import LISTENER, Listener, loop_lag_ctx
@@ -30,8 +38,6 @@ log = logging.getLogger("hookbench.receiver")
 
 RETRY_AFTER = {"Retry-After": "1"}
 AUDIT_FLUSH_S = 0.5  # audit.jsonl is buffered: flushed at least this often, and on shutdown
-PATH_INSPECT = "/inspect"
-PATH_INSPECT_JSON = "/inspect.json"
 
 
 class Shed(Reject):
@@ -75,7 +81,7 @@ class Receiver:
                 raise Reject(503, "receiver down (503 window)", "error", RETRY_AFTER)
         ep = target.endpoint
         if ep is None:
-            raise Reject(404, "unknown endpoint" if target.path.startswith("/hooks") else "unknown path")
+            raise Reject(404, "unknown endpoint" if target.path.startswith(PATH_HOOKS) else "unknown path")
         await check_request(request, ep, self.setup, self.schemes[ep.name], a, self.wall_clock)
         assert a.msg_id is not None
         key = (ep.name, a.msg_id)  # ids are per endpoint: two senders may use the same ids
@@ -181,8 +187,8 @@ async def control_start(request: web.Request) -> web.Response:
 def _endpoints(setup: ReceiverSetup) -> list[dict[str, str]]:
     """The endpoints as the inspector shows them: tokens never appear."""
     by_token = setup.receiver.path_token
-    return [{"name": ep.name, "scheme": ep.scheme, "url_path": "/hooks/<token>" if by_token else f"/hooks/{ep.name}"}
-            for ep in setup.endpoints]
+    return [{"name": ep.name, "scheme": ep.scheme,
+             "url_path": f"{PATH_HOOKS}/<token>" if by_token else f"{PATH_HOOKS}/{ep.name}"} for ep in setup.endpoints]
 
 
 async def inspect_json(request: web.Request) -> web.Response:
@@ -252,7 +258,7 @@ def create_app(setup: ReceiverSetup, *, records_dir: str | Path | None = None,
     app.router.add_post(PATH_RECEIVER_START, control_start)
     app.router.add_get(PATH_INSPECT, inspect_html)
     app.router.add_get(PATH_INSPECT_JSON, inspect_json)
-    app.router.add_route("*", "/{tail:.*}", hook)  # last: everything else is a (possibly hostile) webhook
+    app.router.add_route("*", PATH_RECEIVER_ANY, hook)  # last: everything else is a (possibly hostile) webhook
     app.cleanup_ctx.append(loop_lag_ctx(records, "receiver"))
     app.cleanup_ctx.append(records_ctx)
     return app

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping
 import orjson
 from aiohttp import StreamReader, web
 
+from bench.protocol import PATH_HOOKS
 from bench.signing import Scheme, SignatureError
 
 from .audit import Arrival
@@ -27,6 +28,7 @@ FORCED_MIN, FORCED_MAX = 200, 599
 _STATUS_RE = re.compile(r"[2-5][0-9][0-9]")
 _NO_BODY = (204, 205, 304)
 WWW_AUTHENTICATE = 'Basic realm="hookbench"'
+_HOOKS = PATH_HOOKS.strip("/")  # the first segment of every endpoint's path
 
 
 class Reject(Exception):
@@ -62,12 +64,12 @@ def _same(a: str, b: str) -> bool:
 def resolve(path: str, setup: ReceiverSetup) -> Target:
     """Match /hooks[/<name-or-token>[/<status>]] to an endpoint; the logged path never contains a token."""
     parts = path.split("/")
-    if len(parts) < 2 or parts[0] != "" or parts[1] != "hooks" or len(parts) > 4:
+    if len(parts) < 2 or parts[0] != "" or parts[1] != _HOOKS or len(parts) > 4:
         return Target(None, None, _cut_path(path, setup))
     by_token = setup.receiver.path_token
     if len(parts) == 2:  # plain /hooks reaches the only endpoint when it is addressed by name
         ep = setup.endpoints[0] if len(setup.endpoints) == 1 and not by_token else None
-        return Target(ep, None, "/hooks")
+        return Target(ep, None, PATH_HOOKS)
     key = parts[2]
     ep = None
     if by_token:
@@ -78,7 +80,7 @@ def resolve(path: str, setup: ReceiverSetup) -> Target:
     else:
         ep = next((e for e in setup.endpoints if e.name == key), None)
         shown = "<token>" if any(e.token and _same(key, e.token) for e in setup.endpoints) else _cut(key, 64)
-    logged = "/hooks/" + shown + ("/" + _cut(parts[3], 16) if len(parts) == 4 else "")
+    logged = f"{PATH_HOOKS}/{shown}" + ("/" + _cut(parts[3], 16) if len(parts) == 4 else "")
     forced = None
     if len(parts) == 4:
         if not _STATUS_RE.fullmatch(parts[3]):
