@@ -37,7 +37,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.orchestration.runner import new_run_dir, run_scenario
+    from bench.orchestration.runner import run_scenario
+    from bench.orchestration.session import new_run_dir
     from reports import build_report
 
     path = Path(args.scenario) if args.scenario else _scenarios_dir() / "default.toml"
@@ -136,7 +137,7 @@ def _check_load_flags(args: argparse.Namespace) -> None:
 
 def cmd_load(args: argparse.Namespace) -> int:
     from bench.orchestration.load import MasterOptions, run_load, run_workers
-    from bench.orchestration.runner import new_run_dir
+    from bench.orchestration.session import new_run_dir
     from reports import build_report
 
     _check_load_flags(args)
@@ -215,7 +216,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.orchestration.runner import new_run_dir
+    from bench.orchestration.session import new_run_dir
     from reports import build_comparison_report, build_report
 
     run_dirs = [Path(d) for d in args.run_dir]
@@ -243,7 +244,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from bench.orchestration.runner import new_run_dir
+    from bench.orchestration.session import new_run_dir
     from bench.simulation.simulate import simulate_scenario, summary_lines
     from reports import build_report
 

@@ -11,7 +11,6 @@ process's CPU are sampled.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import signal
@@ -29,20 +28,21 @@ import pandas as pd
 import psutil
 
 from bench.analysis.overload import overload_section
+from bench.analysis.saturation import locust_cpu_reasons
 from bench.analysis.stats import percentile
-from bench.analysis.tables import typed
+from bench.analysis.tables import read_jsonl, typed
 from bench.config import Scenario
 from bench.errors import RunError
 from bench.manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
 from bench.orchestration.procs import ProcessGroup, terminate
-from bench.orchestration.runner import Interrupted, Progress, RunResult, http_json, locust_cpu_warnings, on_sigterm
-from bench.orchestration.wiring import make_endpoints, producer_argv, receiver_config
+from bench.orchestration.session import Interrupted, Progress, RunResult, http_json, locust_cpu_warnings, on_sigterm
+from bench.orchestration.wiring import make_endpoints, producer_argv, receiver_argv, receiver_config
+from bench.protocol import PATH_STATS
 from bench.records import JsonlWriter
 
 __all__ = ["run_load", "run_workers", "MasterOptions", "LOAD_FORMAT_VERSION"]
 
 LOAD_FORMAT_VERSION = 1
-LOCUST_CPU_LIMIT = 90.0
 SLACK_S = 90.0  # beyond the ramp's own length before the run is stopped as hung
 
 
@@ -76,15 +76,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _read_jsonl(paths: list[Path]) -> list[dict[str, Any]]:
-    rows = []
-    for p in sorted(paths):
-        for line in p.read_text(encoding="utf-8").splitlines(keepends=True):
-            if line.endswith("\n"):
-                rows.append(json.loads(line))
-    return rows
 
 
 def _locustfiles(sc: Scenario, scenarios_dir: Path) -> str:
@@ -160,9 +151,8 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
             config = run_dir / "receiver.json"
             write_json(config, receiver_config(sc, [endpoint], run_dir / "tls"))
             config.chmod(0o600)
-            server = group.start("receiver", [sys.executable, "-m", "servers.receiver", "--config", str(config),
-                                              "--records", str(records), "--port", "0"],
-                                 run_dir / "logs" / "receiver.log", cwd=repo)
+            server = group.start("receiver", receiver_argv(config, records), run_dir / "logs" / "receiver.log",
+                                 cwd=repo)
             base = f"{'https' if sc.receiver.https else 'http'}://127.0.0.1:{server.port}"
         else:
             server = group.start("producer", producer_argv(run_dir / "scenario.json", run_dir / "producer.db",
@@ -214,7 +204,7 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
             for name, value in cpu.items():
                 harness.write({"t_ns": now, "process": name, "cpu_pct": value})
             try:
-                st = http_json(f"{base}/stats", timeout=2.0, ctx=ctx)
+                st = http_json(f"{base}{PATH_STATS}", timeout=2.0, ctx=ctx)
             except (OSError, urllib.error.URLError, RunError):
                 st = {}
             stats_log.write({"t_ns": now, "server": ld.target, "in_flight": st.get("in_flight"),
@@ -332,17 +322,17 @@ def _records_section(requests: pd.DataFrame, run_dir: Path, records: Path, targe
 def _analyse(sc: Scenario, run_dir: Path, records: Path, partial: bool) -> dict[str, Any]:
     ld = sc.load
     pattern = "storm-*.jsonl" if ld.target == "receiver" else "fleet-*.jsonl"
-    requests = pd.DataFrame(_read_jsonl(list(records.glob(pattern))))
+    requests = pd.DataFrame(read_jsonl(list(records.glob(pattern))))
     for col in ("t_intended_ns", "t_send_ns", "t_recv_ns", "status", "error", "attempt", "msg_id"):
         if col not in requests.columns:
             requests[col] = None
     requests = requests.astype({"t_intended_ns": "int64", "t_send_ns": "int64", "t_recv_ns": "int64",
                                 "status": "int64"}) if len(requests) else requests
-    steps = pd.DataFrame(_read_jsonl(list(records.glob("steps.jsonl"))), columns=["t_ns", "step", "users"])
-    server_stats = pd.DataFrame(_read_jsonl([records / "server_stats.jsonl"]),
+    steps = pd.DataFrame(read_jsonl(list(records.glob("steps.jsonl"))), columns=["t_ns", "step", "users"])
+    server_stats = pd.DataFrame(read_jsonl([records / "server_stats.jsonl"]),
                                 columns=["t_ns", "server", "in_flight", "pending", "requests", "shed_503"])
-    harness = typed("harness", _read_jsonl([records / "harness.jsonl"]))
-    loop_lag = typed("loop_lag", _read_jsonl(list(records.glob("loop_lag*.jsonl"))))
+    harness = typed("harness", read_jsonl([records / "harness.jsonl"]))
+    loop_lag = typed("loop_lag", read_jsonl(list(records.glob("loop_lag*.jsonl"))))
     requests.to_parquet(run_dir / "requests.parquet", index=False)
     steps.to_parquet(run_dir / "steps.parquet", index=False)
     server_stats.to_parquet(run_dir / "server_stats.parquet", index=False)
@@ -351,16 +341,10 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, partial: bool) -> dict[
     overload = overload_section(requests, steps, server_stats, rate_per_user=ld.rate_per_user,
                                 settle_s=ld.settle, slo_p99_ms=ld.slo_p99 * 1e3, ramp_steps=ld.steps)
     # The harness is saturated when the load generator, not the server under test, ran out of CPU.
-    reasons = []
     locust = harness[harness["process"].str.startswith("locust")]
-    for process, cpu in locust.groupby("process")["cpu_pct"]:
-        hot = int((cpu > LOCUST_CPU_LIMIT).sum())
-        if hot >= 2:
-            reasons.append(f"{process} CPU above {LOCUST_CPU_LIMIT:.0f}% in {hot} one-second samples: "
-                           "the load generator, not the server, may have set the pace")
     warnings = locust_cpu_warnings(run_dir / "logs")
-    if warnings:
-        reasons.append(f"Locust warned {warnings} times that its CPU passed 90%")
+    reasons = locust_cpu_reasons(locust, warnings,
+                                 consequence=": the load generator, not the server, may have set the pace")
     rec = _records_section(requests, run_dir, records, ld.target)
     lag = loop_lag["lag_ms"].to_numpy(dtype=float)
     return {

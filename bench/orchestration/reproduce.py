@@ -29,7 +29,8 @@ from bench.analysis.readings import live_latency, live_part, load_part
 from bench.config import load_scenario
 from bench.errors import RunDirError, RunError
 from bench.manifest import collect_metadata, read_json, write_json
-from bench.orchestration.runner import new_run_dir, run_scenario
+from bench.orchestration.runner import run_scenario
+from bench.orchestration.session import new_run_dir
 from bench.simulation.calibrate import (
     SENSITIVITY_MIXES,
     ZAPIER,

@@ -7,15 +7,11 @@ it gathers the records (tables), analyses them and writes summary.json. Reports 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import ssl
-import sys
 import time
 import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,93 +20,41 @@ import psutil
 from bench.analysis.summary import Window, detections, summarize
 from bench.analysis.tables import load_records, read_marks, write_parquet
 from bench.config import Scenario
-from bench.errors import RunDirError, RunError
+from bench.errors import RunError
 from bench.manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
 from bench.orchestration.procs import Child, ProcessGroup
+from bench.orchestration.session import (
+    Interrupted,
+    Progress,
+    RunResult,
+    http_json,
+    locust_cpu_warnings,
+    on_sigterm,
+)
 from bench.orchestration.wiring import (
     Endpoint,
     attack_argv,
     make_endpoints,
     poller_argv,
     producer_argv,
+    receiver_argv,
     receiver_config,
     subscription_body,
 )
-from bench.protocol import PATH_RECEIVER_START, STYLE_MODE
+from bench.protocol import (
+    PATH_CONTROL_CHANGES,
+    PATH_CONTROL_MARK,
+    PATH_RECEIVER_START,
+    PATH_STATS,
+    PATH_SUBSCRIPTIONS,
+    STYLE_MODE,
+)
 from bench.records import JsonlWriter
 from bench.traces import write_trace_csv
 
-__all__ = ["RunResult", "run_scenario", "new_run_dir", "http_json", "Progress", "Interrupted", "on_sigterm",
-           "locust_cpu_warnings", "STARTUP_TIMEOUT_S"]
+__all__ = ["run_scenario", "STARTUP_TIMEOUT_S"]
 
 STARTUP_TIMEOUT_S = 60.0  # Locust imports gevent and friends; on a busy 2-core machine that takes seconds
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    summary: dict[str, Any]
-    partial: bool
-    error: str | None = None
-
-
-def new_run_dir(base: Path, name: str) -> Path:
-    """runs/<UTC timestamp>-<name>/, never an existing directory (a suffix is added instead)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    for i in range(1000):
-        d = base / (f"{stamp}-{name}" + (f"-{i}" if i else ""))
-        try:
-            d.mkdir(parents=True, exist_ok=False)
-            return d
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise RunDirError(f"{base}: cannot create a run directory there ({e.strerror}); "
-                              "pass a writable --out DIR") from None
-    raise RunError(f"cannot create a new run directory under {base}")
-
-
-def http_json(url: str, data: dict[str, Any] | None = None, timeout: float = 5.0,
-          ctx: ssl.SSLContext | None = None) -> dict[str, Any]:
-    body = None if data is None else json.dumps(data).encode()
-    req = urllib.request.Request(url, data=body, method="GET" if data is None else "POST",
-                                 headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
-            return json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as e:  # a child refused what we sent: say what it said
-        detail = e.read().decode(errors="replace")[:300]
-        raise RunError(f"{req.method} {url.split('?')[0]} answered {e.code}: {detail}") from None
-
-
-class Progress:
-    """One status line, rewritten in place on a terminal, printed every few seconds otherwise."""
-
-    def __init__(self, out: Callable[[str], None] | None) -> None:
-        self.out = out
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-
-    def show(self, text: str) -> None:
-        if self.tty:
-            sys.stderr.write("\r\033[K" + text)
-            sys.stderr.flush()
-        elif self.out is not None and time.monotonic() - self.last >= 5.0:
-            self.out(text)
-            self.last = time.monotonic()
-
-    def done(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-class Interrupted(Exception):
-    pass
-
-
-def on_sigterm(signum: int, frame: object) -> None:
-    raise Interrupted()
 
 
 class _Orchestra:
@@ -163,8 +107,7 @@ class _Orchestra:
         config = self.run_dir / "receiver.json"
         write_json(config, receiver_config(sc, self.endpoints, tls_dir))
         config.chmod(0o600)  # it holds the endpoints' secrets
-        receiver = self.group.start("receiver", [sys.executable, "-m", "servers.receiver", "--config", str(config),
-                                                 "--records", str(self.records), "--port", "0"],
+        receiver = self.group.start("receiver", receiver_argv(config, self.records),
                                     self.run_dir / "logs" / "receiver.log", cwd=self.repo)
         self._watch(receiver)
         scheme = "https" if sc.receiver.https else "http"
@@ -177,7 +120,7 @@ class _Orchestra:
                  f"(pid {receiver.pid})")
         if sc.webhook.enabled:
             for ep in self.endpoints:
-                http_json(f"{self.base}/subscriptions", subscription_body(sc, ep, self.receiver_base, ca))
+                http_json(f"{self.base}{PATH_SUBSCRIPTIONS}", subscription_body(sc, ep, self.receiver_base, ca))
 
     def start_pollers(self) -> Child:
         sc = self.sc
@@ -212,7 +155,7 @@ class _Orchestra:
                 pass
         if not self.producer_up:
             return None
-        stats = http_json(f"{self.base}/stats", timeout=2.0)
+        stats = http_json(f"{self.base}{PATH_STATS}", timeout=2.0)
         d = stats["deliveries"]
         self.events.write({"t_ns": now, "source": "producer", "event": "stats", "changes": stats["changes"],
                            "attempts": d["attempts"], "ok": d["ok"], "failed": d["failed"], "pending": d["pending"]})
@@ -265,14 +208,14 @@ class _Orchestra:
         self.log(f"\nfault: producer restarted on the same store (pid {self.producer.pid})")
 
     def start_window(self) -> None:
-        self.window["start_ns"] = http_json(f"{self.base}/control/mark", {"name": "window_start"})["t_ns"]
+        self.window["start_ns"] = http_json(f"{self.base}{PATH_CONTROL_MARK}", {"name": "window_start"})["t_ns"]
         http_json(f"{self.receiver_base}{PATH_RECEIVER_START}", {"t0_ns": self.window["start_ns"]}, ctx=self.ssl)
         if self.sc.attack.enabled:
             self.start_attack()
 
     def end_window(self) -> None:
-        self.window["end_ns"] = http_json(f"{self.base}/control/mark", {"name": "window_end"})["t_ns"]
-        http_json(f"{self.base}/control/changes", {"running": False})
+        self.window["end_ns"] = http_json(f"{self.base}{PATH_CONTROL_MARK}", {"name": "window_end"})["t_ns"]
+        http_json(f"{self.base}{PATH_CONTROL_CHANGES}", {"running": False})
 
     def close(self) -> dict[str, int | None]:
         self.progress.done()
@@ -373,14 +316,3 @@ def _redact(arg: str, endpoints: list[Endpoint]) -> str:
             if secret and secret in arg:
                 arg = arg.replace(secret, "<secret>")
     return arg
-
-
-def locust_cpu_warnings(logs: Path) -> int:
-    """Locust logs a warning when its own CPU passes 90%: count them."""
-    n = 0
-    for name in ("locust.log", "locust.out", "attack.log", "attack.out"):
-        try:
-            n += (logs / name).read_text(errors="replace").count("CPU usage above")
-        except OSError:
-            pass
-    return n

@@ -24,7 +24,8 @@ import pandas as pd
 from bench.config import load_scenario
 from bench.errors import HookbenchError, RunDirError, ScenarioError
 from bench.manifest import collect_metadata, read_json, write_json
-from bench.orchestration.runner import new_run_dir, run_scenario
+from bench.orchestration.runner import run_scenario
+from bench.orchestration.session import new_run_dir
 from bench.protocol import MODE_CURSOR, mode_kind
 
 if TYPE_CHECKING:
