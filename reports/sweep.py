@@ -15,7 +15,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from bench.orchestration.sweep import COST_METRICS, read_sweep
+from bench.analysis.crossover import COST_METRICS
+from bench.orchestration.sweep import read_sweep
 from bench.protocol import MODE_CURSOR, MODE_ETAG
 from reports.build import write_atomic
 from reports.document import Block, Bullets, Cell, CodeBlock, Failure, Heading, Image, Notice, Para, Row, Strong, Table

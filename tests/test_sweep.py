@@ -17,10 +17,11 @@ import psutil
 import pytest
 
 import bench.orchestration.sweep as sweep_mod
+from bench.analysis.crossover import COST_METRICS, crossover
 from bench.config import Scenario, load_scenario
 from bench.errors import FormatVersionError, RunDirError, ScenarioError
 from bench.orchestration.session import RunResult
-from bench.orchestration.sweep import COST_METRICS, crossover, parse_grid, plan_sweep, run_sweep
+from bench.orchestration.sweep import parse_grid, plan_sweep, run_sweep
 from reports.fmt import fmt_num, fmt_short
 from reports.sweep import build_sweep_report
 
