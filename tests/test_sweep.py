@@ -22,6 +22,7 @@ from bench.config import Scenario, load_scenario
 from bench.errors import FormatVersionError, RunDirError, ScenarioError
 from bench.orchestration.session import RunResult
 from bench.orchestration.sweep import parse_grid, plan_sweep, run_sweep
+from bench.results import RunStatus, Summary
 from reports.fmt import fmt_num, fmt_short
 from reports.sweep import build_sweep_report
 
@@ -252,8 +253,9 @@ def fake_runs(monkeypatch: pytest.MonkeyPatch, interrupt_at: int | None = None,
             os.kill(os.getpid(), signal.SIGTERM)
         summary = fake_summary(sc)
         if len(dirs) == interrupt_at:  # run_scenario caught Ctrl-C itself and analysed what it had
-            return RunResult(run_dir, {**summary, "partial": True}, True, "interrupted")
-        return RunResult(run_dir, summary, False, None)
+            return RunResult(run_dir, Summary.from_dict({**summary, "partial": True}), RunStatus.INTERRUPTED,
+                             "interrupted")
+        return RunResult(run_dir, Summary.from_dict(summary), RunStatus.COMPLETE, None)
 
     monkeypatch.setattr(sweep_mod, "run_scenario", run)
     return dirs
@@ -351,7 +353,7 @@ def test_report_refuses_what_is_not_a_sweep(tmp_path: Path) -> None:
     with pytest.raises(RunDirError, match="no sweep.json"):
         build_sweep_report(tmp_path)
     (tmp_path / "sweep.json").write_text(json.dumps({"format_version": 99}))
-    with pytest.raises(FormatVersionError, match="format_version 99"):
+    with pytest.raises(FormatVersionError, match="format_version = 99"):
         build_sweep_report(tmp_path)
 
 

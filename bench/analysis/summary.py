@@ -21,10 +21,10 @@ from bench.analysis.stats import latency_stats, percentile, wilson_interval
 from bench.analysis.tables import Tables
 from bench.config import ChangesCfg
 from bench.protocol import MODE_CURSOR, MODE_ETAG, mode_kind
+from bench.results import Kind, RunStatus, status_keys, version_keys
 
-__all__ = ["Window", "summarize", "detections", "SUMMARY_FORMAT_VERSION", "LAG_P99_LIMIT_MS", "LATE_SEND_LIMIT"]
+__all__ = ["Window", "summarize", "detections", "LAG_P99_LIMIT_MS", "LATE_SEND_LIMIT"]
 
-SUMMARY_FORMAT_VERSION = 1
 LAG_P99_LIMIT_MS = 20.0  # a server's event loop later than this at p99 means it, not the workload, set the pace
 LATE_SEND_LIMIT = 0.10  # pollers whose p99 send lateness exceeds 10% of the interval could not keep schedule
 
@@ -192,20 +192,21 @@ def _saturation(t: Tables, w: Window, modes: dict[str, dict[str, Any]], T: float
 
 
 def summarize(t: Tables, w: Window, scenario: dict[str, Any], marks: dict[str, dict[str, Any]], *,
-              modes: list[str], partial: bool = False, locust_cpu_warnings: int = 0) -> dict[str, Any]:
-    """The whole summary.json content for one run."""
+              modes: list[str], status: RunStatus = RunStatus.COMPLETE,
+              locust_cpu_warnings: int = 0) -> dict[str, Any]:
+    """The whole summary.json content for one run that ended with `status`."""
     det = detections(t, w)
     per_mode = {m: _mode_summary(t, w, m, scenario, marks, det) for m in modes}
     lam, T = _live_rate_and_interval(scenario)
     sat = _saturation(t, w, per_mode, T, locust_cpu_warnings)
     return {
-        "format_version": SUMMARY_FORMAT_VERSION,
+        **version_keys(Kind.RUN),
         "scenario": scenario["name"],
         "duration_s": w.duration_s,
         "seed": scenario["seed"],
         "changes": int(len(_window_changes(t, w))),
         "harness_saturated": bool(sat["reasons"]),
-        "partial": partial,
+        **status_keys(status),
         "time_scale": scenario["run"]["time_scale"],
         "saturation": sat,
         "workload": {

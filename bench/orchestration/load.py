@@ -33,16 +33,26 @@ from bench.analysis.stats import percentile
 from bench.analysis.tables import read_jsonl, typed
 from bench.config import Scenario
 from bench.errors import RunError
-from bench.manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
+from bench.manifest import collect_metadata
 from bench.orchestration.procs import ProcessGroup, terminate
 from bench.orchestration.session import Interrupted, Progress, RunResult, http_json, locust_cpu_warnings, on_sigterm
 from bench.orchestration.wiring import make_endpoints, producer_argv, receiver_argv, receiver_config
 from bench.protocol import PATH_STATS
 from bench.records import JsonlWriter
+from bench.results import (
+    Kind,
+    RunStatus,
+    Summary,
+    manifest_keys,
+    status_keys,
+    version_keys,
+    write_json,
+    write_manifest,
+    write_summary,
+)
 
-__all__ = ["run_load", "run_workers", "MasterOptions", "LOAD_FORMAT_VERSION"]
+__all__ = ["run_load", "run_workers", "MasterOptions"]
 
-LOAD_FORMAT_VERSION = 1
 SLACK_S = 90.0  # beyond the ramp's own length before the run is stopped as hung
 
 
@@ -128,20 +138,21 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
     records.mkdir()
     nproc = 0 if master is not None else processes or ld.processes or os.cpu_count() or 1
     write_json(run_dir / "scenario.json", sc.to_dict())
-    manifest: dict[str, Any] = {"format_version": MANIFEST_FORMAT_VERSION, "kind": "load", "scenario": sc.to_dict(),
+    manifest: dict[str, Any] = {**manifest_keys(Kind.LOAD), "scenario": sc.to_dict(),
                                 "scenario_source": sc.source, "seed": sc.seed, "time_scale": sc.run.time_scale,
-                                "locust_processes": nproc, **collect_metadata(repo), "partial": True}
+                                "locust_processes": nproc, **collect_metadata(repo),
+                                **status_keys(RunStatus.PARTIAL)}
     manifest["clocks"] = ONE_CLOCK
     if master is not None:
         manifest["locust_master"] = {"expect_workers": master.expect_workers, "bind": f"127.0.0.1:{master.bind_port}",
                                      "max_wait_s": master.max_wait_s}
         manifest["clocks"] = WORKER_CLOCKS
-    write_json(run_dir / "manifest.json", manifest)
+    write_manifest(run_dir, manifest)
     group = ProcessGroup()
     stats_log = JsonlWriter(records / "server_stats.jsonl")
     harness = JsonlWriter(records / "harness.jsonl")
     progress = Progress(log)
-    partial, error = False, None
+    status, error = RunStatus.COMPLETE, None
     old_term = signal.signal(signal.SIGTERM, on_sigterm)
     t_start = time.time_ns()
     try:
@@ -219,10 +230,10 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
             raise RunError(f"the Locust master exited with code {locust.popen.returncode}; see "
                            f"{run_dir / 'logs' / 'locust.log'}")
     except (KeyboardInterrupt, Interrupted):
-        partial, error = True, "interrupted"
+        status, error = RunStatus.INTERRUPTED, RunStatus.INTERRUPTED.value
         log("\ninterrupted: stopping processes and analysing what was recorded")
     except RunError as e:
-        partial, error = True, str(e)
+        status, error = RunStatus.PARTIAL, str(e)
     finally:
         signal.signal(signal.SIGTERM, old_term)
         progress.done()
@@ -230,11 +241,11 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
         stats_log.close()
         harness.close()
         manifest["processes"] = {c.name: {"pid": c.pid, "exit_code": codes.get(c.name)} for c in group.children}
-    manifest.update(partial=partial, error=error, window={"start_ns": t_start, "end_ns": time.time_ns()})
-    write_json(run_dir / "manifest.json", manifest)
-    summary = _analyse(sc, run_dir, records, partial)
-    write_json(run_dir / "summary.json", summary)
-    return RunResult(run_dir, summary, partial, error)
+    manifest.update(status_keys(status), error=error, window={"start_ns": t_start, "end_ns": time.time_ns()})
+    write_manifest(run_dir, manifest)
+    summary = _analyse(sc, run_dir, records, status)
+    write_summary(run_dir, summary)
+    return RunResult(run_dir, Summary.from_dict(summary), status, error)
 
 
 def _wait_for_workers(locust: Any, group: ProcessGroup, run_dir: Path, records: Path, master: MasterOptions,
@@ -319,7 +330,7 @@ def _records_section(requests: pd.DataFrame, run_dir: Path, records: Path, targe
             "complete": None if counted is None else rows >= counted}
 
 
-def _analyse(sc: Scenario, run_dir: Path, records: Path, partial: bool) -> dict[str, Any]:
+def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus) -> dict[str, Any]:
     ld = sc.load
     pattern = "storm-*.jsonl" if ld.target == "receiver" else "fleet-*.jsonl"
     requests = pd.DataFrame(read_jsonl(list(records.glob(pattern))))
@@ -348,8 +359,8 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, partial: bool) -> dict[
     rec = _records_section(requests, run_dir, records, ld.target)
     lag = loop_lag["lag_ms"].to_numpy(dtype=float)
     return {
-        "format_version": LOAD_FORMAT_VERSION, "kind": "load", "scenario": sc.name, "seed": sc.seed,
-        "target": ld.target, "partial": partial, "changes": None, "modes": {},
+        **version_keys(Kind.LOAD), "scenario": sc.name, "seed": sc.seed,
+        "target": ld.target, **status_keys(status), "changes": None, "modes": {},
         "duration_s": float(steps["t_ns"].max() - steps["t_ns"].min()) / 1e9 if len(steps) > 1 else 0.0,
         "harness_saturated": bool(reasons),
         "saturation": {

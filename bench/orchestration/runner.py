@@ -21,7 +21,7 @@ from bench.analysis.summary import Window, detections, summarize
 from bench.analysis.tables import load_records, read_marks, write_parquet
 from bench.config import Scenario
 from bench.errors import RunError
-from bench.manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
+from bench.manifest import collect_metadata
 from bench.orchestration.procs import Child, ProcessGroup
 from bench.orchestration.session import (
     Interrupted,
@@ -50,6 +50,16 @@ from bench.protocol import (
     STYLE_MODE,
 )
 from bench.records import JsonlWriter
+from bench.results import (
+    Kind,
+    RunStatus,
+    Summary,
+    manifest_keys,
+    status_keys,
+    write_json,
+    write_manifest,
+    write_summary,
+)
 from bench.traces import write_trace_csv
 
 __all__ = ["run_scenario", "STARTUP_TIMEOUT_S"]
@@ -231,10 +241,10 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
     records = run_dir / "records"
     records.mkdir()
     write_json(run_dir / "scenario.json", scenario.to_dict())
-    manifest: dict[str, Any] = {"format_version": MANIFEST_FORMAT_VERSION, "scenario": scenario.to_dict(),
+    manifest: dict[str, Any] = {**manifest_keys(Kind.RUN), "scenario": scenario.to_dict(),
                                 "scenario_source": scenario.source, "seed": scenario.seed,
                                 "time_scale": scenario.run.time_scale, **collect_metadata(repo),
-                                "window": None, "partial": True, "processes": {},
+                                "window": None, **status_keys(RunStatus.PARTIAL), "processes": {},
                                 "clocks": {"single_clock": True, "note": "producer, receiver and pollers run on this "
                                            "machine: every timestamp is from one clock"}}
     if scenario.changes.process == "trace":  # keep the replayed stream itself: the run reproduces without it
@@ -243,10 +253,10 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
         manifest["trace"] = {"source": trace.source, "sha256": trace.sha256, "events": trace.events,
                              "cycle_s": trace.cycle, "mean_rate_per_s": trace.mean_rate, "copy": "trace.csv",
                              "gap_cv": trace.burstiness()}
-    write_json(run_dir / "manifest.json", manifest)
+    write_manifest(run_dir, manifest)
 
     error: str | None = None
-    partial = False
+    status = RunStatus.COMPLETE
     old_term = signal.signal(signal.SIGTERM, on_sigterm)
     o = _Orchestra(scenario, run_dir, scenarios_dir, repo, manifest, log)
     try:
@@ -275,15 +285,12 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
         o.phase("drain", sc.run.drain)
         o.window["grace_end_ns"] = time.time_ns()
     except (KeyboardInterrupt, Interrupted):
-        partial = True
-        error = "interrupted"
+        status, error = RunStatus.INTERRUPTED, RunStatus.INTERRUPTED.value
         log("\ninterrupted: stopping processes and analysing what was recorded")
     except RunError as e:
-        partial = True
-        error = str(e)
+        status, error = RunStatus.PARTIAL, str(e)
     except (OSError, urllib.error.URLError) as e:  # a child stopped answering
-        partial = True
-        error = f"lost contact with a child process: {e}"
+        status, error = RunStatus.PARTIAL, f"lost contact with a child process: {e}"
     finally:
         signal.signal(signal.SIGTERM, old_term)
         codes = o.close()
@@ -297,17 +304,17 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
     manifest["window"] = {"start_ns": w.start_ns, "end_ns": w.end_ns, "grace_end_ns": w.grace_end_ns,
                           "warmup_s": scenario.run.warmup, "duration_s": w.duration_s,
                           "drain_s": (w.grace_end_ns - w.end_ns) / 1e9}
-    manifest["partial"] = partial
+    manifest.update(status_keys(status))
     manifest["error"] = error
-    write_json(run_dir / "manifest.json", manifest)
+    write_manifest(run_dir, manifest)
 
     tables = load_records(records, run_dir / "producer.db")
     write_parquet(tables, run_dir)
     detections(tables, w).to_parquet(run_dir / "detections.parquet", index=False)
     summary = summarize(tables, w, scenario.to_dict(), read_marks(records), modes=list(scenario.modes),
-                        partial=partial, locust_cpu_warnings=locust_cpu_warnings(run_dir / "logs"))
-    write_json(run_dir / "summary.json", summary)
-    return RunResult(run_dir, summary, partial, error)
+                        status=status, locust_cpu_warnings=locust_cpu_warnings(run_dir / "logs"))
+    write_summary(run_dir, summary)
+    return RunResult(run_dir, Summary.from_dict(summary), status, error)
 
 
 def _redact(arg: str, endpoints: list[Endpoint]) -> str:

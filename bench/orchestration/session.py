@@ -14,16 +14,23 @@ from pathlib import Path
 from typing import Any, Callable
 
 from bench.errors import RunDirError, RunError
+from bench.results import RunStatus, Summary
 
 __all__ = ["RunResult", "new_run_dir", "http_json", "Progress", "Interrupted", "on_sigterm", "locust_cpu_warnings"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunResult:
+    """What a run handed back: its directory, its summary.json (typed), how it ended and what failed."""
+
     run_dir: Path
-    summary: dict[str, Any]
-    partial: bool
-    error: str | None = None
+    summary: Summary
+    status: RunStatus
+    error: str | None = None  # as manifest.json records it: what failed, "interrupted", or None
+
+    @property
+    def partial(self) -> bool:
+        return self.status.partial
 
 
 def new_run_dir(base: Path, name: str) -> Path:

@@ -22,19 +22,17 @@ import pandas as pd
 
 from bench.analysis.crossover import crossover
 from bench.config import load_scenario
-from bench.errors import HookbenchError, RunDirError, ScenarioError
-from bench.manifest import collect_metadata, read_json, write_json
+from bench.errors import HookbenchError, ScenarioError
+from bench.manifest import collect_metadata
 from bench.orchestration.runner import run_scenario
 from bench.orchestration.session import new_run_dir
+from bench.results import Kind, RunStatus, Summary, status_keys, version_keys, write_sweep
 
 if TYPE_CHECKING:
     from bench.config import Scenario
 
-__all__ = ["SWEEP_FORMAT_VERSION", "SWEEP_JSON", "SWEEP_PARQUET", "SweepPoint", "parse_grid", "plan_sweep",
-           "run_sweep", "read_sweep"]
+__all__ = ["SWEEP_PARQUET", "SweepPoint", "parse_grid", "plan_sweep", "run_sweep"]
 
-SWEEP_FORMAT_VERSION = 1
-SWEEP_JSON = "sweep.json"
 SWEEP_PARQUET = "sweep.parquet"
 # What each point keeps of a mode's summary (design.md section 4 names); latency_ms and model only in part.
 _MODE_KEYS = ("kind", "style", "requests_per_change", "bytes_per_change", "cpu_s_per_change", "wasted_fraction",
@@ -170,11 +168,11 @@ def run_sweep(scenario_path: Path, grid: Grid, *, out: Path, extra_overrides: li
     sweep_dir = new_run_dir(Path(out), f"sweep-{name}")
     n = len(points)
     doc: dict[str, Any] = {
-        "format_version": SWEEP_FORMAT_VERSION, "scenario": name,
+        **version_keys(Kind.SWEEP), "scenario": name,
         "description": points[0].scenario.description, "scenario_source": str(scenario_path),
         "grid": [{"key": k, "values": list(v)} for k, v in grid], "extra_overrides": list(extra_overrides),
         "command": _command(scenario_path, grid, extra_overrides), **collect_metadata(repo),
-        "finished_at": None, "partial": True, "error": None, "points_planned": n, "points": [], "crossover": None,
+        "finished_at": None, **status_keys(RunStatus.PARTIAL), "error": None, "points_planned": n, "points": [], "crossover": None,
     }
     log(f"hookbench sweep: {n} point{'s' if n != 1 else ''} of {scenario_path} -> {sweep_dir}")
     _write(sweep_dir, doc)
@@ -182,10 +180,11 @@ def run_sweep(scenario_path: Path, grid: Grid, *, out: Path, extra_overrides: li
     in_main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, stop) if in_main else None
     current: tuple[SweepPoint, Path] | None = None
+    interrupted = RunStatus.INTERRUPTED.value
     try:
         for p in points:
             if stop.requested:
-                doc["error"] = "interrupted"
+                doc["error"] = interrupted
                 log("\nterminated (SIGTERM): aggregating the points that finished")
                 break
             log(f"point {p.index}/{n}: {p.label}")
@@ -195,12 +194,12 @@ def run_sweep(scenario_path: Path, grid: Grid, *, out: Path, extra_overrides: li
                                                result.error))
             current = None
             log(_point_line(p, n, doc["points"][-1]))
-            if result.error == "interrupted":
-                doc["error"] = "interrupted"
+            if result.status is RunStatus.INTERRUPTED:
+                doc["error"] = interrupted
                 break
             _write(sweep_dir, doc)
     except KeyboardInterrupt:
-        doc["error"] = "interrupted"
+        doc["error"] = interrupted
         log("\ninterrupted: aggregating the points that finished")
     except BaseException as e:
         doc["error"] = f"{type(e).__name__}: {e}" if not isinstance(e, HookbenchError) else str(e)
@@ -211,7 +210,9 @@ def run_sweep(scenario_path: Path, grid: Grid, *, out: Path, extra_overrides: li
         if current is not None:  # stopped inside a run, before its summary came back
             doc["points"].append(_point_record(current[0], current[1], sweep_dir, None, True,
                                                doc["error"] or "stopped"))
-        doc["partial"] = len(doc["points"]) < n or any(pt["partial"] for pt in doc["points"])
+        partial = len(doc["points"]) < n or any(pt["partial"] for pt in doc["points"])
+        doc.update(status_keys(RunStatus.INTERRUPTED if doc["error"] == interrupted
+                               else RunStatus.PARTIAL if partial or doc["error"] else RunStatus.COMPLETE))
         doc["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
         doc["crossover"] = crossover(doc["points"])
         _write(sweep_dir, doc)
@@ -229,23 +230,23 @@ def _command(scenario_path: Path, grid: Grid, extra: list[str] | tuple[str, ...]
     return shlex.join(args)
 
 
-def _point_record(p: SweepPoint, run_dir: Path, sweep_dir: Path, summary: dict[str, Any] | None, partial: bool,
+def _point_record(p: SweepPoint, run_dir: Path, sweep_dir: Path, summary: Summary | None, partial: bool,
                   error: str | None) -> dict[str, Any]:
     """What sweep.json keeps of one point: copied from its summary.json, nothing recomputed."""
-    s = summary or {}
-    workload = s.get("workload") or {}
+    s = summary or Summary.from_dict({})
+    workload = s.workload or {}
     modes = {}
-    for mode, m in (s.get("modes") or {}).items():
-        row = {k: m.get(k) for k in _MODE_KEYS if k in m}
-        row["latency_ms"] = {"p50": (m.get("latency_ms") or {}).get("p50")}
-        row["model"] = {k: (m.get("model") or {}).get(k) for k in _MODEL_KEYS}
+    for mode, m in s.modes.items():
+        written = m.to_dict()
+        row = {k: written[k] for k in _MODE_KEYS if k in written}
+        row["latency_ms"] = {"p50": m.latency_ms.p50}
+        row["model"] = {k: m.model.get(k) for k in _MODEL_KEYS}
         modes[mode] = row
     return {
         "index": p.index, "overrides": dict(p.overrides), "run_dir": run_dir.relative_to(sweep_dir).as_posix(),
-        "partial": bool(partial or s.get("partial", summary is None)), "error": error,
-        "harness_saturated": s.get("harness_saturated"),
-        "saturation_reasons": list((s.get("saturation") or {}).get("reasons") or []),
-        "changes": s.get("changes"), "duration_s": s.get("duration_s"), "time_scale": s.get("time_scale"),
+        "partial": partial or summary is None or s.partial, "error": error,
+        "harness_saturated": s.value("harness_saturated"), "saturation_reasons": s.saturation_reasons,
+        "changes": s.value("changes"), "duration_s": s.value("duration_s"), "time_scale": s.value("time_scale"),
         "workload": {k: workload.get(k) for k in ("rate_per_resource", "poll_interval_s", "resources", "process")},
         "modes": modes,
     }
@@ -290,18 +291,10 @@ def sweep_rows(doc: dict[str, Any]) -> pd.DataFrame:
 
 
 def _write(sweep_dir: Path, doc: dict[str, Any]) -> None:
-    write_json(sweep_dir / SWEEP_JSON, doc)
+    write_sweep(sweep_dir, doc)
 
 
 def _write_parquet(path: Path, df: pd.DataFrame) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)
-
-
-def read_sweep(sweep_dir: Path) -> dict[str, Any]:
-    """sweep.json of `sweep_dir`; RunDirError if there is none, FormatVersionError for an unknown version."""
-    path = Path(sweep_dir) / SWEEP_JSON
-    if not path.is_file():
-        raise RunDirError(f"{sweep_dir}: no {SWEEP_JSON}: expected a sweep directory written by `hookbench sweep`")
-    return read_json(path, SWEEP_FORMAT_VERSION)
