@@ -1,6 +1,7 @@
 """A sweep's report: sweep.json in; sweep.md, a self-contained sweep.html and figures/crossover.png out.
 
-Values are shown as `bench.orchestration.sweep` wrote them (read through `bench.results.read_sweep`) (only unit changes, e.g. CPU seconds -> µs); nothing is recomputed.
+Values are shown as `bench.orchestration.sweep` wrote them, read through `bench.results.read_sweep` (only unit
+changes, e.g. CPU seconds -> µs); nothing is recomputed.
 The figure is drawn like the run report's (matplotlib Figure + Agg canvas, no pyplot).
 """
 

@@ -1,9 +1,10 @@
 """The claims of design.md section 1 and their verdicts: measured results in, one entry per claim out.
 
 Pure functions over what the runs wrote (a run's or a load run's summary.json, a sweep.json, as
-`bench.results` reads them; the Zapier reproduction's parts); no I/O, no pandas. Each entry holds the claim as commonly stated, its source, the command
-that reproduces it, the measured figures it rests on, a verdict and the conditions. The verdict rules are
-written next to each evaluator and printed with the verdict, so a reader can check them.
+`bench.results` reads them; the Zapier reproduction's parts); no I/O, no pandas. Each entry holds the claim
+as commonly stated, its source, the command that reproduces it, the measured figures it rests on, a verdict
+and the conditions. The verdict rules are written next to each evaluator and printed with the verdict, so a
+reader can check them.
 """
 
 from __future__ import annotations

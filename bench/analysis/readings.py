@@ -1,8 +1,8 @@
 """What the Zapier reproduction reads off its live run: the wasted fraction with its interval (C1), the cost
 per change of polling vs webhooks in requests, producer CPU and bytes (C2), and the live latencies (C3).
 
-Pure functions over a run's summary.json (a `bench.results.Summary`); every figure is copied or divided from measured values, and the
-model values are labelled as such.
+Pure functions over a run's summary.json (a `bench.results.Summary`); every figure is copied or divided from
+measured values, and the model values are labelled as such.
 """
 
 from __future__ import annotations

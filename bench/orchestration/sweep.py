@@ -172,7 +172,8 @@ def run_sweep(scenario_path: Path, grid: Grid, *, out: Path, extra_overrides: li
         "description": points[0].scenario.description, "scenario_source": str(scenario_path),
         "grid": [{"key": k, "values": list(v)} for k, v in grid], "extra_overrides": list(extra_overrides),
         "command": _command(scenario_path, grid, extra_overrides), **collect_metadata(repo),
-        "finished_at": None, **status_keys(RunStatus.PARTIAL), "error": None, "points_planned": n, "points": [], "crossover": None,
+        "finished_at": None, **status_keys(RunStatus.PARTIAL), "error": None, "points_planned": n, "points": [],
+        "crossover": None,
     }
     log(f"hookbench sweep: {n} point{'s' if n != 1 else ''} of {scenario_path} -> {sweep_dir}")
     _write(sweep_dir, doc)
