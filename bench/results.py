@@ -41,8 +41,8 @@ class Kind(StrEnum):
 # converted on load; there are none yet).
 FORMAT_VERSION: Mapping[Kind, int] = MappingProxyType({kind: 1 for kind in Kind})
 MANIFEST_FORMAT_VERSION = 1
-_READS: Mapping[Kind | None, frozenset[int]] = MappingProxyType(
-    {**{kind: frozenset({v}) for kind, v in FORMAT_VERSION.items()}, None: frozenset({MANIFEST_FORMAT_VERSION})})
+_READS: Mapping[Kind, frozenset[int]] = MappingProxyType({kind: frozenset({v}) for kind, v in FORMAT_VERSION.items()})
+_MANIFEST_READS = frozenset({MANIFEST_FORMAT_VERSION})
 
 # What each kind of directory is, for messages naming what was expected.
 _WRITTEN_BY = {
@@ -232,7 +232,7 @@ def read_manifest(directory: Path, *, required: bool = True) -> dict[str, Any]:
     path = Path(directory) / MANIFEST
     if not required and not path.is_file():
         return {}
-    return read_json(path, _READS[None])
+    return read_json(path, _MANIFEST_READS)
 
 
 def read_summary(directory: Path, *, expect: Kind | Collection[Kind] | None = None) -> Summary:
