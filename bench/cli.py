@@ -7,13 +7,13 @@ for a user's mistake.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 from bench import __version__
 from bench.config import load_scenario
 from bench.errors import HookbenchError, RunDirError, RunError, ScenarioError
+from bench.results import Kind, RunStatus, Summary, read_summary
 
 __all__ = ["main"]
 
@@ -37,7 +37,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.orchestration.runner import new_run_dir, run_scenario
+    from bench.orchestration.runner import run_scenario
+    from bench.orchestration.session import new_run_dir
     from reports import build_report
 
     path = Path(args.scenario) if args.scenario else _scenarios_dir() / "default.toml"
@@ -47,28 +48,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_scenario(scenario, run_dir, _scenarios_dir(), repo=REPO)
     paths = build_report(run_dir)
     s = result.summary
-    print(f"\n{s['changes']} changes in a {s['duration_s']:.1f} s window"
-          + ("  [PARTIAL]" if result.partial else "") + ("  [HARNESS SATURATED]" if s["harness_saturated"] else ""))
-    for reason in s["saturation"]["reasons"]:
+    print(f"\n{s.value('changes')} changes in a {s.value('duration_s'):.1f} s window"
+          + ("  [PARTIAL]" if result.partial else "") + ("  [HARNESS SATURATED]" if s.harness_saturated else ""))
+    for reason in s.saturation_reasons:
         print(f"  warning: {reason}")
     print(f"{'mode':14} {'requests':>9} {'wasted':>8} {'model':>8} {'req/chg':>8} {'lost':>5} "
           f"{'p50 ms':>8} {'p99 ms':>8}")
-    for mode, m in s["modes"].items():
-        lat = m["latency_ms"]
-        print(f"{mode:14} {m['requests']:>9} {_f(m['wasted_fraction'], '.3f'):>8} "
-              f"{_f(m['model'].get('wasted_fraction'), '.3f'):>8} {_f(m['requests_per_change'], '.2f'):>8} "
-              f"{m['lost']:>5} {_f(lat['p50'], '.1f'):>8} {_f(lat['p99'], '.1f'):>8}")
+    for mode, m in s.modes.items():
+        print(f"{mode:14} {m.requests:>9} {_f(m.wasted_fraction, '.3f'):>8} "
+              f"{_f(m.model.get('wasted_fraction'), '.3f'):>8} {_f(m.requests_per_change, '.2f'):>8} "
+              f"{m.lost:>5} {_f(m.latency_ms.p50, '.1f'):>8} {_f(m.latency_ms.p99, '.1f'):>8}")
     _print_faults(s)
     _print_security(s)
     print(f"\nreport: {paths['html']}\n        {paths['md']}")
-    if result.error and result.error != "interrupted":
-        print(f"hookbench: the run failed: {result.error}", file=sys.stderr)
+    return _exit_code(result.status, result.error, "the run")
+
+
+def _exit_code(status: RunStatus, error: str | None, what: str) -> int:
+    """0 for a complete run, 130 for an interrupted one (as a shell reports Ctrl-C), 1 for one that failed."""
+    if status is RunStatus.PARTIAL:
+        print(f"hookbench: {what} failed: {error}", file=sys.stderr)
         return 1
-    return 130 if result.partial else 0
+    return 130 if status is RunStatus.INTERRUPTED else 0
 
 
-def _print_faults(s: dict) -> None:
-    f = s.get("faults") or {}
+def _print_faults(s: Summary) -> None:
+    f = s.faults or {}
     if not (f.get("receiver_down") or f.get("producer_crashes")):
         return
     outages = ", ".join(f"{o['duration_s']:.1f} s ({o['mode']})" for o in f["receiver_down"]) or "none"
@@ -80,8 +85,8 @@ def _print_faults(s: dict) -> None:
               f"{_f(m['duplicates_processed'], 'd'):>8} {m['late']:>5} {_f(m['max_delay_ms'], '.0f'):>13}")
 
 
-def _print_security(s: dict) -> None:
-    sec = s.get("security") or {}
+def _print_security(s: Summary) -> None:
+    sec = s.security or {}
     if not sec.get("hostile_sent"):
         return
     legit = sec["legit"]
@@ -136,7 +141,7 @@ def _check_load_flags(args: argparse.Namespace) -> None:
 
 def cmd_load(args: argparse.Namespace) -> int:
     from bench.orchestration.load import MasterOptions, run_load, run_workers
-    from bench.orchestration.runner import new_run_dir
+    from bench.orchestration.session import new_run_dir
     from reports import build_report
 
     _check_load_flags(args)
@@ -160,7 +165,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     print(f"hookbench load: scenario {scenario.name} ({path}), target {scenario.load.target} -> {run_dir}")
     result = run_load(scenario, run_dir, _scenarios_dir(), repo=REPO, processes=args.processes, master=master)
     paths = build_report(run_dir)
-    o = result.summary["overload"]
+    o = result.summary.overload or {}
     print(f"\n{'step':>4} {'users':>6} {'offered/s':>10} {'achieved/s':>11} {'p99 ms':>8} {'p99 from intended':>18} "
           f"{'errors':>7} {'attempts/delivery':>18}")
     for st in o["steps"]:
@@ -172,9 +177,9 @@ def cmd_load(args: argparse.Namespace) -> int:
           if knee["reached"] else f"knee: {'; '.join(knee['reasons'])}")
     if o.get("recovery_s") is not None or o.get("recovery_note"):
         print(f"recovery: {_f(o.get('recovery_s'), '.0f')} s ({o.get('recovery_note')})")
-    for reason in result.summary["saturation"]["reasons"]:
+    for reason in result.summary.saturation_reasons:
         print(f"  warning: HARNESS SATURATED: {reason}")
-    rec = result.summary.get("records") or {}
+    rec = result.summary.section("records") or {}
     per_worker = ", ".join(f"worker {w}: {n}" for w, n in (rec.get("per_worker") or {}).items())
     print(f"records: {rec.get('rows')} requests in {rec.get('files')} file(s) ({per_worker or 'none'}); "
           f"Locust counted {_f(rec.get('locust_requests'), 'd')}")
@@ -182,14 +187,12 @@ def cmd_load(args: argparse.Namespace) -> int:
         print("  warning: RECORDS INCOMPLETE: Locust counted more requests than the records hold. A worker on "
               "another machine writes its records there, not here: the figures miss its requests.")
     print(f"\nreport: {paths['html']}\n        {paths['md']}")
-    if result.error and result.error != "interrupted":
-        print(f"hookbench: the load run failed: {result.error}", file=sys.stderr)
-        return 1
-    return 130 if result.partial else 0
+    return _exit_code(result.status, result.error, "the load run")
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from bench.orchestration.sweep import parse_grid, read_sweep, run_sweep
+    from bench.orchestration.sweep import parse_grid, run_sweep
+    from bench.results import read_sweep
     from reports.sweep import build_sweep_report
 
     if not args.grid:
@@ -199,8 +202,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     sweep_dir = run_sweep(Path(args.scenario), grid, out=Path(args.out), extra_overrides=_overrides(args),
                           scenarios_dir=_scenarios_dir(), repo=REPO)
     paths = build_sweep_report(sweep_dir)
-    doc = read_sweep(sweep_dir)
-    cross = doc.get("crossover") or {}
+    sweep = read_sweep(sweep_dir)
+    cross = sweep.crossover or {}
     for metric, per_mode in (cross.get("measured") or {}).items():
         for mode, c in per_mode.items():
             where = (f"at {c['rate_per_resource']:.3g} changes/s per resource (R*lambda*T = {c['R_lambda_T']:.2f})"
@@ -211,11 +214,11 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"model crossover, requests_per_change: R*lambda*T = {model['R_lambda_T']:.2f} "
               f"({model['rate_per_resource']:.3g} changes/s per resource)")
     print(f"\nsweep report: {paths['html']}\n              {paths['md']}")
-    return 130 if doc.get("error") == "interrupted" else 0
+    return 130 if sweep.status is RunStatus.INTERRUPTED else 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from bench.orchestration.runner import new_run_dir
+    from bench.orchestration.session import new_run_dir
     from reports import build_comparison_report, build_report
 
     run_dirs = [Path(d) for d in args.run_dir]
@@ -232,8 +235,8 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 0
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), "compare")
     paths = build_comparison_report(run_dirs, out)
-    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
-    for run in summary["runs"]:
+    summary = read_summary(out, expect=Kind.LOAD_COMPARISON)
+    for run in summary.value("runs") or []:
         knee = run["knee"] or {}
         where = (f"step {knee.get('step')} at {knee.get('offered_rps'):.0f} {run['unit']} offered"
                  if knee.get("reached") else "; ".join(knee.get("reasons") or ["not recorded"]))
@@ -243,7 +246,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from bench.orchestration.runner import new_run_dir
+    from bench.orchestration.session import new_run_dir
     from bench.simulation.simulate import simulate_scenario, summary_lines
     from reports import build_report
 
@@ -292,9 +295,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
             pass
         return 130
     paths = build(rdir)
-    summary = json.loads((rdir / "summary.json").read_text())
+    summary = read_summary(rdir, expect=(Kind.REPRODUCTION, Kind.CLAIMS))
     print()
-    for c in summary["claims"].values():
+    for c in (summary.claims or {}).values():
         print(f"{c['id']} {c['claim']}: {c['verdict'].upper()} -- {c['verdict_text']}")
     print(f"\nreport: {paths['html']}\n        {paths['md']}")
     return 0

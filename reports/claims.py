@@ -11,32 +11,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.errors import HookbenchError, RunDirError
+from bench.errors import HookbenchError
+from bench.results import SWEEP, Kind, RunStatus, Summary, read_manifest, read_summary
 from reports.build import ReportFiles, build_report, write_atomic
 from reports.document import Block, Heading, Link, Notice, Para, Row, Table
 from reports.fmt import fmt_started_at, fmt_text
 from reports.render import to_html, to_markdown
 from reports.reproduce import build_reproduction_report
 from reports.run_report import environment_blocks
-from reports.rundir import _read_json
 from reports.sweep import build_sweep_report
 from reports.verdicts import claim_blocks, verdict_table
 
 __all__ = ["build_claims_report", "build_reproduction_report"]
-
-SUMMARY_JSON = "summary.json"
 
 
 def build_claims_report(cdir: Path) -> ReportFiles:
     """Write the reports of the runs listed in `cdir`/summary.json, then claims.md and claims.html; return the
     paths. Raises RunDirError when `cdir` holds no summary.json (FormatVersionError for an unknown version)."""
     cdir = Path(cdir)
-    doc = _read_json(cdir / SUMMARY_JSON)
-    if doc.get("kind") != "claims" or not isinstance(doc.get("claims"), dict):
-        raise RunDirError(f"{cdir / SUMMARY_JSON}: kind = {doc.get('kind')!r}: expected the claims file written by "
-                          "`hookbench reproduce all`")
-    manifest = _read_json(cdir / "manifest.json") if (cdir / "manifest.json").is_file() else {}
-    reports, failures = _sub_reports(cdir, doc.get("runs") or {})
+    doc = read_summary(cdir, expect=Kind.CLAIMS)
+    manifest = read_manifest(cdir, required=False)
+    reports, failures = _sub_reports(cdir, doc.section("runs") or {})
     title = "hookbench claims: what holds, and when"
     blocks = _document(title, doc, manifest, reports, failures, cdir)
     md_path, html_path = cdir / "claims.md", cdir / "claims.html"
@@ -53,9 +48,9 @@ def _sub_reports(cdir: Path, runs: dict[str, str]) -> tuple[dict[str, str], list
     for name, rel in runs.items():
         d = cdir / rel
         try:
-            if (d / "sweep.json").is_file():
+            if (d / SWEEP).is_file():
                 path = build_sweep_report(d)["html"]
-            elif _read_json(d / "summary.json").get("kind") == "reproduction":
+            elif read_summary(d).kind is Kind.REPRODUCTION:
                 path = build_reproduction_report(d)["html"]
                 live = d / "live"
                 if (live / "report.html").is_file():
@@ -68,19 +63,20 @@ def _sub_reports(cdir: Path, runs: dict[str, str]) -> tuple[dict[str, str], list
     return written, failures
 
 
-def _document(title: str, doc: dict[str, Any], manifest: dict[str, Any], reports: dict[str, str],
+def _document(title: str, doc: Summary, manifest: dict[str, Any], reports: dict[str, str],
               failures: list[str], cdir: Path) -> list[Block]:
-    claims = {k: v for k, v in doc["claims"].items() if isinstance(v, dict)}
+    claims = {k: v for k, v in (doc.claims or {}).items() if isinstance(v, dict)}
     blocks: list[Block] = [Heading(1, title), Para(
         "Each claim below is a common statement about polling and webhooks, checked by running it: the source as "
         "stated, what this harness measured (or simulated, where it says so), the verdict, the conditions under "
         "which it holds and the rule that decided it. summary.json holds the same entries for programs.")]
     if manifest.get("started_at"):
         blocks.append(Para("Reproduced at " + fmt_started_at(manifest.get("started_at")) + "."))
-    if doc.get("partial"):
+    if doc.partial:
         missing = [f"{cid}: {fmt_text(c.get('verdict_text'))}" for cid, c in claims.items()
                    if c.get("verdict") == "not run"]
-        blocks.append(Notice("caution", "Partial: the reproduction was interrupted",
+        stopped = "was interrupted" if doc.status is RunStatus.INTERRUPTED else "did not finish"
+        blocks.append(Notice("caution", f"Partial: the reproduction {stopped}",
                              "The claims below rest only on the runs that finished. Not run:", tuple(missing)))
     if manifest.get("quick"):
         blocks.append(Notice("warning", "Quick reproduction: its sizes are not the claims'",
@@ -93,7 +89,7 @@ def _document(title: str, doc: dict[str, Any], manifest: dict[str, Any], reports
     blocks += [Heading(2, "Verdicts"), verdict_table(claims)]
     for cid, c in claims.items():
         blocks += [Heading(2, f"{cid}: {fmt_text(c.get('claim'))}"), *claim_blocks(c, _run_links(c, reports, cdir))]
-    runs = doc.get("runs") or {}
+    runs = doc.section("runs") or {}
     if runs:
         rows = tuple(Row(str(name), (str(rel), reports.get(str(rel), "–"))) for name, rel in runs.items())
         blocks += [Heading(2, "Runs"), Table(("scenario or reproduction", "directory", "report"), rows,

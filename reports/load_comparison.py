@@ -2,14 +2,13 @@
 same figures (offered vs achieved, latency vs offered, errors vs offered), one curve per run, each run's knee marked,
 and a table of the knees.
 
-Each run is read as its own report reads it (reports/load.py) and drawn with the load report's helpers; nothing is
+Each run is read as its own report reads it (reports/rundir.py) and drawn with the load report's helpers; nothing is
 recomputed. The comparison writes report.md, report.html, figures/*.png and a small summary.json (kind
 "load_comparison") into its own directory, never into the runs'.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from matplotlib.ticker import FuncFormatter
 
 from bench.analysis.overload import ERROR_LIMIT
 from bench.errors import RunDirError
+from bench.results import Kind, version_keys, write_summary
 from reports.build import FIGURES_DIR, ReportFiles, write_atomic
 from reports.document import Block, Heading, Notice, Para, Row, Table
 from reports.figures import FigureOutcome
@@ -39,9 +39,8 @@ from reports.render import to_html, to_markdown
 from reports.run_report import environment_blocks, figure_blocks
 from reports.rundir import LoadRunData, read_run
 
-__all__ = ["COMPARISON_FORMAT_VERSION", "build_comparison_report"]
+__all__ = ["build_comparison_report"]
 
-COMPARISON_FORMAT_VERSION = 1
 # What one request at the server is, on each side: both are requests/s at the server under test.
 SIDES = {"receiver": ("webhook receiver", "deliveries/s"), "producer": ("polling producer", "polls/s")}
 COLORS = ("#1565c0", "#ef6c00", "#2e7d32", "#6a1b9a", "#00838f", "#5d4037", "#c2185b", "#455a64")
@@ -88,12 +87,12 @@ def build_comparison_report(run_dirs: list[Path], out_dir: Path) -> ReportFiles:
         ("latency_vs_offered", "p99 latency from the intended time vs offered rate", _draw_latency),
         ("errors_vs_offered", "Errors vs offered rate", _draw_errors),
     ), sides)
-    title = "hookbench load comparison: " + " vs ".join(fmt_text(r.summary.get("scenario")) for r in runs)
+    title = "hookbench load comparison: " + " vs ".join(fmt_text(r.result.scenario) for r in runs)
     blocks = _document(title, sides, figures, out_dir)
     md_path, html_path = out_dir / "report.md", out_dir / "report.html"
     write_atomic(md_path, to_markdown(blocks))
     write_atomic(html_path, to_html(title, blocks))
-    write_atomic(out_dir / "summary.json", json.dumps(_summary(sides, figures), indent=1) + "\n")
+    write_summary(out_dir, _summary(sides, figures))
     return {"md": md_path, "html": html_path, "figures": [f.path for f in figures if f.path is not None]}
 
 
@@ -109,10 +108,10 @@ def _suffix(i: int, runs: list[LoadRunData]) -> str:
 
 def _summary(sides: list[Side], figures: list[FigureOutcome]) -> dict[str, Any]:
     return {
-        "format_version": COMPARISON_FORMAT_VERSION, "kind": "load_comparison",
-        "runs": [{"run_dir": str(s.run.run_dir), "scenario": s.run.summary.get("scenario"),
+        **version_keys(Kind.LOAD_COMPARISON),
+        "runs": [{"run_dir": str(s.run.run_dir), "scenario": s.run.result.value("scenario"),
                   "target": _target(s.run), "label": s.label, "unit": s.unit, "knee": _knee(s.run, _steps(s.run)[0])[0],
-                  "steps": len(_steps(s.run)[0]), "harness_saturated": s.run.summary.get("harness_saturated"),
+                  "steps": len(_steps(s.run)[0]), "harness_saturated": s.run.result.value("harness_saturated"),
                   "partial": s.run.partial} for s in sides],
         "figures": [f.name for f in figures if f.path is not None],
     }
@@ -139,10 +138,10 @@ def _document(title: str, sides: list[Side], figures: list[FigureOutcome], out_d
 def _notices(sides: list[Side]) -> list[Block]:
     blocks: list[Block] = []
     for s in sides:
-        if s.run.summary.get("harness_saturated") is True:
+        if s.run.result.harness_saturated is True:
             blocks.append(Notice("warning", f"{s.label}: the load generator ran out of CPU",
                                  "Its knee is the harness's, not the server's; see that run's own report.",
-                                 tuple(str(r) for r in get(s.run.summary, "saturation", "reasons") or ())))
+                                 tuple(s.run.result.saturation_reasons)))
         if s.run.partial:
             blocks.append(Notice("caution", f"{s.label}: partial run",
                                  "It was stopped before its ramp ended; its knee may lie beyond its last step."))
@@ -164,7 +163,7 @@ def _runs_table(sides: list[Side]) -> Table:
         ramp, _ = _steps(s.run)
         offered = [v for st in ramp if math.isfinite(v := _value(st, ("offered_rps",), 1.0, False))]
         rows.append(Row(s.label, (
-            fmt_text(s.run.summary.get("scenario")), s.run.run_dir.name,
+            fmt_text(s.run.result.scenario), s.run.run_dir.name,
             fmt_started_at(s.run.manifest.get("started_at")), fmt_count(len(ramp)),
             f"{fmt_short(min(offered), 4)} to {fmt_short(max(offered), 4)}" if offered else DASH,
             fmt_count(s.run.manifest.get("locust_processes")),
@@ -192,7 +191,7 @@ def _knees_table(sides: list[Side]) -> Table:
             where, offered, s.unit, fmt_count(step.get("users")) if step else DASH,
             fmt_num(get(step, "latency_from_intended_ms", "p99")) if step else DASH,
             fmt_num(get(s.run.overload, "slo_p99_ms")), reasons,
-            "yes" if s.run.summary.get("harness_saturated") is True else "no",
+            "yes" if s.run.result.harness_saturated is True else "no",
         )))
     return Table(("run", "knee", "offered at the knee (/s)", "unit", "users", "p99 from intended (ms)", "SLO p99 (ms)",
                   "why", "harness saturated"), tuple(rows), numeric=False,

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.analysis.claims import CLAIMED_LOAD_RATIO
-from bench.errors import HookbenchError, RunDirError
+from bench.errors import HookbenchError
+from bench.results import SUMMARY, Kind, RunStatus, Summary, read_manifest, read_summary
 from reports.build import FIGURES_DIR, ReportFiles, build_report, write_atomic
 from reports.document import Block, CodeBlock, Failure, Heading, Link, Notice, Para, Row, Strong, Table, Verdict
 from reports.figures import FigureOutcome
@@ -21,7 +22,6 @@ from reports.fmt import DASH, fmt_count, fmt_num, fmt_pct, fmt_short, fmt_starte
 from reports.render import to_html, to_markdown
 from reports.reproduce_figures import make_reproduction_figures
 from reports.run_report import environment_blocks, figure_blocks
-from reports.rundir import _read_json
 from reports.simulated import fleet_blocks
 from reports.verdicts import verdict_table
 
@@ -36,18 +36,16 @@ def build_reproduction_report(rdir: Path) -> ReportFiles:
     report into its directory); return the paths. Raises RunDirError when `rdir` is not a reproduction directory,
     FormatVersionError for an unknown format_version."""
     rdir = Path(rdir)
-    s = _read_json(rdir / "summary.json")
-    if s.get("kind") != "reproduction":
-        raise RunDirError(f"{rdir / 'summary.json'}: kind = {s.get('kind')!r}: expected a reproduction directory "
-                          "written by `hookbench reproduce zapier`")
-    manifest = _read_json(rdir / "manifest.json") if (rdir / "manifest.json").is_file() else {}
+    s = read_summary(rdir, expect=Kind.REPRODUCTION)
+    manifest = read_manifest(rdir, required=False)
     live_report, live_error = None, None
-    if s.get("live_run") and (rdir / s["live_run"] / "summary.json").is_file():
+    live_run = s.value("live_run")
+    if live_run and (rdir / live_run / SUMMARY).is_file():
         try:
-            live_report = build_report(rdir / s["live_run"])["html"].relative_to(rdir).as_posix()
+            live_report = build_report(rdir / live_run)["html"].relative_to(rdir).as_posix()
         except HookbenchError as exc:  # the reproduction's report does not depend on it
             live_error = str(exc)
-    figures = make_reproduction_figures(s, rdir / FIGURES_DIR)
+    figures = make_reproduction_figures(s.raw, rdir / FIGURES_DIR)
     title = "hookbench reproduction: “98.5% of polls are wasted” and “66x the load” (Zapier, 2013)"
     blocks = _document(title, s, manifest, figures, rdir, live_report, live_error)
     md_path, html_path = rdir / "report.md", rdir / "report.html"
@@ -56,9 +54,9 @@ def build_reproduction_report(rdir: Path) -> ReportFiles:
     return {"md": md_path, "html": html_path, "figures": [f.path for f in figures if f.path is not None]}
 
 
-def _document(title: str, s: dict[str, Any], m: dict[str, Any], figures: list[FigureOutcome], rdir: Path,
+def _document(title: str, s: Summary, m: dict[str, Any], figures: list[FigureOutcome], rdir: Path,
               live_report: str | None, live_error: str | None) -> list[Block]:
-    src = obj(s.get("claim_source"))
+    src = s.section("claim_source") or {}
     figs = {f.name: f for f in figures}
 
     def fig(name: str) -> list[Block]:
@@ -67,7 +65,7 @@ def _document(title: str, s: dict[str, Any], m: dict[str, Any], figures: list[Fi
     blocks: list[Block] = [Heading(1, title), Para(
         Strong("The claim: "), f"over a representative period Zapier polled for changes {fmt_count(src.get('polls'))} "
         f"times and acted on {fmt_count(src.get('useful_polls'))} of those polls "
-        f"({fmt_pct(s.get('claimed_wasted_fraction'))} wasted); over the same period "
+        f"({fmt_pct(s.value('claimed_wasted_fraction'))} wasted); over the same period "
         f"{fmt_count(src.get('hooks'))} hooks were received, all acted upon; hence “reduce your API server load by "
         f"{fmt_short(CLAIMED_LOAD_RATIO)}x” (REST Hooks initiative, 2013). The period, the mix of poll intervals and "
         "the number of triggers were never published, so the claim is reproduced by finding the workloads that "
@@ -75,9 +73,9 @@ def _document(title: str, s: dict[str, Any], m: dict[str, Any], figures: list[Fi
     if m.get("started_at"):
         blocks.append(Para(Strong("Reproduced at: "), fmt_started_at(m.get("started_at"))))
     blocks += _notices(s, m)
-    claims = s.get("claims")
+    claims = s.claims
     blocks += [Heading(2, "Verdicts"),
-               verdict_table(claims) if isinstance(claims, dict) and claims else
+               verdict_table(claims) if claims else
                Para("No verdict was written (the reproduction stopped before its first part finished).")]
     blocks += [Heading(2, "1. Mechanism, live (C1)"), *_live(s, live_report, live_error), *fig("wasted_vs_claim")]
     blocks += [Heading(2, "2. Population at full scale (simulated)"), *_population(s)]
@@ -89,14 +87,15 @@ def _document(title: str, s: dict[str, Any], m: dict[str, Any], figures: list[Fi
     return blocks
 
 
-def _notices(s: dict[str, Any], m: dict[str, Any]) -> list[Block]:
+def _notices(s: Summary, m: dict[str, Any]) -> list[Block]:
     blocks: list[Block] = []
-    if s.get("quick"):
+    src = s.section("claim_source") or {}
+    if s.value("quick"):
         sizes = obj(m.get("sizes"))
         items = (f"live run: {', '.join(sizes.get('live_overrides') or ()) or 'the scenario as is'}",
                  f"population: {fmt_count(sizes.get('polls'))} polls, {fmt_count(sizes.get('useful_polls'))} useful "
-                 f"over {fmt_short(sizes.get('period_s'))} s (the claim: {fmt_count(get(s, 'claim_source', 'polls'))}"
-                 f" and {fmt_count(get(s, 'claim_source', 'useful_polls'))})",
+                 f"over {fmt_short(sizes.get('period_s'))} s (the claim: {fmt_count(src.get('polls'))}"
+                 f" and {fmt_count(src.get('useful_polls'))})",
                  f"heatmap: {fmt_count(sizes.get('heat_cells'))} × {fmt_count(sizes.get('heat_cells'))} cells of "
                  f"{fmt_count(sizes.get('heat_polls'))} polls")
         blocks.append(Notice("warning", "Quick reproduction: these sizes are not the claim's",
@@ -104,11 +103,12 @@ def _notices(s: dict[str, Any], m: dict[str, Any]) -> list[Block]:
                              "the simulated population is small, so the intervals are wide and the population check "
                              "cannot pass. Run hookbench reproduce zapier without --quick for the real one. Sizes:",
                              items))
-    done = list(s.get("parts_done") or ())
+    done = list(s.value("parts_done") or ())
     missing = [p for p in PARTS if p not in done]
-    if s.get("partial") or missing:
+    if s.partial or missing:
+        why = " (interrupted)" if s.status is RunStatus.INTERRUPTED else ""
         blocks.append(Notice("caution", "Partial reproduction: some parts did not finish",
-                             f"Finished: {', '.join(done) or 'none'}. Missing (their sections say so):",
+                             f"Finished: {', '.join(done) or 'none'}{why}. Missing (their sections say so):",
                              tuple(missing)))
     return blocks
 
@@ -124,12 +124,12 @@ def _pp(x: Any) -> str:
 
 # --- 1. live ----------------------------------------------------------------------------------------
 
-def _live(s: dict[str, Any], live_report: str | None, live_error: str | None) -> list[Block]:
-    lv = s.get("live")
-    if not isinstance(lv, dict):
+def _live(s: Summary, live_report: str | None, live_error: str | None) -> list[Block]:
+    lv = s.section("live")
+    if lv is None:
         return _missing("live")
     ci = lv.get("wasted_ci95") or [None, None]
-    claim = number(s.get("claimed_wasted_fraction"))
+    claim = number(s.value("claimed_wasted_fraction"))
     met = lv.get("ci_target_met")
     rows = (
         Row("polls (measured)", (fmt_count(lv.get("polls")),)),
@@ -159,7 +159,7 @@ def _live(s: dict[str, Any], live_report: str | None, live_error: str | None) ->
     if lv.get("harness_saturated"):
         blocks.append(Notice("warning", "The harness was saturated in the live run",
                              "Its load and latency figures understate the system under test; see its report."))
-    run = s.get("live_run")
+    run = s.value("live_run")
     if run:
         parts: list[Any] = ["The live run: ", Link(f"{run}/", f"{run}/")]
         if live_report:
@@ -172,9 +172,9 @@ def _live(s: dict[str, Any], live_report: str | None, live_error: str | None) ->
 
 # --- 2. population ----------------------------------------------------------------------------------
 
-def _population(s: dict[str, Any]) -> list[Block]:
-    pop = s.get("population")
-    if not isinstance(pop, dict):
+def _population(s: Summary) -> list[Block]:
+    pop = s.section("population")
+    if pop is None:
         return _missing("population")
     cal, check = obj(pop.get("calibration")), obj(pop.get("check"))
     mix = ", ".join(f"{fmt_short(T / 60)} min {fmt_pct(w, 0)}" for T, w in
@@ -223,11 +223,11 @@ def _population(s: dict[str, Any]) -> list[Block]:
 
 # --- 3. load ----------------------------------------------------------------------------------------
 
-def _load(s: dict[str, Any]) -> list[Block]:
-    ld = s.get("load")
-    if not isinstance(ld, dict):
+def _load(s: Summary) -> list[Block]:
+    ld = s.section("load")
+    if ld is None:
         return _missing("load")
-    per = obj(get(s, "claims", "C2", "measured", "verdict_per_dimension"))
+    per = obj(get(s.claims, "C2", "measured", "verdict_per_dimension"))
     claimed = f"{fmt_short(CLAIMED_LOAD_RATIO)}x"
 
     def ratio(key: str) -> str:
@@ -283,9 +283,9 @@ def _minutes(seconds: Any) -> str:
     return DASH if v is None else f"{fmt_num(v / 60)} min"
 
 
-def _latency(s: dict[str, Any]) -> list[Block]:
-    lat = s.get("latency")
-    if not isinstance(lat, dict):
+def _latency(s: Summary) -> list[Block]:
+    lat = s.section("latency")
+    if lat is None:
         return _missing("latency")
     rows = [Row(f"polling every {fmt_short((number(r.get('interval_s')) or 0) / 60)} min", (
                 _minutes(r.get("mean_s")), _minutes(r.get("model_mean_s")), fmt_count(r.get("changes")),
@@ -309,9 +309,9 @@ def _latency(s: dict[str, Any]) -> list[Block]:
 
 # --- 5. sensitivity ---------------------------------------------------------------------------------
 
-def _sensitivity(s: dict[str, Any]) -> list[Block]:
-    sens = s.get("sensitivity")
-    if not isinstance(sens, dict):
+def _sensitivity(s: Summary) -> list[Block]:
+    sens = s.section("sensitivity")
+    if sens is None:
         return _missing("sensitivity")
     table = [r for r in sens.get("table") or () if isinstance(r, dict)]
     sigmas = sorted({r["rate_sigma"] for r in table if number(r.get("rate_sigma")) is not None})

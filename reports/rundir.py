@@ -9,8 +9,6 @@ Nothing here computes statistics: the files are taken as the analysis wrote them
 
 from __future__ import annotations
 
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,19 +16,16 @@ from typing import Any
 import pandas as pd
 import pyarrow.parquet as pq
 
-from bench.errors import FormatVersionError, RunDirError
+from bench.errors import RunDirError
+from bench.results import Kind, RunStatus, Summary, read_manifest, read_summary
 
-__all__ = ["KNOWN_FORMAT_VERSIONS", "DETECTION_COLUMNS", "SIM_DETECTION_COLUMNS", "DELIVERY_COLUMNS", "EVENT_COLUMNS",
-           "STEP_COLUMNS", "HARNESS_COLUMNS", "RunData", "LoadRunData", "load_run", "read_run"]
+__all__ = ["DETECTION_COLUMNS", "SIM_DETECTION_COLUMNS", "DELIVERY_COLUMNS", "EVENT_COLUMNS", "STEP_COLUMNS",
+           "HARNESS_COLUMNS", "RunData", "LoadRunData", "load_run", "read_run"]
 
-KNOWN_FORMAT_VERSIONS = frozenset({1})
-MANIFEST = "manifest.json"
-SUMMARY = "summary.json"
 DETECTIONS = "detections.parquet"
 DETECTION_COLUMNS = ("mode", "change_id", "resource_id", "t_change_ns", "t_obs_ns", "latency_ms")
 # A simulated run has no clock and no producer ids: changes are numbered, times are virtual seconds.
 SIM_DETECTION_COLUMNS = ("mode", "change_seq", "resource_id", "t_change_s", "t_obs_s", "latency_ms")
-SIMULATED = "simulated"
 # Optional raw tables (older runs lack them, or some of their columns): only the columns the figures use are read.
 DELIVERIES = "deliveries.parquet"
 DELIVERY_COLUMNS = ("mode", "attempt", "t_send_ns", "status")
@@ -46,31 +41,35 @@ HARNESS_COLUMNS = ("t_ns", "process", "cpu_pct")
 
 @dataclass(frozen=True)
 class RunData:
-    """One run directory as read from disk."""
+    """One run directory as read from disk: `result` is summary.json typed (bench.results.Summary)."""
 
     run_dir: Path
     manifest: dict[str, Any]
-    summary: dict[str, Any]
+    result: Summary
     detections: pd.DataFrame
     deliveries: pd.DataFrame | None = None  # None: the run directory has no deliveries.parquet
     events: pd.DataFrame | None = None  # None: no events.parquet
 
     @property
+    def summary(self) -> dict[str, Any]:
+        """summary.json as written, for the display code that still reads it as a dict."""
+        return self.result.raw
+
+    @property
     def modes(self) -> dict[str, dict[str, Any]]:
-        """Mode name -> that mode's summary section, in the order the summary lists them."""
-        return self.summary["modes"]
+        """Mode name -> that mode's summary section as written, in the order the summary lists them (the typed
+        sections are `result.modes`)."""
+        return {name: m.raw for name, m in self.result.modes.items()}
 
     @property
     def faults(self) -> dict[str, Any] | None:
         """summary.json's `faults` section, or None when the summary has none (older runs)."""
-        section = self.summary.get("faults")
-        return section if isinstance(section, dict) else None
+        return self.result.faults
 
     @property
     def security(self) -> dict[str, Any] | None:
         """summary.json's `security` section, or None when the summary has none (older runs)."""
-        section = self.summary.get("security")
-        return section if isinstance(section, dict) else None
+        return self.result.security
 
     @property
     def window_start_ns(self) -> int | None:
@@ -80,19 +79,23 @@ class RunData:
         return start if type(start) is int else None
 
     @property
+    def status(self) -> RunStatus:
+        return self.result.status
+
+    @property
     def partial(self) -> bool:
-        return bool(self.summary.get("partial") or self.manifest.get("partial"))
+        return self.result.partial or bool(self.manifest.get("partial"))
 
     @property
     def simulated(self) -> bool:
         """A `hookbench simulate` run: virtual time, no servers (summary.json `kind` "simulated")."""
-        return self.summary.get("kind") == SIMULATED
+        return self.result.kind is Kind.SIMULATED
 
     @property
     def change_process(self) -> str | None:
         """The change process ("poisson", "constant", ...): it decides which analytic model applies."""
-        workload, scenario = self.summary.get("workload"), self.manifest.get("scenario")
-        process = workload.get("process") if isinstance(workload, dict) else None
+        workload, scenario = self.result.workload, self.manifest.get("scenario")
+        process = workload.get("process") if workload is not None else None
         if process is None and isinstance(scenario, dict) and isinstance(scenario.get("changes"), dict):
             process = scenario["changes"].get("process")
         return process if isinstance(process, str) else None
@@ -104,40 +107,37 @@ class LoadRunData:
 
     run_dir: Path
     manifest: dict[str, Any]
-    summary: dict[str, Any]
+    result: Summary
     steps: pd.DataFrame | None = None  # None: no steps.parquet (the ramp's step boundaries)
     harness: pd.DataFrame | None = None  # None: no harness.parquet (CPU % of each process, once a second)
 
     @property
+    def summary(self) -> dict[str, Any]:
+        """summary.json as written, for the display code that still reads it as a dict."""
+        return self.result.raw
+
+    @property
     def overload(self) -> dict[str, Any]:
-        """summary.json's `overload` section (checked to be an object when the run was read)."""
-        return self.summary["overload"]
+        """summary.json's `overload` section (checked to be an object with a list of steps when it was read)."""
+        return self.result.overload or {}
+
+    @property
+    def status(self) -> RunStatus:
+        return self.result.status
 
     @property
     def partial(self) -> bool:
-        return bool(self.summary.get("partial") or self.manifest.get("partial"))
+        return self.result.partial or bool(self.manifest.get("partial"))
 
 
 def read_run(run_dir: Path) -> RunData | LoadRunData:
     """Read and check `run_dir`, a load run when its summary.json says `"kind": "load"`, else a comparison run
     (live or simulated); raise RunDirError (or FormatVersionError) naming the file at fault."""
     run_dir = _run_dir(run_dir)
-    manifest, summary = _read_json(run_dir / MANIFEST), _read_json(run_dir / SUMMARY)
-    if summary.get("kind") != "load":
+    manifest = read_manifest(run_dir)
+    summary = read_summary(run_dir, expect=(Kind.RUN, Kind.SIMULATED, Kind.LOAD))
+    if summary.kind is not Kind.LOAD:
         return _comparison_run(run_dir, manifest, summary)
-    overload = summary.get("overload")
-    steps = overload.get("steps") if isinstance(overload, dict) else None
-    if not isinstance(steps, list):
-        if overload is None:
-            found = "(missing)"
-        elif isinstance(overload, dict):
-            found = "an object without a list of steps"
-        else:
-            found = f"a {type(overload).__name__}"
-        raise RunDirError(
-            f"{run_dir / SUMMARY}: overload = {found}: a load run's summary needs an object with a list of steps;"
-            " re-run the analysis to rewrite summary.json"
-        )
     return LoadRunData(run_dir, manifest, summary, _read_optional(run_dir / STEPS, STEP_COLUMNS),
                        _read_optional(run_dir / HARNESS, HARNESS_COLUMNS))
 
@@ -146,7 +146,7 @@ def load_run(run_dir: Path) -> RunData:
     """Read and check the comparison run `run_dir`; raise RunDirError (or FormatVersionError) naming the file at
     fault."""
     run_dir = _run_dir(run_dir)
-    return _comparison_run(run_dir, _read_json(run_dir / MANIFEST), _read_json(run_dir / SUMMARY))
+    return _comparison_run(run_dir, read_manifest(run_dir), read_summary(run_dir, expect=(Kind.RUN, Kind.SIMULATED)))
 
 
 def _run_dir(run_dir: Path) -> Path:
@@ -157,15 +157,8 @@ def _run_dir(run_dir: Path) -> Path:
     return run_dir
 
 
-def _comparison_run(run_dir: Path, manifest: dict[str, Any], summary: dict[str, Any]) -> RunData:
-    modes = summary.get("modes")
-    if not isinstance(modes, dict) or not all(isinstance(m, dict) for m in modes.values()):
-        found = "(missing)" if modes is None else f"a {type(modes).__name__}"
-        raise RunDirError(
-            f"{run_dir / SUMMARY}: modes = {found}: expected an object of mode name -> object of results;"
-            " re-run the analysis to rewrite summary.json"
-        )
-    if summary.get("kind") == SIMULATED:
+def _comparison_run(run_dir: Path, manifest: dict[str, Any], summary: Summary) -> RunData:
+    if summary.kind is Kind.SIMULATED:
         # the simulator writes no detections table when no polling mode observed anything
         path = run_dir / DETECTIONS
         detections = (_read_detections(path, SIM_DETECTION_COLUMNS) if path.is_file()
@@ -175,35 +168,6 @@ def _comparison_run(run_dir: Path, manifest: dict[str, Any], summary: dict[str, 
     return RunData(run_dir, manifest, summary, detections,
                    _read_optional(run_dir / DELIVERIES, DELIVERY_COLUMNS),
                    _read_optional(run_dir / EVENTS, EVENT_COLUMNS))
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise RunDirError(f"{path}: missing: a run directory needs {path.name}; "
-                          "is this a directory written by `hookbench run` or `hookbench load`?")
-    try:
-        # json accepts NaN/Infinity; NaN is treated as null from here on.
-        data = json.loads(path.read_text(encoding="utf-8"), parse_constant=_parse_constant)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        reason = f"cannot be read as JSON ({exc}); the file is damaged or not a result file"
-        raise RunDirError(f"{path}: {reason}") from exc
-    if not isinstance(data, dict):
-        raise RunDirError(f"{path}: top level is {type(data).__name__}: expected a JSON object")
-    version = data.get("format_version")
-    # bool is an int subclass: `true` must not pass for version 1.
-    if type(version) is not int or version not in KNOWN_FORMAT_VERSIONS:
-        shown = "(missing)" if "format_version" not in data else repr(version)
-        known = ", ".join(str(v) for v in sorted(KNOWN_FORMAT_VERSIONS))
-        raise FormatVersionError(
-            f"{path}: format_version = {shown}: this hookbench reads format_version {known};"
-            " use the hookbench version that wrote the run, or re-run the analysis"
-        )
-    return data
-
-
-def _parse_constant(name: str) -> float | None:
-    value = float(name)
-    return None if math.isnan(value) else value
 
 
 def _read_detections(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:

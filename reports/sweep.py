@@ -1,6 +1,7 @@
 """A sweep's report: sweep.json in; sweep.md, a self-contained sweep.html and figures/crossover.png out.
 
-Values are shown as `bench.orchestration.sweep` wrote them (only unit changes, e.g. CPU seconds -> µs); nothing is recomputed.
+Values are shown as `bench.orchestration.sweep` wrote them, read through `bench.results.read_sweep` (only unit
+changes, e.g. CPU seconds -> µs); nothing is recomputed.
 The figure is drawn like the run report's (matplotlib Figure + Agg canvas, no pyplot).
 """
 
@@ -14,8 +15,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from bench.analysis.crossover import COST_METRICS
 from bench.modes import MODE_CURSOR, find_kind
-from bench.orchestration.sweep import COST_METRICS, read_sweep
+from bench.results import RunStatus, Sweep, read_sweep
 from reports.build import write_atomic
 from reports.document import Block, Bullets, Cell, CodeBlock, Failure, Heading, Image, Notice, Para, Row, Strong, Table
 from reports.figures import DPI, mode_colours
@@ -57,10 +59,10 @@ def build_sweep_report(sweep_dir: Path) -> dict[str, Path]:
     Raises RunDirError when `sweep_dir` holds no sweep.json, FormatVersionError for an unknown format_version.
     """
     sweep_dir = Path(sweep_dir)
-    doc = read_sweep(sweep_dir)
+    sweep = read_sweep(sweep_dir)
     fig_path = sweep_dir / FIGURE
-    drawn, note = draw_crossover(doc, fig_path)
-    title, blocks = _document(doc, fig_path if drawn else None, note)
+    drawn, note = draw_crossover(sweep.raw, fig_path)
+    title, blocks = _document(sweep, fig_path if drawn else None, note)
     out = {"md": sweep_dir / "sweep.md", "html": sweep_dir / "sweep.html"}
     write_atomic(out["md"], to_markdown(blocks))
     write_atomic(out["html"], to_html(title, blocks))
@@ -200,7 +202,8 @@ def _log_ticks(axis: Any) -> None:
 
 # --- the document --------------------------------------------------------------------------------
 
-def _document(doc: dict[str, Any], figure: Path | None, figure_note: str) -> tuple[str, list[Block]]:
+def _document(sweep: Sweep, figure: Path | None, figure_note: str) -> tuple[str, list[Block]]:
+    doc = sweep.raw
     name = fmt_text(doc.get("scenario"))
     title = f"hookbench sweep: {name}"
     blocks: list[Block] = [Heading(1, title)]
@@ -208,7 +211,7 @@ def _document(doc: dict[str, Any], figure: Path | None, figure_note: str) -> tup
         blocks.append(Para(str(doc["description"])))
     blocks.append(Para(Strong("Sweep started: "), f"{fmt_text(doc.get('started_at'))}, finished "
                                                    f"{fmt_text(doc.get('finished_at'))}."))
-    blocks += _status(doc)
+    blocks += _status(sweep)
     blocks += [Heading(2, "What was swept"), Para(_swept_text(doc))]
     blocks += [Heading(2, "Crossover: where cursor polling gets cheaper than webhooks"), *_crossover_blocks(doc)]
     blocks.append(Heading(2, "Figure"))
@@ -241,17 +244,17 @@ DEFINITIONS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _status(doc: dict[str, Any]) -> list[Block]:
+def _status(sweep: Sweep) -> list[Block]:
     blocks: list[Block] = []
-    points = doc.get("points") or []
-    planned = doc.get("points_planned")
-    if doc.get("error") == "interrupted" or (isinstance(planned, int) and len(points) < planned):
+    points = sweep.points
+    planned = sweep.value("points_planned")
+    if sweep.status is RunStatus.INTERRUPTED or (isinstance(planned, int) and len(points) < planned):
         blocks.append(Notice("caution", "Partial sweep: stopped before its planned end",
                              f"{fmt_count(len(points))} of {fmt_count(planned)} points ran; the crossover and the "
                              "figure use only the complete ones.",
-                             (f"recorded error: {doc['error']}",) if doc.get("error") else ()))
-    elif doc.get("error"):
-        blocks.append(Notice("caution", "The sweep recorded an error", str(doc["error"])))
+                             (f"recorded error: {sweep.error}",) if sweep.error else ()))
+    elif sweep.error:
+        blocks.append(Notice("caution", "The sweep recorded an error", sweep.error))
     failed = tuple(f"point {p.get('index')} ({_overrides(p)}): {p.get('error') or 'partial run'}"
                    for p in points if p.get("partial") or p.get("error"))
     if failed:

@@ -8,12 +8,12 @@ import math
 import numpy as np
 import pytest
 
-from bench.model import poll_model
 from bench.analysis.stats import latency_stats, percentile, wilson_interval
 from bench.analysis.summary import Window, detections, summarize
 from bench.analysis.tables import Tables
 from bench.config import scenario_from_dict
-from bench.manifest import write_json
+from bench.model import poll_model
+from bench.results import RunStatus, write_json
 
 
 def ms(x: float) -> int:
@@ -168,8 +168,9 @@ def test_late_pollers_flag_saturation() -> None:
 
 
 def test_empty_window_gives_nulls_not_errors() -> None:
-    s = summarize(Tables.from_frames(), Window(0, 0, 0), SCENARIO, {}, modes=["polling", "webhook"], partial=True)
-    assert s["changes"] == 0 and s["partial"] is True
+    s = summarize(Tables.from_frames(), Window(0, 0, 0), SCENARIO, {}, modes=["polling", "webhook"],
+                  status=RunStatus.INTERRUPTED)
+    assert s["changes"] == 0 and s["partial"] is True and s["status"] == "interrupted"
     m = s["modes"]["polling"]
     assert m["requests"] == 0 and m["wasted_fraction"] is None and m["requests_per_change"] is None
     assert m["latency_ms"]["p50"] is None and m["bytes_per_change"] is None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -20,11 +19,12 @@ from bench.analysis.claims import (
     not_run,
 )
 from bench.analysis.readings import live_latency, live_part, load_part
+from bench.results import Summary, Sweep
 
 
-def run_summary(polls: int, empty: int, changes: int, cpu_poll: float, cpu_hook: float) -> dict[str, Any]:
+def run_summary(polls: int, empty: int, changes: int, cpu_poll: float, cpu_hook: float) -> Summary:
     lat = {"mean": 1.1, "p50": 1.0, "p90": 1.5, "p99": 2.6, "max": 5.6, "n": changes}
-    return {"changes": changes, "time_scale": 9000.0, "harness_saturated": False, "partial": False,
+    return Summary.from_dict({"changes": changes, "time_scale": 9000.0, "harness_saturated": False, "partial": False,
             "workload": {"poll_interval_s": 0.1},
             "modes": {
                 "polling_etag": {"requests": polls, "empty_requests": empty, "wasted_fraction": empty / polls,
@@ -33,7 +33,7 @@ def run_summary(polls: int, empty: int, changes: int, cpu_poll: float, cpu_hook:
                                  "latency_ms": {**lat, "mean": 50.0, "p50": 50.0}, "model": {"wasted_fraction": 0.9846,
                                                                                             "lambda_T": 0.0155}},
                 "webhook": {"requests": changes, "empty_requests": 0, "wasted_fraction": 0.0, "requests_per_change": 1.0,
-                            "cpu_s_per_change": cpu_hook, "bytes_per_change": 560.0, "latency_ms": lat, "model": {}}}}
+                            "cpu_s_per_change": cpu_hook, "bytes_per_change": 560.0, "latency_ms": lat, "model": {}}}})
 
 
 def test_live_part_interval_and_c1_reproduced_or_not() -> None:
@@ -78,37 +78,37 @@ def test_c3_latency_rule() -> None:
 def test_c4_knee_or_ceiling() -> None:
     knee = {"overload": {"knee": {"reached": True, "offered_rps": 600.0, "reasons": ["errors 7.0% > 1%"]},
                          "recovery_s": 6.0, "steps": [{}] * 6}}
-    assert c4_overload(knee, "r")["verdict"] == "holds only when"
+    assert c4_overload(Summary.from_dict(knee), "r")["verdict"] == "holds only when"
     ceiling = {"overload": {"knee": {"reached": False, "reasons": ["not reached, ceiling 900/s"]}, "steps": []}}
-    e = c4_overload(ceiling, "r")
+    e = c4_overload(Summary.from_dict(ceiling), "r")
     assert e["verdict"] == "does not hold" and "ceiling 900/s" in e["verdict_text"]
 
 
 def test_c5_measured_or_reason() -> None:
     sweep = {"crossover": {"measured": {"requests_per_change": {"webhook": {"R_lambda_T": 1.09}}}, "model": {}}}
-    assert "1.09" in c5_crossover(sweep, "s")["verdict_text"]
+    assert "1.09" in c5_crossover(Sweep.from_dict(sweep), "s")["verdict_text"]
     none = {"crossover": {"measured": {"requests_per_change": {"webhook": {"R_lambda_T": None,
                                                                           "reason": "polling never cheaper"}}}}}
-    e = c5_crossover(none, "s")
+    e = c5_crossover(Sweep.from_dict(none), "s")
     assert e["verdict"] == "does not hold" and e["verdict_text"] == "polling never cheaper"
 
 
 def test_c6_loss_rule() -> None:
     outage = {"faults": {"modes": {"webhook_ff": {"lost": 50}, "webhook_outbox": {"lost": 0}, "polling": {"lost": 0}}}}
-    assert c6_loss({"receiver_outage": outage}, [])["verdict"] == "holds only when"
+    assert c6_loss({"receiver_outage": Summary.from_dict(outage)}, [])["verdict"] == "holds only when"
     none = {"faults": {"modes": {"webhook_ff": {"lost": 0}, "webhook_outbox": {"lost": 0}}}}
-    assert c6_loss({"x": none}, [])["verdict"] == "does not hold"
+    assert c6_loss({"x": Summary.from_dict(none)}, [])["verdict"] == "does not hold"
     bad = {"faults": {"modes": {"webhook_outbox": {"lost": 3}}}}
-    assert c6_loss({"x": bad}, [])["verdict"] == "holds"
+    assert c6_loss({"x": Summary.from_dict(bad)}, [])["verdict"] == "holds"
 
 
 def test_c7_security_rule() -> None:
     ok = {"security": {"hostile_sent": 11_000, "hostile_accepted": 0, "kinds": {"a": {}, "b": {}},
                        "legit": {"sent": 170, "answered_2xx": 170}, "audit": {"complete": True}}}
-    assert c7_security(ok, "r")["verdict"] == "does not hold"
+    assert c7_security(Summary.from_dict(ok), "r")["verdict"] == "does not hold"
     leak = {"security": {**ok["security"], "hostile_accepted": 3}}
-    assert c7_security(leak, "r")["verdict"] == "holds"
-    assert c7_security({"security": {"hostile_sent": 0}}, "r")["verdict"] == "not run"
+    assert c7_security(Summary.from_dict(leak), "r")["verdict"] == "holds"
+    assert c7_security(Summary.from_dict({"security": {"hostile_sent": 0}}), "r")["verdict"] == "not run"
 
 
 def test_every_claim_has_an_entry_shape() -> None:

@@ -21,8 +21,8 @@ pytestmark = pytest.mark.integration
 
 SCENARIO = "scenarios/overload_producer.toml"
 # What a local `hookbench load` summary has (tests/test_load_integration.py runs those): the master's has the same.
-SUMMARY_KEYS = {"format_version", "kind", "scenario", "seed", "target", "partial", "changes", "modes", "duration_s",
-                "harness_saturated", "saturation", "overload", "records"}
+SUMMARY_KEYS = {"format_version", "kind", "scenario", "seed", "target", "partial", "status", "changes", "modes",
+                "duration_s", "harness_saturated", "saturation", "overload", "records"}
 
 
 def _start(argv: list[str]) -> subprocess.Popen[str]:
@@ -57,7 +57,7 @@ def test_master_and_two_workers(tmp_path: Path) -> None:
 
     (run_dir,) = [d for d in tmp_path.iterdir() if d.is_dir()]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert set(summary) == SUMMARY_KEYS and summary["partial"] is False
+    assert set(summary) == SUMMARY_KEYS and summary["partial"] is False and summary["status"] == "complete"
     steps = summary["overload"]["steps"]
     assert [s["step"] for s in steps] == [0, 1, 2] and all(s["achieved_rps"] > 0 for s in steps)
     manifest = json.loads((run_dir / "manifest.json").read_text())
@@ -92,7 +92,8 @@ def test_master_gives_up_without_workers(tmp_path: Path) -> None:
     assert proc.returncode == 1, out[-3000:]
     assert "only 0 of 2 Locust worker(s) connected within 2 s" in out and "Traceback" not in out
     (run_dir,) = [d for d in tmp_path.iterdir() if d.is_dir()]
-    assert json.loads((run_dir / "summary.json").read_text())["partial"] is True
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["partial"] is True and summary["status"] == "partial"
 
 
 @pytest.mark.parametrize(("argv", "message"), [

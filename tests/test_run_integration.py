@@ -91,6 +91,7 @@ def test_every_output_file_is_written(default_run: tuple[Path, str]) -> None:
 
 def test_summary_has_design_keys_for_each_mode(summary: dict) -> None:
     assert summary["format_version"] == 1 and summary["partial"] is False
+    assert summary["kind"] == "run" and summary["status"] == "complete"
     assert {"scenario", "duration_s", "seed", "changes", "harness_saturated", "modes"} <= summary.keys()
     assert set(summary["modes"]) == {"polling", "polling_etag", "webhook"}
     for m in summary["modes"].values():
@@ -193,7 +194,7 @@ def test_ctrl_c_flushes_what_was_measured(long_run: tuple[subprocess.Popen[str],
     code, stdout, stderr = finish(proc, 60)
     assert code == 130, stderr
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["partial"] is True and summary["changes"] > 0
+    assert summary["partial"] is True and summary["status"] == "interrupted" and summary["changes"] > 0
     assert summary["modes"]["polling_etag"]["requests"] > 0
     assert "[PARTIAL]" in stdout and (run_dir / "report.html").is_file()
     assert (run_dir / "records" / "marks.jsonl").exists()
@@ -208,7 +209,7 @@ def test_a_crashing_child_stops_the_run_cleanly(long_run: tuple[subprocess.Popen
     assert code == 1
     assert "receiver" in stderr and "exited unexpectedly" in stderr and "Traceback" not in stderr
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["partial"] is True
+    assert summary["partial"] is True and summary["status"] == "partial"
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert "receiver" in manifest["error"]
+    assert "receiver" in manifest["error"] and manifest["status"] == "partial"
     assert_no_children_left(run_dir)

@@ -17,10 +17,12 @@ import psutil
 import pytest
 
 import bench.orchestration.sweep as sweep_mod
+from bench.analysis.crossover import COST_METRICS, crossover
 from bench.config import Scenario, load_scenario
 from bench.errors import FormatVersionError, RunDirError, ScenarioError
-from bench.orchestration.runner import RunResult
-from bench.orchestration.sweep import COST_METRICS, crossover, parse_grid, plan_sweep, run_sweep
+from bench.orchestration.session import RunResult
+from bench.orchestration.sweep import parse_grid, plan_sweep, run_sweep
+from bench.results import RunStatus, Summary
 from reports.fmt import fmt_num, fmt_short
 from reports.sweep import build_sweep_report
 
@@ -251,8 +253,9 @@ def fake_runs(monkeypatch: pytest.MonkeyPatch, interrupt_at: int | None = None,
             os.kill(os.getpid(), signal.SIGTERM)
         summary = fake_summary(sc)
         if len(dirs) == interrupt_at:  # run_scenario caught Ctrl-C itself and analysed what it had
-            return RunResult(run_dir, {**summary, "partial": True}, True, "interrupted")
-        return RunResult(run_dir, summary, False, None)
+            return RunResult(run_dir, Summary.from_dict({**summary, "partial": True}), RunStatus.INTERRUPTED,
+                             "interrupted")
+        return RunResult(run_dir, Summary.from_dict(summary), RunStatus.COMPLETE, None)
 
     monkeypatch.setattr(sweep_mod, "run_scenario", run)
     return dirs
@@ -267,6 +270,7 @@ def test_run_sweep_aggregates_every_point(tmp_path: Path, monkeypatch: pytest.Mo
     assert "point 2/3: changes.rate=0.1" in lines
     doc = json.loads((d / "sweep.json").read_text())
     assert doc["format_version"] == 1 and doc["partial"] is False and doc["error"] is None
+    assert doc["kind"] == "sweep" and doc["status"] == "complete"
     assert doc["grid"] == [{"key": "changes.rate", "values": ["0.01", "0.1", "1"]}]
     assert doc["command"] == ("hookbench sweep " + str(CROSSOVER) + " --grid changes.rate=0.01,0.1,1 "
                               "--set run.duration=3 --set run.warmup=1s --set run.drain=1s")
@@ -308,7 +312,7 @@ def test_ctrl_c_stops_the_sweep_and_keeps_what_finished(tmp_path: Path, monkeypa
     d = run_sweep(CROSSOVER, parse_grid(["changes.rate=0.01,0.1,1000,10000"]), out=tmp_path, extra_overrides=[],
                   scenarios_dir=SCENARIOS, repo=REPO, log=lambda _s: None)
     doc = json.loads((d / "sweep.json").read_text())
-    assert doc["partial"] is True and doc["error"] == "interrupted"
+    assert doc["partial"] is True and doc["error"] == "interrupted" and doc["status"] == "interrupted"
     assert [p["index"] for p in doc["points"]] == [1, 2, 3] and doc["points"][2]["partial"] is True
     assert doc["crossover"]["points_used"] == [1, 2] and doc["crossover"]["points_excluded"] == [3]
     assert doc["crossover"]["measured"]["requests_per_change"]["webhook"]["nominal_rate_per_resource"] == \
@@ -324,7 +328,7 @@ def test_ctrl_c_between_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     d = run_sweep(CROSSOVER, parse_grid(["changes.rate=0.01,0.1,1"]), out=tmp_path, extra_overrides=[],
                   scenarios_dir=SCENARIOS, repo=REPO, log=lambda _s: None)
     doc = json.loads((d / "sweep.json").read_text())
-    assert doc["partial"] is True and doc["error"] == "interrupted"
+    assert doc["partial"] is True and doc["error"] == "interrupted" and doc["status"] == "interrupted"
     assert [(p["index"], p["partial"], p["modes"] == {}) for p in doc["points"]] == [(1, False, False),
                                                                                     (2, True, True)]
     assert "1 complete point" in doc["crossover"]["measured"]["requests_per_change"]["webhook"]["reason"]
@@ -339,7 +343,7 @@ def test_sigterm_outside_a_run_lets_the_point_finish_then_stops(tmp_path: Path,
     d = run_sweep(CROSSOVER, parse_grid(["changes.rate=0.01,0.1,1"]), out=tmp_path, extra_overrides=[],
                   scenarios_dir=SCENARIOS, repo=REPO, log=lambda _s: None)
     doc = json.loads((d / "sweep.json").read_text())
-    assert doc["partial"] is True and doc["error"] == "interrupted"
+    assert doc["partial"] is True and doc["error"] == "interrupted" and doc["status"] == "interrupted"
     assert [(p["index"], p["partial"]) for p in doc["points"]] == [(1, False), (2, False)]
     assert doc["crossover"]["measured"]["requests_per_change"]["webhook"]["nominal_rate_per_resource"] == \
         pytest.approx(0.05, rel=1e-9)
@@ -350,7 +354,7 @@ def test_report_refuses_what_is_not_a_sweep(tmp_path: Path) -> None:
     with pytest.raises(RunDirError, match="no sweep.json"):
         build_sweep_report(tmp_path)
     (tmp_path / "sweep.json").write_text(json.dumps({"format_version": 99}))
-    with pytest.raises(FormatVersionError, match="format_version 99"):
+    with pytest.raises(FormatVersionError, match="format_version = 99"):
         build_sweep_report(tmp_path)
 
 

@@ -1,16 +1,20 @@
 """The claims of design.md section 1 and their verdicts: measured results in, one entry per claim out.
 
-Pure functions over what the runs wrote (a run's or a load run's summary.json, a sweep.json, the Zapier
-reproduction); no I/O, no pandas. Each entry holds the claim as commonly stated, its source, the command
-that reproduces it, the measured figures it rests on, a verdict and the conditions. The verdict rules are
-written next to each evaluator and printed with the verdict, so a reader can check them.
+Pure functions over what the runs wrote (a run's or a load run's summary.json, a sweep.json, as
+`bench.results` reads them; the Zapier reproduction's parts); no I/O, no pandas. Each entry holds the claim
+as commonly stated, its source, the command that reproduces it, the measured figures it rests on, a verdict
+and the conditions. The verdict rules are written next to each evaluator and printed with the verdict, so a
+reader can check them.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.results import Summary, Sweep
 
 from bench.modes import is_pull
 
@@ -147,10 +151,10 @@ def c3_latency(latency: dict[str, Any], runs: list[str]) -> dict[str, Any]:
 
 # --- C4..C7: the other reproductions ------------------------------------------------------------------
 
-def c4_overload(summary: dict[str, Any], run: str) -> dict[str, Any]:
+def c4_overload(summary: Summary, run: str) -> dict[str, Any]:
     """Rule: holds when the receiver's overload run reached a knee (p99 past the SLO, errors > 1%, or achieved
     < 95% of offered); the knee rate is the condition. Not reached: does not hold up to the ceiling."""
-    o = summary.get("overload") or {}
+    o = summary.overload or {}
     knee = o.get("knee") or {}
     measured = {"knee": knee, "recovery_s": o.get("recovery_s"), "slo_p99_ms": o.get("slo_p99_ms"),
                 "steps": len(o.get("steps") or [])}
@@ -164,10 +168,10 @@ def c4_overload(summary: dict[str, Any], run: str) -> dict[str, Any]:
                   "up to the ramp's ceiling", measured, rule, [run])
 
 
-def c5_crossover(sweep: dict[str, Any], run: str) -> dict[str, Any]:
+def c5_crossover(sweep: Sweep, run: str) -> dict[str, Any]:
     """Rule: holds only when changes are frequent enough: above the measured crossover in requests per change
     (R*lambda*T of the cursor feed). No measured crossover: the reason is the verdict text."""
-    x = sweep.get("crossover") or {}
+    x = sweep.crossover or {}
     req = next(iter(((x.get("measured") or {}).get("requests_per_change") or {}).values()), {})
     measured = {"requests": req, "cpu": next(iter(((x.get("measured") or {}).get("cpu_s_per_change") or {})
                                                   .values()), {}),
@@ -178,16 +182,16 @@ def c5_crossover(sweep: dict[str, Any], run: str) -> dict[str, Any]:
         return _entry("C5", "holds only when", f"cursor polling makes fewer requests per change than webhooks "
                       f"above R*lambda*T = {req['R_lambda_T']:.2f} (model 1.00)",
                       "one feed poll returns every change since the last one", measured, rule, [run])
-    return _entry("C5", "not run" if not sweep else "does not hold", req.get("reason") or "no crossover measured",
+    return _entry("C5", "not run" if not sweep.raw else "does not hold", req.get("reason") or "no crossover measured",
                   "", measured, rule, [run])
 
 
-def c6_loss(summaries: dict[str, dict[str, Any]], runs: list[str]) -> dict[str, Any]:
+def c6_loss(summaries: dict[str, Summary], runs: list[str]) -> dict[str, Any]:
     """Rule: holds only when the sender keeps no copy: some mode without a copy (fire_and_forget, or in-memory
     retries across a producer crash) lost changes while the durable outbox and polling lost none."""
     lost: dict[str, dict[str, int]] = {}
     for name, s in summaries.items():
-        for mode, m in ((s.get("faults") or {}).get("modes") or {}).items():
+        for mode, m in ((s.faults or {}).get("modes") or {}).items():
             lost.setdefault(name, {})[mode] = int(m.get("lost") or 0)
     keeps = [m for by in lost.values() for m in by if m.endswith("outbox") or is_pull(m)]  # durable copy or catch-up
     safe = all(by[m] == 0 for by in lost.values() for m in by if m in keeps)
@@ -200,10 +204,10 @@ def c6_loss(summaries: dict[str, dict[str, Any]], runs: list[str]) -> dict[str, 
                   runs)
 
 
-def c7_security(summary: dict[str, Any], run: str) -> dict[str, Any]:
+def c7_security(summary: Summary, run: str) -> dict[str, Any]:
     """Rule: does not hold when every hostile request was refused as expected and none was processed, with
     every legitimate delivery accepted; holds when any hostile request was processed."""
-    sec = summary.get("security") or {}
+    sec = summary.security or {}
     sent, accepted = sec.get("hostile_sent", 0), sec.get("hostile_accepted", 0)
     legit = sec.get("legit") or {}
     measured = {"hostile_sent": sent, "hostile_accepted": accepted, "hostile_as_expected": sec.get("hostile_as_expected"),

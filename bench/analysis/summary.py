@@ -14,17 +14,17 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.loss import faults_section
+from bench.analysis.saturation import locust_cpu_reasons
 from bench.analysis.security import security_section
 from bench.analysis.stats import latency_stats, percentile, wilson_interval
 from bench.analysis.tables import Tables
 from bench.config import ChangesCfg
 from bench.modes import MODELLED_PROCESSES, Workload, kind_of
+from bench.results import Kind, RunStatus, status_keys, version_keys
 
-__all__ = ["Window", "summarize", "detections", "SUMMARY_FORMAT_VERSION", "LAG_P99_LIMIT_MS", "LOCUST_CPU_LIMIT_PCT", "LATE_SEND_LIMIT"]
+__all__ = ["Window", "summarize", "detections", "LAG_P99_LIMIT_MS", "LATE_SEND_LIMIT"]
 
-SUMMARY_FORMAT_VERSION = 1
 LAG_P99_LIMIT_MS = 20.0  # a server's event loop later than this at p99 means it, not the workload, set the pace
-LOCUST_CPU_LIMIT_PCT = 90.0  # Locust's own warning threshold
 LATE_SEND_LIMIT = 0.10  # pollers whose p99 send lateness exceeds 10% of the interval could not keep schedule
 
 
@@ -180,12 +180,7 @@ def _saturation(t: Tables, w: Window, modes: dict[str, dict[str, Any]], T: float
     locust = h.loc[h["process"].isin(["locust", "attack"])]  # the pollers' and the attack load's Locust
     out["locust_cpu_max_pct"] = float(locust["cpu_pct"].max()) if len(locust) else None
     out["locust_cpu_warnings"] = locust_cpu_warnings
-    for process, cpu in locust.groupby("process")["cpu_pct"]:
-        hot = int((cpu > LOCUST_CPU_LIMIT_PCT).sum())
-        if hot >= 2:
-            reasons.append(f"{process} (Locust) CPU above {LOCUST_CPU_LIMIT_PCT:.0f}% in {hot} one-second samples")
-    if locust_cpu_warnings:
-        reasons.append(f"Locust warned {locust_cpu_warnings} times that its CPU passed 90%")
+    reasons += locust_cpu_reasons(locust, locust_cpu_warnings, name=lambda process: f"{process} (Locust)")
     for mode, s in modes.items():
         late = s.get("send_late_ms_p99")
         if late is not None and late > LATE_SEND_LIMIT * T * 1e3:
@@ -196,20 +191,21 @@ def _saturation(t: Tables, w: Window, modes: dict[str, dict[str, Any]], T: float
 
 
 def summarize(t: Tables, w: Window, scenario: dict[str, Any], marks: dict[str, dict[str, Any]], *,
-              modes: list[str], partial: bool = False, locust_cpu_warnings: int = 0) -> dict[str, Any]:
-    """The whole summary.json content for one run."""
+              modes: list[str], status: RunStatus = RunStatus.COMPLETE,
+              locust_cpu_warnings: int = 0) -> dict[str, Any]:
+    """The whole summary.json content for one run that ended with `status`."""
     det = detections(t, w)
     per_mode = {m: _mode_summary(t, w, m, scenario, marks, det) for m in modes}
     lam, T = _live_rate_and_interval(scenario)
     sat = _saturation(t, w, per_mode, T, locust_cpu_warnings)
     return {
-        "format_version": SUMMARY_FORMAT_VERSION,
+        **version_keys(Kind.RUN),
         "scenario": scenario["name"],
         "duration_s": w.duration_s,
         "seed": scenario["seed"],
         "changes": int(len(_window_changes(t, w))),
         "harness_saturated": bool(sat["reasons"]),
-        "partial": partial,
+        **status_keys(status),
         "time_scale": scenario["run"]["time_scale"],
         "saturation": sat,
         "workload": {

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bench.protocol import ATTACK_LABEL_HEADER
 
-__all__ = ["Tables", "SCHEMAS", "load_records", "write_parquet", "read_parquet", "read_marks"]
+__all__ = ["Tables", "SCHEMAS", "typed", "read_jsonl", "load_records", "write_parquet", "read_parquet", "read_marks"]
 
 I64, F64, STR, BOOL, NI64 = "int64", "float64", "string", "bool", "Int64"
 
@@ -71,7 +71,8 @@ def typed(name: str, data: pd.DataFrame | list[dict[str, Any]] | None) -> pd.Dat
     return df[list(schema)].astype(schema).reset_index(drop=True)
 
 
-def _read_jsonl(paths: list[Path]) -> list[dict[str, Any]]:
+def read_jsonl(paths: list[Path]) -> list[dict[str, Any]]:
+    """Every complete row of the JSON-lines files `paths`, file by file in name order."""
     rows: list[dict[str, Any]] = []
     for p in sorted(paths):
         with open(p, encoding="utf-8") as fh:
@@ -94,7 +95,7 @@ def _read_changes(db: Path) -> list[dict[str, Any]]:
 
 
 def _audit_rows(paths: list[Path]) -> list[dict[str, Any]]:
-    rows = _read_jsonl(paths)
+    rows = read_jsonl(paths)
     for row in rows:  # the attack label is one of the audit's selected headers
         headers = row.pop("headers", None) or {}
         row["attack"] = headers.get(ATTACK_LABEL_HEADER)
@@ -105,7 +106,7 @@ def load_records(records_dir: Path, db_path: Path) -> Tables:
     """Gather what every process recorded during a run into typed tables."""
     r = Path(records_dir)
     arrivals = typed("arrivals", _audit_rows(list(r.glob("audit*.jsonl"))))
-    observations = typed("observations", _read_jsonl(list(r.glob("observations*.jsonl"))))
+    observations = typed("observations", read_jsonl(list(r.glob("observations*.jsonl"))))
     # A verified arrival carrying a change is an observation by that endpoint's consumer; hostile
     # requests (the attack load's labelled replays) are not the sender's deliveries.
     hooked = arrivals[arrivals["verdict"].isin(["accepted", "duplicate"]) & arrivals["change_id"].notna()
@@ -114,21 +115,21 @@ def load_records(records_dir: Path, db_path: Path) -> Tables:
                                 "t_obs_ns": hooked["t_obs_ns"].fillna(hooked["t_ns"])})
     return Tables(
         changes=typed("changes", _read_changes(db_path)),
-        polls=typed("polls", _read_jsonl(list(r.glob("polls*.jsonl")))),
+        polls=typed("polls", read_jsonl(list(r.glob("polls*.jsonl")))),
         observations=typed("observations", pd.concat([observations, webhook_obs], ignore_index=True)),
-        deliveries=typed("deliveries", _read_jsonl(list(r.glob("deliveries*.jsonl")))),
+        deliveries=typed("deliveries", read_jsonl(list(r.glob("deliveries*.jsonl")))),
         arrivals=arrivals,
-        attacks=typed("attacks", _read_jsonl(list(r.glob("attack-*.jsonl")))),
-        events=typed("events", _read_jsonl(list(r.glob("events*.jsonl")))
-                     + [{"source": "receiver", **row} for row in _read_jsonl(list(r.glob("faults*.jsonl")))]),
-        loop_lag=typed("loop_lag", _read_jsonl(list(r.glob("loop_lag*.jsonl")))),
-        harness=typed("harness", _read_jsonl(list(r.glob("harness*.jsonl")))),
+        attacks=typed("attacks", read_jsonl(list(r.glob("attack-*.jsonl")))),
+        events=typed("events", read_jsonl(list(r.glob("events*.jsonl")))
+                     + [{"source": "receiver", **row} for row in read_jsonl(list(r.glob("faults*.jsonl")))]),
+        loop_lag=typed("loop_lag", read_jsonl(list(r.glob("loop_lag*.jsonl")))),
+        harness=typed("harness", read_jsonl(list(r.glob("harness*.jsonl")))),
     )
 
 
 def read_marks(records_dir: Path) -> dict[str, dict[str, Any]]:
     """Producer counter snapshots by mark name (window_start, window_end, shutdown)."""
-    return {row["mark"]: row for row in _read_jsonl(list(Path(records_dir).glob("marks*.jsonl")))}
+    return {row["mark"]: row for row in read_jsonl(list(Path(records_dir).glob("marks*.jsonl")))}
 
 
 def write_parquet(tables: Tables, run_dir: Path) -> list[Path]:

@@ -11,7 +11,6 @@ process's CPU are sampled.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import re
 import signal
@@ -29,20 +28,31 @@ import pandas as pd
 import psutil
 
 from bench.analysis.overload import overload_section
+from bench.analysis.saturation import locust_cpu_reasons
 from bench.analysis.stats import percentile
-from bench.analysis.tables import typed
+from bench.analysis.tables import read_jsonl, typed
 from bench.config import Scenario
 from bench.errors import RunError
-from bench.manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
+from bench.manifest import collect_metadata
 from bench.orchestration.procs import ProcessGroup, terminate
-from bench.orchestration.runner import Interrupted, Progress, RunResult, http_json, locust_cpu_warnings, on_sigterm
-from bench.orchestration.wiring import make_endpoints, producer_argv, receiver_config
+from bench.orchestration.session import Interrupted, Progress, RunResult, http_json, locust_cpu_warnings, on_sigterm
+from bench.orchestration.wiring import make_endpoints, producer_argv, receiver_argv, receiver_config
+from bench.protocol import PATH_STATS
 from bench.records import JsonlWriter
+from bench.results import (
+    Kind,
+    RunStatus,
+    Summary,
+    manifest_keys,
+    status_keys,
+    version_keys,
+    write_json,
+    write_manifest,
+    write_summary,
+)
 
-__all__ = ["run_load", "run_workers", "MasterOptions", "LOAD_FORMAT_VERSION"]
+__all__ = ["run_load", "run_workers", "MasterOptions"]
 
-LOAD_FORMAT_VERSION = 1
-LOCUST_CPU_LIMIT = 90.0
 SLACK_S = 90.0  # beyond the ramp's own length before the run is stopped as hung
 
 
@@ -76,15 +86,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def _read_jsonl(paths: list[Path]) -> list[dict[str, Any]]:
-    rows = []
-    for p in sorted(paths):
-        for line in p.read_text(encoding="utf-8").splitlines(keepends=True):
-            if line.endswith("\n"):
-                rows.append(json.loads(line))
-    return rows
 
 
 def _locustfiles(sc: Scenario, scenarios_dir: Path) -> str:
@@ -137,20 +138,21 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
     records.mkdir()
     nproc = 0 if master is not None else processes or ld.processes or os.cpu_count() or 1
     write_json(run_dir / "scenario.json", sc.to_dict())
-    manifest: dict[str, Any] = {"format_version": MANIFEST_FORMAT_VERSION, "kind": "load", "scenario": sc.to_dict(),
+    manifest: dict[str, Any] = {**manifest_keys(Kind.LOAD), "scenario": sc.to_dict(),
                                 "scenario_source": sc.source, "seed": sc.seed, "time_scale": sc.run.time_scale,
-                                "locust_processes": nproc, **collect_metadata(repo), "partial": True}
+                                "locust_processes": nproc, **collect_metadata(repo),
+                                **status_keys(RunStatus.PARTIAL)}
     manifest["clocks"] = ONE_CLOCK
     if master is not None:
         manifest["locust_master"] = {"expect_workers": master.expect_workers, "bind": f"127.0.0.1:{master.bind_port}",
                                      "max_wait_s": master.max_wait_s}
         manifest["clocks"] = WORKER_CLOCKS
-    write_json(run_dir / "manifest.json", manifest)
+    write_manifest(run_dir, manifest)
     group = ProcessGroup()
     stats_log = JsonlWriter(records / "server_stats.jsonl")
     harness = JsonlWriter(records / "harness.jsonl")
     progress = Progress(log)
-    partial, error = False, None
+    status, error = RunStatus.COMPLETE, None
     old_term = signal.signal(signal.SIGTERM, on_sigterm)
     t_start = time.time_ns()
     try:
@@ -160,9 +162,8 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
             config = run_dir / "receiver.json"
             write_json(config, receiver_config(sc, [endpoint], run_dir / "tls"))
             config.chmod(0o600)
-            server = group.start("receiver", [sys.executable, "-m", "servers.receiver", "--config", str(config),
-                                              "--records", str(records), "--port", "0"],
-                                 run_dir / "logs" / "receiver.log", cwd=repo)
+            server = group.start("receiver", receiver_argv(config, records), run_dir / "logs" / "receiver.log",
+                                 cwd=repo)
             base = f"{'https' if sc.receiver.https else 'http'}://127.0.0.1:{server.port}"
         else:
             server = group.start("producer", producer_argv(run_dir / "scenario.json", run_dir / "producer.db",
@@ -214,7 +215,7 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
             for name, value in cpu.items():
                 harness.write({"t_ns": now, "process": name, "cpu_pct": value})
             try:
-                st = http_json(f"{base}/stats", timeout=2.0, ctx=ctx)
+                st = http_json(f"{base}{PATH_STATS}", timeout=2.0, ctx=ctx)
             except (OSError, urllib.error.URLError, RunError):
                 st = {}
             stats_log.write({"t_ns": now, "server": ld.target, "in_flight": st.get("in_flight"),
@@ -229,10 +230,10 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
             raise RunError(f"the Locust master exited with code {locust.popen.returncode}; see "
                            f"{run_dir / 'logs' / 'locust.log'}")
     except (KeyboardInterrupt, Interrupted):
-        partial, error = True, "interrupted"
+        status, error = RunStatus.INTERRUPTED, RunStatus.INTERRUPTED.value
         log("\ninterrupted: stopping processes and analysing what was recorded")
     except RunError as e:
-        partial, error = True, str(e)
+        status, error = RunStatus.PARTIAL, str(e)
     finally:
         signal.signal(signal.SIGTERM, old_term)
         progress.done()
@@ -240,11 +241,11 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
         stats_log.close()
         harness.close()
         manifest["processes"] = {c.name: {"pid": c.pid, "exit_code": codes.get(c.name)} for c in group.children}
-    manifest.update(partial=partial, error=error, window={"start_ns": t_start, "end_ns": time.time_ns()})
-    write_json(run_dir / "manifest.json", manifest)
-    summary = _analyse(sc, run_dir, records, partial)
-    write_json(run_dir / "summary.json", summary)
-    return RunResult(run_dir, summary, partial, error)
+    manifest.update(status_keys(status), error=error, window={"start_ns": t_start, "end_ns": time.time_ns()})
+    write_manifest(run_dir, manifest)
+    summary = _analyse(sc, run_dir, records, status)
+    write_summary(run_dir, summary)
+    return RunResult(run_dir, Summary.from_dict(summary), status, error)
 
 
 def _wait_for_workers(locust: Any, group: ProcessGroup, run_dir: Path, records: Path, master: MasterOptions,
@@ -329,20 +330,20 @@ def _records_section(requests: pd.DataFrame, run_dir: Path, records: Path, targe
             "complete": None if counted is None else rows >= counted}
 
 
-def _analyse(sc: Scenario, run_dir: Path, records: Path, partial: bool) -> dict[str, Any]:
+def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus) -> dict[str, Any]:
     ld = sc.load
     pattern = "storm-*.jsonl" if ld.target == "receiver" else "fleet-*.jsonl"
-    requests = pd.DataFrame(_read_jsonl(list(records.glob(pattern))))
+    requests = pd.DataFrame(read_jsonl(list(records.glob(pattern))))
     for col in ("t_intended_ns", "t_send_ns", "t_recv_ns", "status", "error", "attempt", "msg_id"):
         if col not in requests.columns:
             requests[col] = None
     requests = requests.astype({"t_intended_ns": "int64", "t_send_ns": "int64", "t_recv_ns": "int64",
                                 "status": "int64"}) if len(requests) else requests
-    steps = pd.DataFrame(_read_jsonl(list(records.glob("steps.jsonl"))), columns=["t_ns", "step", "users"])
-    server_stats = pd.DataFrame(_read_jsonl([records / "server_stats.jsonl"]),
+    steps = pd.DataFrame(read_jsonl(list(records.glob("steps.jsonl"))), columns=["t_ns", "step", "users"])
+    server_stats = pd.DataFrame(read_jsonl([records / "server_stats.jsonl"]),
                                 columns=["t_ns", "server", "in_flight", "pending", "requests", "shed_503"])
-    harness = typed("harness", _read_jsonl([records / "harness.jsonl"]))
-    loop_lag = typed("loop_lag", _read_jsonl(list(records.glob("loop_lag*.jsonl"))))
+    harness = typed("harness", read_jsonl([records / "harness.jsonl"]))
+    loop_lag = typed("loop_lag", read_jsonl(list(records.glob("loop_lag*.jsonl"))))
     requests.to_parquet(run_dir / "requests.parquet", index=False)
     steps.to_parquet(run_dir / "steps.parquet", index=False)
     server_stats.to_parquet(run_dir / "server_stats.parquet", index=False)
@@ -351,21 +352,15 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, partial: bool) -> dict[
     overload = overload_section(requests, steps, server_stats, rate_per_user=ld.rate_per_user,
                                 settle_s=ld.settle, slo_p99_ms=ld.slo_p99 * 1e3, ramp_steps=ld.steps)
     # The harness is saturated when the load generator, not the server under test, ran out of CPU.
-    reasons = []
     locust = harness[harness["process"].str.startswith("locust")]
-    for process, cpu in locust.groupby("process")["cpu_pct"]:
-        hot = int((cpu > LOCUST_CPU_LIMIT).sum())
-        if hot >= 2:
-            reasons.append(f"{process} CPU above {LOCUST_CPU_LIMIT:.0f}% in {hot} one-second samples: "
-                           "the load generator, not the server, may have set the pace")
     warnings = locust_cpu_warnings(run_dir / "logs")
-    if warnings:
-        reasons.append(f"Locust warned {warnings} times that its CPU passed 90%")
+    reasons = locust_cpu_reasons(locust, warnings,
+                                 consequence=": the load generator, not the server, may have set the pace")
     rec = _records_section(requests, run_dir, records, ld.target)
     lag = loop_lag["lag_ms"].to_numpy(dtype=float)
     return {
-        "format_version": LOAD_FORMAT_VERSION, "kind": "load", "scenario": sc.name, "seed": sc.seed,
-        "target": ld.target, "partial": partial, "changes": None, "modes": {},
+        **version_keys(Kind.LOAD), "scenario": sc.name, "seed": sc.seed,
+        "target": ld.target, **status_keys(status), "changes": None, "modes": {},
         "duration_s": float(steps["t_ns"].max() - steps["t_ns"].min()) / 1e9 if len(steps) > 1 else 0.0,
         "harness_saturated": bool(reasons),
         "saturation": {

@@ -27,9 +27,22 @@ import pandas as pd
 from bench.analysis import claims as cl
 from bench.analysis.readings import live_latency, live_part, load_part
 from bench.config import load_scenario
-from bench.errors import RunDirError, RunError
-from bench.manifest import collect_metadata, read_json, write_json
-from bench.orchestration.runner import new_run_dir, run_scenario
+from bench.errors import RunError
+from bench.manifest import collect_metadata
+from bench.orchestration.runner import run_scenario
+from bench.orchestration.session import new_run_dir
+from bench.results import (
+    Kind,
+    RunStatus,
+    Summary,
+    manifest_keys,
+    read_summary,
+    read_sweep,
+    status_keys,
+    version_keys,
+    write_manifest,
+    write_summary,
+)
 from bench.simulation.calibrate import (
     SENSITIVITY_MIXES,
     ZAPIER,
@@ -39,10 +52,8 @@ from bench.simulation.calibrate import (
     sensitivity_table,
 )
 
-__all__ = ["reproduce_zapier", "reproduce_all", "Interrupted", "REPRODUCTION_FORMAT_VERSION", "read_reproduction",
-           "ZAPIER_INTERVALS_S"]
+__all__ = ["reproduce_zapier", "reproduce_all", "Interrupted", "ZAPIER_INTERVALS_S"]
 
-REPRODUCTION_FORMAT_VERSION = 1
 ZAPIER_INTERVALS_S = (60.0, 120.0, 900.0)  # Team/Enterprise 1 min, Professional 2 min, Free 15 min
 LIVE_SCENARIO = "zapier_live.toml"
 
@@ -82,16 +93,16 @@ def reproduce_zapier(out: Path, *, repo: Path, scenarios_dir: Path, quick: bool 
     sizes = Sizes.of(quick)
     rdir = new_run_dir(out, "reproduce-zapier")
     t0 = time.monotonic()
-    summary: dict[str, Any] = {"format_version": REPRODUCTION_FORMAT_VERSION, "kind": "reproduction",
-                               "reproduction": "zapier", "quick": quick, "partial": True, "parts_done": [],
-                               "claim_source": dict(ZAPIER), "claimed_wasted_fraction": cl.CLAIMED_WASTED}
-    manifest = {"format_version": REPRODUCTION_FORMAT_VERSION, "kind": "reproduction", "reproduction": "zapier",
+    summary: dict[str, Any] = {**version_keys(Kind.REPRODUCTION), "reproduction": "zapier", "quick": quick,
+                               **status_keys(RunStatus.PARTIAL), "parts_done": [], "claim_source": dict(ZAPIER),
+                               "claimed_wasted_fraction": cl.CLAIMED_WASTED}
+    manifest = {**manifest_keys(Kind.REPRODUCTION), "reproduction": "zapier",
                 "quick": quick, "seed": seed, "sizes": sizes.__dict__, "live_scenario": LIVE_SCENARIO,
                 "zapier_mix": [list(m) for m in ZAPIER_MIX], **collect_metadata(repo)}
-    write_json(rdir / "manifest.json", manifest)
+    write_manifest(rdir, manifest)
 
     def save() -> None:
-        write_json(rdir / "summary.json", summary)
+        write_summary(rdir, summary)
 
     save()
     try:
@@ -102,9 +113,9 @@ def reproduce_zapier(out: Path, *, repo: Path, scenarios_dir: Path, quick: bool 
         result = run_scenario(scenario, rdir / "live", scenarios_dir, repo=repo, log=lambda m: log("      " + m))
         live_dir = result.run_dir.relative_to(rdir).as_posix()
         summary["live_run"] = live_dir
-        if result.error == "interrupted":
+        if result.status is RunStatus.INTERRUPTED:
             raise KeyboardInterrupt
-        if result.error:
+        if result.status is not RunStatus.COMPLETE:
             raise RunError(f"the live run failed: {result.error} (see {result.run_dir})")
         s = result.summary
         summary["live"] = live_part(s)
@@ -161,10 +172,11 @@ def reproduce_zapier(out: Path, *, repo: Path, scenarios_dir: Path, quick: bool 
         summary["parts_done"].append("sensitivity")
     except KeyboardInterrupt:
         summary["claims"] = _zapier_claims(summary)
+        summary.update(status_keys(RunStatus.INTERRUPTED))
         save()
         raise Interrupted(str(rdir)) from None
     summary["claims"] = _zapier_claims(summary)
-    summary["partial"] = False
+    summary.update(status_keys(RunStatus.COMPLETE))
     summary["wall_s"] = time.monotonic() - t0
     save()
     _say(log, t0, "done")
@@ -233,24 +245,24 @@ def reproduce_all(out: Path, *, repo: Path, scenarios_dir: Path, run_load: Calla
     from bench.orchestration.sweep import run_sweep
 
     cdir = new_run_dir(out, "claims")
-    write_json(cdir / "manifest.json", {"format_version": REPRODUCTION_FORMAT_VERSION, "kind": "claims",
-                                        "only": list(only), "quick": quick, **collect_metadata(repo)})
+    write_manifest(cdir, {**manifest_keys(Kind.CLAIMS), "only": list(only), "quick": quick,
+                          **collect_metadata(repo)})
     entries: dict[str, dict[str, Any]] = {cid: cl.not_run(cid, "not asked for (--only)") for cid in cl.CLAIMS}
-    doc: dict[str, Any] = {"format_version": REPRODUCTION_FORMAT_VERSION, "kind": "claims", "partial": True,
-                           "claims": entries, "runs": {}}
+    doc: dict[str, Any] = {**version_keys(Kind.CLAIMS), **status_keys(RunStatus.PARTIAL), "claims": entries,
+                           "runs": {}}
 
     def save() -> None:
-        write_json(cdir / "summary.json", doc)
+        write_summary(cdir, doc)
 
     save()
-    faults: dict[str, dict[str, Any]] = {}
+    faults: dict[str, Summary] = {}
     try:
         if {"C1", "C2", "C3"} & set(only):
             log("== C1, C2, C3: hookbench reproduce zapier")
             z = reproduce_zapier(cdir, repo=repo, scenarios_dir=scenarios_dir, quick=quick, log=log)
-            zs = read_json(z / "summary.json", REPRODUCTION_FORMAT_VERSION)
+            zs = read_summary(z, expect=Kind.REPRODUCTION)
             doc["runs"]["zapier"] = z.name
-            entries.update({k: _rebase(v, z.name) for k, v in zs["claims"].items() if k in only})
+            entries.update({k: _rebase(v, z.name) for k, v in (zs.claims or {}).items() if k in only})
             save()
         for cid, kind, name in OTHER_RUNS:
             if cid not in only:
@@ -270,12 +282,12 @@ def reproduce_all(out: Path, *, repo: Path, scenarios_dir: Path, run_load: Calla
                 sd = run_sweep(path, CROSSOVER_GRID, out=cdir, extra_overrides=[], scenarios_dir=scenarios_dir,
                                repo=repo, log=log)
                 doc["runs"][name] = sd.name
-                entries[cid] = cl.c5_crossover(read_json(sd / "sweep.json", 1), sd.name)
+                entries[cid] = cl.c5_crossover(read_sweep(sd), sd.name)
             else:
                 sc = load_scenario(path)
                 res = run_scenario(sc, new_run_dir(cdir, sc.name), scenarios_dir, repo=repo, log=log)
                 doc["runs"][name] = res.run_dir.name
-                if res.error == "interrupted":
+                if res.status is RunStatus.INTERRUPTED:
                     raise KeyboardInterrupt
                 if cid == "C6":
                     faults[sc.name] = res.summary
@@ -284,9 +296,10 @@ def reproduce_all(out: Path, *, repo: Path, scenarios_dir: Path, run_load: Calla
                     entries[cid] = cl.c7_security(res.summary, res.run_dir.name)
             save()
     except (KeyboardInterrupt, Interrupted):
+        doc.update(status_keys(RunStatus.INTERRUPTED))
         save()
         raise Interrupted(str(cdir)) from None
-    doc["partial"] = False
+    doc.update(status_keys(RunStatus.COMPLETE))
     save()
     return cdir
 
@@ -294,12 +307,3 @@ def reproduce_all(out: Path, *, repo: Path, scenarios_dir: Path, run_load: Calla
 def _rebase(entry: dict[str, Any], sub: str) -> dict[str, Any]:
     """Run paths of a claim entry, made relative to the claims directory."""
     return {**entry, "runs": [f"{sub}/{r}" for r in entry.get("runs") or []]}
-
-
-def read_reproduction(path: Path) -> dict[str, Any]:
-    """summary.json of a reproduction directory (RunDirError if it is not one)."""
-    s = read_json(path / "summary.json", REPRODUCTION_FORMAT_VERSION)
-    if s.get("kind") != "reproduction":
-        raise RunDirError(f"{path}: not a reproduction directory (summary.json kind = {s.get('kind')!r})")
-    return s
-

@@ -7,15 +7,11 @@ it gathers the records (tables), analyses them and writes summary.json. Reports 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import ssl
-import sys
 import time
 import urllib.error
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,94 +20,51 @@ import psutil
 from bench.analysis.summary import Window, detections, summarize
 from bench.analysis.tables import load_records, read_marks, write_parquet
 from bench.config import Scenario
-from bench.errors import RunDirError, RunError
-from bench.manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
+from bench.errors import RunError
+from bench.manifest import collect_metadata
 from bench.modes import is_pull
 from bench.orchestration.procs import Child, ProcessGroup
+from bench.orchestration.session import (
+    Interrupted,
+    Progress,
+    RunResult,
+    http_json,
+    locust_cpu_warnings,
+    on_sigterm,
+)
 from bench.orchestration.wiring import (
     Endpoint,
     attack_argv,
     make_endpoints,
     poller_argv,
     producer_argv,
+    receiver_argv,
     receiver_config,
     subscription_body,
 )
-from bench.protocol import PATH_RECEIVER_START
+from bench.protocol import (
+    PATH_CONTROL_CHANGES,
+    PATH_CONTROL_MARK,
+    PATH_RECEIVER_START,
+    PATH_STATS,
+    PATH_SUBSCRIPTIONS,
+)
 from bench.records import JsonlWriter
+from bench.results import (
+    Kind,
+    RunStatus,
+    Summary,
+    manifest_keys,
+    status_keys,
+    write_json,
+    write_manifest,
+    write_summary,
+)
 from bench.traces import write_trace_csv
 
-__all__ = ["RunResult", "run_scenario", "new_run_dir", "http_json", "Progress", "Interrupted", "on_sigterm",
-           "locust_cpu_warnings", "STARTUP_TIMEOUT_S"]
+__all__ = ["run_scenario", "STARTUP_TIMEOUT_S"]
 
 STARTUP_TIMEOUT_S = 60.0  # Locust imports gevent and friends; on a busy 2-core machine that takes seconds
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    summary: dict[str, Any]
-    partial: bool
-    error: str | None = None
-
-
-def new_run_dir(base: Path, name: str) -> Path:
-    """runs/<UTC timestamp>-<name>/, never an existing directory (a suffix is added instead)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    for i in range(1000):
-        d = base / (f"{stamp}-{name}" + (f"-{i}" if i else ""))
-        try:
-            d.mkdir(parents=True, exist_ok=False)
-            return d
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise RunDirError(f"{base}: cannot create a run directory there ({e.strerror}); "
-                              "pass a writable --out DIR") from None
-    raise RunError(f"cannot create a new run directory under {base}")
-
-
-def http_json(url: str, data: dict[str, Any] | None = None, timeout: float = 5.0,
-          ctx: ssl.SSLContext | None = None) -> dict[str, Any]:
-    body = None if data is None else json.dumps(data).encode()
-    req = urllib.request.Request(url, data=body, method="GET" if data is None else "POST",
-                                 headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout, context=ctx) as resp:
-            return json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as e:  # a child refused what we sent: say what it said
-        detail = e.read().decode(errors="replace")[:300]
-        raise RunError(f"{req.method} {url.split('?')[0]} answered {e.code}: {detail}") from None
-
-
-class Progress:
-    """One status line, rewritten in place on a terminal, printed every few seconds otherwise."""
-
-    def __init__(self, out: Callable[[str], None] | None) -> None:
-        self.out = out
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-
-    def show(self, text: str) -> None:
-        if self.tty:
-            sys.stderr.write("\r\033[K" + text)
-            sys.stderr.flush()
-        elif self.out is not None and time.monotonic() - self.last >= 5.0:
-            self.out(text)
-            self.last = time.monotonic()
-
-    def done(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-class Interrupted(Exception):
-    pass
-
-
-def on_sigterm(signum: int, frame: object) -> None:
-    raise Interrupted()
 
 
 class _Orchestra:
@@ -164,8 +117,7 @@ class _Orchestra:
         config = self.run_dir / "receiver.json"
         write_json(config, receiver_config(sc, self.endpoints, tls_dir))
         config.chmod(0o600)  # it holds the endpoints' secrets
-        receiver = self.group.start("receiver", [sys.executable, "-m", "servers.receiver", "--config", str(config),
-                                                 "--records", str(self.records), "--port", "0"],
+        receiver = self.group.start("receiver", receiver_argv(config, self.records),
                                     self.run_dir / "logs" / "receiver.log", cwd=self.repo)
         self._watch(receiver)
         scheme = "https" if sc.receiver.https else "http"
@@ -178,7 +130,7 @@ class _Orchestra:
                  f"(pid {receiver.pid})")
         if sc.webhook.enabled:
             for ep in self.endpoints:
-                http_json(f"{self.base}/subscriptions", subscription_body(sc, ep, self.receiver_base, ca))
+                http_json(f"{self.base}{PATH_SUBSCRIPTIONS}", subscription_body(sc, ep, self.receiver_base, ca))
 
     def start_pollers(self) -> Child:
         sc = self.sc
@@ -213,7 +165,7 @@ class _Orchestra:
                 pass
         if not self.producer_up:
             return None
-        stats = http_json(f"{self.base}/stats", timeout=2.0)
+        stats = http_json(f"{self.base}{PATH_STATS}", timeout=2.0)
         d = stats["deliveries"]
         self.events.write({"t_ns": now, "source": "producer", "event": "stats", "changes": stats["changes"],
                            "attempts": d["attempts"], "ok": d["ok"], "failed": d["failed"], "pending": d["pending"]})
@@ -266,14 +218,14 @@ class _Orchestra:
         self.log(f"\nfault: producer restarted on the same store (pid {self.producer.pid})")
 
     def start_window(self) -> None:
-        self.window["start_ns"] = http_json(f"{self.base}/control/mark", {"name": "window_start"})["t_ns"]
+        self.window["start_ns"] = http_json(f"{self.base}{PATH_CONTROL_MARK}", {"name": "window_start"})["t_ns"]
         http_json(f"{self.receiver_base}{PATH_RECEIVER_START}", {"t0_ns": self.window["start_ns"]}, ctx=self.ssl)
         if self.sc.attack.enabled:
             self.start_attack()
 
     def end_window(self) -> None:
-        self.window["end_ns"] = http_json(f"{self.base}/control/mark", {"name": "window_end"})["t_ns"]
-        http_json(f"{self.base}/control/changes", {"running": False})
+        self.window["end_ns"] = http_json(f"{self.base}{PATH_CONTROL_MARK}", {"name": "window_end"})["t_ns"]
+        http_json(f"{self.base}{PATH_CONTROL_CHANGES}", {"running": False})
 
     def close(self) -> dict[str, int | None]:
         self.progress.done()
@@ -289,10 +241,10 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
     records = run_dir / "records"
     records.mkdir()
     write_json(run_dir / "scenario.json", scenario.to_dict())
-    manifest: dict[str, Any] = {"format_version": MANIFEST_FORMAT_VERSION, "scenario": scenario.to_dict(),
+    manifest: dict[str, Any] = {**manifest_keys(Kind.RUN), "scenario": scenario.to_dict(),
                                 "scenario_source": scenario.source, "seed": scenario.seed,
                                 "time_scale": scenario.run.time_scale, **collect_metadata(repo),
-                                "window": None, "partial": True, "processes": {},
+                                "window": None, **status_keys(RunStatus.PARTIAL), "processes": {},
                                 "clocks": {"single_clock": True, "note": "producer, receiver and pollers run on this "
                                            "machine: every timestamp is from one clock"}}
     if scenario.changes.process == "trace":  # keep the replayed stream itself: the run reproduces without it
@@ -301,10 +253,10 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
         manifest["trace"] = {"source": trace.source, "sha256": trace.sha256, "events": trace.events,
                              "cycle_s": trace.cycle, "mean_rate_per_s": trace.mean_rate, "copy": "trace.csv",
                              "gap_cv": trace.burstiness()}
-    write_json(run_dir / "manifest.json", manifest)
+    write_manifest(run_dir, manifest)
 
     error: str | None = None
-    partial = False
+    status = RunStatus.COMPLETE
     old_term = signal.signal(signal.SIGTERM, on_sigterm)
     o = _Orchestra(scenario, run_dir, scenarios_dir, repo, manifest, log)
     try:
@@ -333,15 +285,12 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
         o.phase("drain", sc.run.drain)
         o.window["grace_end_ns"] = time.time_ns()
     except (KeyboardInterrupt, Interrupted):
-        partial = True
-        error = "interrupted"
+        status, error = RunStatus.INTERRUPTED, RunStatus.INTERRUPTED.value
         log("\ninterrupted: stopping processes and analysing what was recorded")
     except RunError as e:
-        partial = True
-        error = str(e)
+        status, error = RunStatus.PARTIAL, str(e)
     except (OSError, urllib.error.URLError) as e:  # a child stopped answering
-        partial = True
-        error = f"lost contact with a child process: {e}"
+        status, error = RunStatus.PARTIAL, f"lost contact with a child process: {e}"
     finally:
         signal.signal(signal.SIGTERM, old_term)
         codes = o.close()
@@ -355,17 +304,17 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
     manifest["window"] = {"start_ns": w.start_ns, "end_ns": w.end_ns, "grace_end_ns": w.grace_end_ns,
                           "warmup_s": scenario.run.warmup, "duration_s": w.duration_s,
                           "drain_s": (w.grace_end_ns - w.end_ns) / 1e9}
-    manifest["partial"] = partial
+    manifest.update(status_keys(status))
     manifest["error"] = error
-    write_json(run_dir / "manifest.json", manifest)
+    write_manifest(run_dir, manifest)
 
     tables = load_records(records, run_dir / "producer.db")
     write_parquet(tables, run_dir)
     detections(tables, w).to_parquet(run_dir / "detections.parquet", index=False)
     summary = summarize(tables, w, scenario.to_dict(), read_marks(records), modes=list(scenario.modes),
-                        partial=partial, locust_cpu_warnings=locust_cpu_warnings(run_dir / "logs"))
-    write_json(run_dir / "summary.json", summary)
-    return RunResult(run_dir, summary, partial, error)
+                        status=status, locust_cpu_warnings=locust_cpu_warnings(run_dir / "logs"))
+    write_summary(run_dir, summary)
+    return RunResult(run_dir, Summary.from_dict(summary), status, error)
 
 
 def _redact(arg: str, endpoints: list[Endpoint]) -> str:
@@ -374,14 +323,3 @@ def _redact(arg: str, endpoints: list[Endpoint]) -> str:
             if secret and secret in arg:
                 arg = arg.replace(secret, "<secret>")
     return arg
-
-
-def locust_cpu_warnings(logs: Path) -> int:
-    """Locust logs a warning when its own CPU passes 90%: count them."""
-    n = 0
-    for name in ("locust.log", "locust.out", "attack.log", "attack.out"):
-        try:
-            n += (logs / name).read_text(errors="replace").count("CPU usage above")
-        except OSError:
-            pass
-    return n

@@ -2,14 +2,13 @@
 per-run summaries gathered into sweep.json / sweep.parquet with the polling-vs-webhook crossover (claim C5).
 
 Each point is an ordinary run directory inside the sweep directory; nothing here measures anything. The only
-numbers computed are the crossover interpolation (log-log between the two bracketing points) and the model
-crossover R*lambda*T = 1; everything else is copied from each point's summary.json.
+numbers computed are the crossover's (`bench.analysis.crossover`); everything else is copied from each point's
+summary.json.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
 import os
 import shlex
 import signal
@@ -21,22 +20,20 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pandas as pd
 
+from bench.analysis.crossover import crossover
 from bench.config import load_scenario
-from bench.errors import HookbenchError, RunDirError, ScenarioError
-from bench.manifest import collect_metadata, read_json, write_json
-from bench.modes import MODE_CURSOR, is_push
-from bench.orchestration.runner import new_run_dir, run_scenario
+from bench.errors import HookbenchError, ScenarioError
+from bench.manifest import collect_metadata
+from bench.orchestration.runner import run_scenario
+from bench.orchestration.session import new_run_dir
+from bench.results import Kind, RunStatus, Summary, status_keys, version_keys, write_sweep
 
 if TYPE_CHECKING:
     from bench.config import Scenario
 
-__all__ = ["SWEEP_FORMAT_VERSION", "SWEEP_JSON", "SWEEP_PARQUET", "COST_METRICS", "SweepPoint", "parse_grid",
-           "plan_sweep", "run_sweep", "crossover", "read_sweep"]
+__all__ = ["SWEEP_PARQUET", "SweepPoint", "parse_grid", "plan_sweep", "run_sweep"]
 
-SWEEP_FORMAT_VERSION = 1
-SWEEP_JSON = "sweep.json"
 SWEEP_PARQUET = "sweep.parquet"
-COST_METRICS = ("requests_per_change", "bytes_per_change", "cpu_s_per_change")
 # What each point keeps of a mode's summary (design.md section 4 names); latency_ms and model only in part.
 _MODE_KEYS = ("kind", "style", "requests_per_change", "bytes_per_change", "cpu_s_per_change", "wasted_fraction",
               "observed", "lost")
@@ -171,11 +168,12 @@ def run_sweep(scenario_path: Path, grid: Grid, *, out: Path, extra_overrides: li
     sweep_dir = new_run_dir(Path(out), f"sweep-{name}")
     n = len(points)
     doc: dict[str, Any] = {
-        "format_version": SWEEP_FORMAT_VERSION, "scenario": name,
+        **version_keys(Kind.SWEEP), "scenario": name,
         "description": points[0].scenario.description, "scenario_source": str(scenario_path),
         "grid": [{"key": k, "values": list(v)} for k, v in grid], "extra_overrides": list(extra_overrides),
         "command": _command(scenario_path, grid, extra_overrides), **collect_metadata(repo),
-        "finished_at": None, "partial": True, "error": None, "points_planned": n, "points": [], "crossover": None,
+        "finished_at": None, **status_keys(RunStatus.PARTIAL), "error": None, "points_planned": n, "points": [],
+        "crossover": None,
     }
     log(f"hookbench sweep: {n} point{'s' if n != 1 else ''} of {scenario_path} -> {sweep_dir}")
     _write(sweep_dir, doc)
@@ -183,10 +181,11 @@ def run_sweep(scenario_path: Path, grid: Grid, *, out: Path, extra_overrides: li
     in_main = threading.current_thread() is threading.main_thread()
     old_term = signal.signal(signal.SIGTERM, stop) if in_main else None
     current: tuple[SweepPoint, Path] | None = None
+    interrupted = RunStatus.INTERRUPTED.value
     try:
         for p in points:
             if stop.requested:
-                doc["error"] = "interrupted"
+                doc["error"] = interrupted
                 log("\nterminated (SIGTERM): aggregating the points that finished")
                 break
             log(f"point {p.index}/{n}: {p.label}")
@@ -196,12 +195,12 @@ def run_sweep(scenario_path: Path, grid: Grid, *, out: Path, extra_overrides: li
                                                result.error))
             current = None
             log(_point_line(p, n, doc["points"][-1]))
-            if result.error == "interrupted":
-                doc["error"] = "interrupted"
+            if result.status is RunStatus.INTERRUPTED:
+                doc["error"] = interrupted
                 break
             _write(sweep_dir, doc)
     except KeyboardInterrupt:
-        doc["error"] = "interrupted"
+        doc["error"] = interrupted
         log("\ninterrupted: aggregating the points that finished")
     except BaseException as e:
         doc["error"] = f"{type(e).__name__}: {e}" if not isinstance(e, HookbenchError) else str(e)
@@ -212,7 +211,9 @@ def run_sweep(scenario_path: Path, grid: Grid, *, out: Path, extra_overrides: li
         if current is not None:  # stopped inside a run, before its summary came back
             doc["points"].append(_point_record(current[0], current[1], sweep_dir, None, True,
                                                doc["error"] or "stopped"))
-        doc["partial"] = len(doc["points"]) < n or any(pt["partial"] for pt in doc["points"])
+        partial = len(doc["points"]) < n or any(pt["partial"] for pt in doc["points"])
+        doc.update(status_keys(RunStatus.INTERRUPTED if doc["error"] == interrupted
+                               else RunStatus.PARTIAL if partial or doc["error"] else RunStatus.COMPLETE))
         doc["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
         doc["crossover"] = crossover(doc["points"])
         _write(sweep_dir, doc)
@@ -230,23 +231,23 @@ def _command(scenario_path: Path, grid: Grid, extra: list[str] | tuple[str, ...]
     return shlex.join(args)
 
 
-def _point_record(p: SweepPoint, run_dir: Path, sweep_dir: Path, summary: dict[str, Any] | None, partial: bool,
+def _point_record(p: SweepPoint, run_dir: Path, sweep_dir: Path, summary: Summary | None, partial: bool,
                   error: str | None) -> dict[str, Any]:
     """What sweep.json keeps of one point: copied from its summary.json, nothing recomputed."""
-    s = summary or {}
-    workload = s.get("workload") or {}
+    s = summary or Summary.from_dict({})
+    workload = s.workload or {}
     modes = {}
-    for mode, m in (s.get("modes") or {}).items():
-        row = {k: m.get(k) for k in _MODE_KEYS if k in m}
-        row["latency_ms"] = {"p50": (m.get("latency_ms") or {}).get("p50")}
-        row["model"] = {k: (m.get("model") or {}).get(k) for k in _MODEL_KEYS}
+    for mode, m in s.modes.items():
+        written = m.to_dict()
+        row = {k: written[k] for k in _MODE_KEYS if k in written}
+        row["latency_ms"] = {"p50": m.latency_ms.p50}
+        row["model"] = {k: m.model.get(k) for k in _MODEL_KEYS}
         modes[mode] = row
     return {
         "index": p.index, "overrides": dict(p.overrides), "run_dir": run_dir.relative_to(sweep_dir).as_posix(),
-        "partial": bool(partial or s.get("partial", summary is None)), "error": error,
-        "harness_saturated": s.get("harness_saturated"),
-        "saturation_reasons": list((s.get("saturation") or {}).get("reasons") or []),
-        "changes": s.get("changes"), "duration_s": s.get("duration_s"), "time_scale": s.get("time_scale"),
+        "partial": partial or summary is None or s.partial, "error": error,
+        "harness_saturated": s.value("harness_saturated"), "saturation_reasons": s.saturation_reasons,
+        "changes": s.value("changes"), "duration_s": s.value("duration_s"), "time_scale": s.value("time_scale"),
         "workload": {k: workload.get(k) for k in ("rate_per_resource", "poll_interval_s", "resources", "process")},
         "modes": modes,
     }
@@ -291,137 +292,10 @@ def sweep_rows(doc: dict[str, Any]) -> pd.DataFrame:
 
 
 def _write(sweep_dir: Path, doc: dict[str, Any]) -> None:
-    write_json(sweep_dir / SWEEP_JSON, doc)
+    write_sweep(sweep_dir, doc)
 
 
 def _write_parquet(path: Path, df: pd.DataFrame) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     df.to_parquet(tmp, index=False)
     os.replace(tmp, path)
-
-
-def read_sweep(sweep_dir: Path) -> dict[str, Any]:
-    """sweep.json of `sweep_dir`; RunDirError if there is none, FormatVersionError for an unknown version."""
-    path = Path(sweep_dir) / SWEEP_JSON
-    if not path.is_file():
-        raise RunDirError(f"{sweep_dir}: no {SWEEP_JSON}: expected a sweep directory written by `hookbench sweep`")
-    return read_json(path, SWEEP_FORMAT_VERSION)
-
-
-# --- the crossover -------------------------------------------------------------------------------
-
-def _positive(x: Any) -> float | None:
-    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0 \
-        else None
-
-
-def _constant(values: list[Any]) -> Any:
-    """The one value every item shares, or None."""
-    return values[0] if values and all(v == values[0] for v in values) else None
-
-
-def crossover(points: list[dict[str, Any]]) -> dict[str, Any]:
-    """Where cursor polling (mode `polling`) becomes cheaper per change than each webhook mode, as the change
-    rate per resource grows: measured for requests, bytes and producer CPU per change, and the model for
-    requests per change (1/(R*lambda*T) polls per change vs 1 delivery: R*lambda*T = 1).
-
-    `points` are sweep.json point records. Only complete points count (not partial, no error). A measured
-    crossover is the first rate where polling's cost drops below the webhook's, interpolated linearly in
-    log(cost) against log(rate) between the two bracketing points; otherwise it is null with the reason.
-    """
-    used = [p for p in points if not p.get("partial") and not p.get("error")]
-    rates = [_positive((p.get("workload") or {}).get("rate_per_resource")) for p in used]
-    used = [p for p, r in zip(used, rates) if r is not None]
-    used.sort(key=lambda p: p["workload"]["rate_per_resource"])
-    R = _constant([p["workload"].get("resources") for p in used])
-    T = _constant([p["workload"].get("poll_interval_s") for p in used])
-    scale = _constant([p.get("time_scale") for p in used])
-    webhooks = list(dict.fromkeys(m for p in used for m, v in p["modes"].items()
-                                  if is_push(m)))
-    out: dict[str, Any] = {
-        "polling_mode": MODE_CURSOR, "webhook_modes": webhooks, "x": "workload.rate_per_resource (live)",
-        "points_used": [p["index"] for p in used],
-        "points_excluded": [p["index"] for p in points if p not in used],
-        "resources": R, "poll_interval_s": T, "time_scale": scale, "measured": {}, "model": {},
-    }
-    series_reason = _series_reason(used, R, T, webhooks)
-    for metric in COST_METRICS:
-        out["measured"][metric] = {
-            wh: ({"rate_per_resource": None, "reason": series_reason} if series_reason
-                 else _measured(used, metric, wh, R * T, scale))
-            for wh in (webhooks or ["webhook"])
-        }
-    out["model"]["requests_per_change"] = _model(used, R, T, scale)
-    return out
-
-
-def _series_reason(used: list[dict[str, Any]], R: Any, T: Any, webhooks: list[str]) -> str | None:
-    """Why no measured crossover can be read off these points at all, or None."""
-    if not any(MODE_CURSOR in p["modes"] for p in used):
-        return f"no cursor polling mode ({MODE_CURSOR!r}) in the complete points: add \"cursor\" to polling.styles"
-    if not webhooks:
-        return "no webhook mode in the complete points: set webhook.enabled = true"
-    rates = [p["workload"]["rate_per_resource"] for p in used]
-    if len(rates) < 2:
-        return f"{len(rates)} complete point{'s' if len(rates) != 1 else ''} with a change rate: a crossover needs 2"
-    if len(set(rates)) == 1:
-        return "the change rate is the same at every point: sweep changes.rate (or changes.interval)"
-    if len(set(rates)) < len(rates):
-        return ("several points share a change rate (the grid varies something else too): "
-                "the crossover needs one point per rate")
-    if R is None or T is None:
-        return ("resources.count or the poll interval differ between points: a crossover in the change rate "
-                "alone would compare different workloads")
-    return None
-
-
-def _measured(used: list[dict[str, Any]], metric: str, webhook: str, rt: float,
-              scale: float | None) -> dict[str, Any]:
-    pts = []
-    for p in used:
-        poll, hook = (_positive((p["modes"].get(m) or {}).get(metric)) for m in (MODE_CURSOR, webhook))
-        if poll is not None and hook is not None:
-            pts.append((p["workload"]["rate_per_resource"], poll, hook))
-    skipped = len(used) - len(pts)
-    res: dict[str, Any] = {"rate_per_resource": None, "nominal_rate_per_resource": None, "R_lambda_T": None,
-                           "cost": None, "bracket": None, "order_changes": 0, "points_without_value": skipped,
-                           "reason": None}
-    if len(pts) < 2:
-        res["reason"] = (f"fewer than 2 points where both {MODE_CURSOR} and {webhook} have a {metric} "
-                         f"({skipped} without: no changes in the window, or no cost recorded)")
-        return res
-    d = [math.log(poll) - math.log(hook) for _, poll, hook in pts]  # > 0: polling dearer
-    res["order_changes"] = sum((a >= 0) != (b >= 0) for a, b in zip(d, d[1:]))
-    for (x0, p0, _), (x1, p1, _), d0, d1 in zip(pts, pts[1:], d, d[1:]):
-        if d0 >= 0 > d1:
-            t = d0 / (d0 - d1)
-            x = math.exp(math.log(x0) + t * (math.log(x1) - math.log(x0)))
-            res.update(rate_per_resource=x, nominal_rate_per_resource=None if not scale else x / scale,
-                       R_lambda_T=x * rt, cost=math.exp(math.log(p0) + t * (math.log(p1) - math.log(p0))),
-                       bracket=[x0, x1])
-            if res["order_changes"] > 1:
-                res["reason"] = (f"the order changes {res['order_changes']} times across the range (noise, or a "
-                                 "cost that is not monotonic): this is the first crossing")
-            return res
-    lo, hi = pts[0][0], pts[-1][0]
-    if all(v < 0 for v in d):
-        res["reason"] = (f"polling already cheaper at the lowest swept rate ({lo:.4g}/s): the crossover lies "
-                         "below the range")
-    elif all(v >= 0 for v in d):
-        res["reason"] = f"polling never cheaper in the swept range ({lo:.4g}/s to {hi:.4g}/s)"
-    else:
-        res["reason"] = "polling is cheaper at low rates and dearer at high ones: no crossing in the expected direction"
-    return res
-
-
-def _model(used: list[dict[str, Any]], R: Any, T: Any, scale: float | None) -> dict[str, Any]:
-    formula = "cursor feed: 1/(R·λ·T) polls per change; webhook: 1 delivery per change; equal at R·λ·T = 1"
-    if not (isinstance(R, int) and R > 0 and _positive(T)):
-        return {"rate_per_resource": None, "R_lambda_T": 1.0, "formula": formula,
-                "reason": "resources.count or the poll interval differ between the complete points (or none is "
-                          "complete): no single model rate"}
-    x = 1.0 / (R * T)
-    rates = [p["workload"]["rate_per_resource"] for p in used]
-    return {"rate_per_resource": x, "nominal_rate_per_resource": None if not scale else x / scale,
-            "R_lambda_T": 1.0, "resources": R, "poll_interval_s": T, "formula": formula,
-            "in_range": bool(rates) and min(rates) <= x <= max(rates), "reason": None}

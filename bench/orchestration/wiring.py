@@ -19,7 +19,7 @@ from bench.protocol import PATH_HOOKS
 from bench.signing import new_secret_for
 
 __all__ = ["Endpoint", "make_endpoints", "receiver_config", "subscription_body", "poller_argv", "attack_argv",
-           "producer_argv"]
+           "producer_argv", "receiver_argv"]
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,12 @@ def subscription_body(scenario: Scenario, endpoint: Endpoint, receiver_base: str
 def producer_argv(scenario_json: Path, db: Path, records: Path, port: int, generation: int) -> list[str]:
     return [sys.executable, "-m", "servers.producer", "--scenario-json", str(scenario_json), "--db", str(db),
             "--records", str(records), "--port", str(port), "--generation", str(generation)]
+
+
+def receiver_argv(config: Path, records: Path, port: int = 0) -> list[str]:
+    """The receiver process, configured by the file `receiver_config` wrote (it holds the endpoints' secrets)."""
+    return [sys.executable, "-m", "servers.receiver", "--config", str(config), "--records", str(records),
+            "--port", str(port)]
 
 
 def poller_argv(scenario: Scenario, locustfile: Path, base: str, run_dir: Path, run_time_s: float) -> list[str]:

@@ -37,9 +37,10 @@ from typing import Any, Callable
 
 from bench.errors import HookbenchError, RunError
 from bench.loops import loop_factory
-from bench.manifest import collect_metadata, write_json
+from bench.manifest import collect_metadata
 from bench.orchestration.procs import ProcessGroup, terminate
 from bench.protocol import READY_PREFIX, change_event, encode_event
+from bench.results import write_json
 from bench.signing import make_scheme, new_secret_for
 
 __all__ = ["Settings", "run", "main", "TARGETS", "PERF_FORMAT_VERSION"]

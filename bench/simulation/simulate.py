@@ -20,11 +20,11 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.stats import latency_stats
-from bench.analysis.summary import SUMMARY_FORMAT_VERSION
 from bench.config import Scenario
 from bench.errors import RunDirError, ScenarioError
-from bench.manifest import MANIFEST_FORMAT_VERSION, collect_metadata, write_json
+from bench.manifest import collect_metadata
 from bench.modes import MODELLED_PROCESSES, Workload, is_pull, kind_of
+from bench.results import Kind, RunStatus, manifest_keys, status_keys, version_keys, write_manifest, write_summary
 from bench.simulation.population import binomial_summary, simulate_fleet
 from bench.simulation.vpoll import poll_range, seen_by
 from bench.workload import change_times
@@ -125,9 +125,9 @@ def simulate_scenario(scenario: Scenario, out_dir: str | Path, *, polls: int | N
     detections = pd.concat(det, ignore_index=True) if det else pd.DataFrame()
     tables = _write_tables(run_dir, detections, resources_table, fleet, np.random.default_rng(s_sample))
     summary: dict[str, Any] = {
-        "format_version": SUMMARY_FORMAT_VERSION, "kind": "simulated", "simulated": True,
+        **version_keys(Kind.SIMULATED), "simulated": True,
         "scenario": sc.name, "duration_s": D, "seed": seed, "changes": int(window.sum()),
-        "harness_saturated": False, "partial": False, "time_scale": sc.run.time_scale,
+        "harness_saturated": False, **status_keys(RunStatus.COMPLETE), "time_scale": sc.run.time_scale,
         "saturation": {"reasons": [], "note": "virtual time: no process ran, nothing could saturate"},
         "workload": {"resources": R, "process": ch.process, "rate_per_resource": lam, "poll_interval_s": T},
         "window": {"warmup_s": W, "duration_s": D, "drain_s": G, "extended_for_polls": D > sc.run.duration},
@@ -140,15 +140,15 @@ def simulate_scenario(scenario: Scenario, out_dir: str | Path, *, polls: int | N
         "tables": tables,
         "fleet": None if fleet is None else fleet.summary,
     }
-    write_json(run_dir / "manifest.json", {
-        "format_version": MANIFEST_FORMAT_VERSION, "kind": "simulated", "scenario": sc.to_dict(),
+    write_manifest(run_dir, {
+        **manifest_keys(Kind.SIMULATED), "scenario": sc.to_dict(),
         "scenario_source": sc.source, "seed": seed, "time_scale": sc.run.time_scale,
         "parameters": {"polls": polls, "seed": seed, "seed_from": "scenario" if seed == sc.seed else "argument"},
         **collect_metadata(_REPO),
         "window": {"virtual": True, "start_s": W, "end_s": end, "grace_end_s": grace, "warmup_s": W,
                    "duration_s": D, "drain_s": G},
     })
-    write_json(run_dir / "summary.json", summary)
+    write_summary(run_dir, summary)
     say(f"simulate: {scheduled:,} polls in {wall:.2f} s ({summary['simulation']['polls_per_s'] or 0:,.0f} polls/s)")
     return summary
 
