@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Observation", "ModeKind", "Workload", "MODE_KINDS", "kind_of", "find_kind", "scenario_modes",
            "poll_styles", "mode_fields", "style_mode", "is_pull", "is_push", "CURSOR", "ETAG", "WEBHOOK",
-           "MODE_CURSOR", "MODE_ETAG", "MODE_WEBHOOK", "MODELLED_PROCESSES", "model_for"]
+           "MODE_CURSOR", "MODE_ETAG", "MODE_WEBHOOK", "MODELLED_PROCESSES", "model_for", "option_flag"]
 
 
 class Observation(str, Enum):
@@ -201,6 +201,11 @@ def poll_styles() -> tuple[str, ...]:
 def style_mode(style: str) -> str:
     """The mode name of a polling style ("cursor" -> "polling")."""
     return next(k.default_name for k in MODE_KINDS if k.style == style)
+
+
+def option_flag(key: str) -> str:
+    """The Locust option that carries a mode key to the pollers (cursor_limit -> --hb-cursor-limit)."""
+    return "--hb-" + key.replace("_", "-")
 
 
 def mode_fields(section: str) -> dict[str, Field]:

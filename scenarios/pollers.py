@@ -32,7 +32,7 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench`, `scenarios` importable from any cwd
-from bench.modes import MODE_CURSOR, MODE_ETAG  # noqa: E402
+from bench.modes import MODE_CURSOR, MODE_ETAG, MODE_KINDS, mode_fields, option_flag, poll_styles  # noqa: E402
 from scenarios._locust_common import (  # noqa: E402
     Option,
     RecordFile,
@@ -49,15 +49,19 @@ from scenarios._locust_common import (  # noqa: E402
 from scenarios._poll_core import DETAILED, CursorFeed, EtagResource, Outcome, run_poll  # noqa: E402
 
 log = logging.getLogger("hookbench.pollers")
-STYLES = ("cursor", "etag")
+STYLES = poll_styles()  # one per polling mode kind of bench.modes
+_TYPES = {"int": int, "float": float, "duration": float, "str": str}
+# the [polling] keys the mode kinds declare (bench.modes), as --hb-<key> options with their defaults and checks
+MODE_OPTIONS: dict[str, Option] = {option_flag(k): (_TYPES[f.kind], f.default, f"polling.{k}: {f.words()}")
+                                   for k, f in mode_fields("polling").items()}
 OPTIONS: dict[str, Option] = {
     "--hb-interval": (float, 1.0, "Seconds between two polls of one user"),
     "--hb-resources": (int, 10, "Number of resources R (ids 0..R-1); one EtagPoller per resource"),
-    "--hb-styles": (str, "cursor,etag", "Comma list of polling styles to run: cursor, etag"),
-    "--hb-limit": (int, 100, "Page size of GET /changes"),
+    "--hb-styles": (str, ",".join(STYLES), f"Comma list of polling styles to run: {', '.join(STYLES)}"),
     "--hb-seed": (int, 1, "Seed of the per-user random phases"),
     "--hb-records": (str, "", "Directory for polls-<pid>.jsonl / observations-<pid>.jsonl (empty: none)"),
     "--hb-timeout": (float, 5.0, "Seconds per request (connect and read)"),
+    **MODE_OPTIONS,
 }
 
 
@@ -69,9 +73,9 @@ RULES = [
     ("--hb-interval", finite_positive, "seconds > 0"),
     ("--hb-resources", lambda n: n >= 1, "an integer >= 1"),
     ("--hb-styles", lambda s: bool(_styles(s)) and set(_styles(s)) <= set(STYLES),
-     "a non-empty comma list of cursor,etag"),
-    ("--hb-limit", lambda n: n >= 1, "an integer >= 1"),
+     f"a non-empty comma list of {','.join(STYLES)}"),
     ("--hb-timeout", finite_positive, "seconds > 0"),
+    *((option_flag(k), f.check or (lambda _v: True), f.words()) for k, f in mode_fields("polling").items()),
 ]
 
 CFG = argparse.Namespace(**option_values(None, OPTIONS), styles=STYLES)
@@ -130,7 +134,7 @@ class CursorPoller(_Poller):
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
-        self.target = CursorFeed(CFG.hb_limit)  # from seq 0: catch up on history during warm-up
+        self.target = CursorFeed(CFG.hb_cursor_limit)  # from seq 0: catch up on history during warm-up
 
 
 class EtagPoller(_Poller):
@@ -145,6 +149,9 @@ class EtagPoller(_Poller):
         self.target = EtagResource(self.rid)
 
 
+USERS: dict[str, type[_Poller]] = {cls.__name__: cls for cls in (CursorPoller, EtagPoller)}  # by class name
+
+
 def _configure(opts: Any) -> list[str]:
     """Check the --hb-* options; if valid, apply them to CFG and the user classes. Returns the errors."""
     values = option_values(opts, OPTIONS)
@@ -156,11 +163,12 @@ def _configure(opts: Any) -> list[str]:
     styles = _styles(values["hb_styles"])
     vars(CFG).update(values, styles=styles)
     _polls.directory = _observations.directory = values["hb_records"]
-    CursorPoller.fixed_count = 1 if "cursor" in styles else 0
-    EtagPoller.fixed_count = values["hb_resources"] if "etag" in styles else 0
-    for cls in (CursorPoller, EtagPoller):
-        cls.weight = 0  # fixed counts only: a larger -u must not spawn extra pollers
-        cls.network_timeout = cls.connection_timeout = values["hb_timeout"]
+    for kind in MODE_KINDS:  # each polling kind names its user and how many it needs (bench.modes)
+        if kind.locust_user is not None and kind.users_per_run is not None:
+            cls = USERS[kind.locust_user]
+            cls.fixed_count = kind.users_per_run(values["hb_resources"]) if kind.style in styles else 0
+            cls.weight = 0  # fixed counts only: a larger -u must not spawn extra pollers
+            cls.network_timeout = cls.connection_timeout = values["hb_timeout"]
     return []
 
 
@@ -173,7 +181,7 @@ def _add_options(parser: Any) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     if errors := _configure(environment.parsed_options):
         fail_at_init("pollers", errors)
-    opts, total = environment.parsed_options, CursorPoller.fixed_count + EtagPoller.fixed_count
+    opts, total = environment.parsed_options, sum(cls.fixed_count for cls in USERS.values())
     if opts is None:  # library mode: the caller picks the user count
         return
     if opts.num_users is None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Scenario
-from bench.modes import kind_of
+from bench.modes import kind_of, option_flag
 from bench.protocol import PATH_HOOKS
 from bench.signing import new_secret_for
 
@@ -92,7 +92,8 @@ def poller_argv(scenario: Scenario, locustfile: Path, base: str, run_dir: Path, 
             "--csv", str(run_dir / "locust"), "--only-summary", "--exit-code-on-error", "0",
             "--logfile", str(run_dir / "logs" / "locust.log"),
             "--hb-interval", repr(scenario.live_poll_interval), "--hb-resources", str(scenario.resources.count),
-            "--hb-styles", ",".join(styles), "--hb-limit", str(scenario.polling.cursor_limit),
+            "--hb-styles", ",".join(styles),
+            *(arg for key, value in scenario.polling.options.items() for arg in (option_flag(key), str(value))),
             "--hb-seed", str(scenario.seed), "--hb-timeout", repr(scenario.polling.timeout),
             "--hb-records", str(run_dir / "records")]
 
