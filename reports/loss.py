@@ -1,6 +1,6 @@
 """The "Who lost what" section: summary.json's `faults` section as one row per mode, and the faults injected.
 
-Values are shown as bench/loss.py wrote them; only units change (max delay in seconds, fault times relative to
+Values are shown as bench/analysis/loss.py wrote them; only units change (max delay in seconds, fault times relative to
 the window start).
 """
 

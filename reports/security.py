@@ -1,7 +1,7 @@
 """The "Security under attack" section: summary.json's `security` section as one row per attack kind, then the
 checks a secure receiver must pass (nothing hostile processed, no 5xx, every real delivery accepted, audit complete).
 
-Counts are shown as bench/security.py wrote them; the totals row only adds them up.
+Counts are shown as bench/analysis/security.py wrote them; the totals row only adds them up.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks/reproduce_98_5.ipynb"
-LIVE_SCENARIO = "scenarios/zapier_live.toml"  # what part 1 runs (bench/reproduce.py LIVE_SCENARIO)
+LIVE_SCENARIO = "scenarios/zapier_live.toml"  # what part 1 runs (bench/orchestration/reproduce.py LIVE_SCENARIO)
 
 
 @pytest.fixture(scope="module")
