@@ -23,6 +23,7 @@ run: $(STAMP)
 	$(BIN)/hookbench run $(SCENARIO)
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --benchmark-disable
 
 # Micro-benchmarks (pytest-benchmark), then the load benchmark of the servers and clients themselves (a few

@@ -274,12 +274,14 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     out = Path(args.out)
     build = build_reproduction_report if args.what == "zapier" else build_claims_report
     if args.only and args.what != "all":
-        raise ScenarioError("hookbench reproduce zapier", "--only", args.only, "applies only to `hookbench reproduce all`")
+        raise ScenarioError("hookbench reproduce zapier", "--only", args.only,
+                            "applies only to `hookbench reproduce all`")
     try:
         if args.what == "zapier":
             rdir = reproduce_zapier(out, repo=REPO, scenarios_dir=_scenarios_dir(), quick=args.quick, seed=args.seed)
         else:
-            only = tuple(c.strip().upper() for c in args.only.split(",") if c.strip()) if args.only is not None else None
+            only = (tuple(c.strip().upper() for c in args.only.split(",") if c.strip())
+                    if args.only is not None else None)
             unknown = [c for c in only or () if c not in CLAIMS]
             if unknown or only == ():
                 raise ScenarioError("hookbench reproduce all", "--only", args.only,
@@ -340,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("scenario", nargs="?", help="scenario TOML (default: scenarios/default.toml)")
     run.add_argument("--duration", type=float, help="measured window in seconds (overrides run.duration)")
     run.add_argument("--out", default="runs", help="parent directory of the run directory (default: runs)")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key, e.g. polling.interval=2s")
+    run.add_argument("--set", action="append", metavar="KEY=VALUE",
+                     help="override a scenario key, e.g. polling.interval=2s")
     run.add_argument("--seed", type=int, help="random seed (overrides seed)")
     run.set_defaults(func=cmd_run)
 
@@ -401,7 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "min), into one claims page.")
     rp.add_argument("what", choices=["zapier", "all"])
     rp.add_argument("--out", default="runs", help="parent directory of the reproduction (default: runs)")
-    rp.add_argument("--quick", action="store_true", help="small sizes, for a smoke test (the figures are not the claim's)")
+    rp.add_argument("--quick", action="store_true",
+                    help="small sizes, for a smoke test (the figures are not the claim's)")
     rp.add_argument("--seed", type=int, default=1, help="random seed of the live run and the simulations (default: 1)")
     rp.add_argument("--only", metavar="C1,C4,...", help="with `all`: only these claims")
     rp.set_defaults(func=cmd_reproduce)

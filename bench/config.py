@@ -9,8 +9,8 @@ processes use them (the `live_*` properties), so a run can be sped up without ch
 `[run]`, `[webhook]`, `[receiver]` and `[faults]` times are wall-clock.
 
 `[fleet]` (optional) describes a population of polling subscriptions no live run can reach (a million
-subscriptions, a day of polls); only the virtual-time simulator (`bench.simulation.simulate`, `bench.simulation.population`) reads it.
-`hookbench run` ignores it. Its times are virtual and never time-scaled.
+subscriptions, a day of polls); only the virtual-time simulator (`bench.simulation.simulate`,
+`bench.simulation.population`) reads it. `hookbench run` ignores it. Its times are virtual and never time-scaled.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from bench.schema import DURATION_HELP, Field, parse_duration, validate_table
 from bench.traces import Trace, TraceError, load_trace
 
 __all__ = ["Scenario", "FleetCfg", "LoadCfg", "DeliveryCfg", "ReceiverCfg", "FaultsCfg", "AttackCfg", "load_scenario",
-           "scenario_from_dict", "delivery_from_dict", "receiver_from_dict", "receiver_faults_from_dict", "parse_duration",
-           "POLL_STYLES", "CHANGE_PROCESSES", "POLICIES"]
+           "scenario_from_dict", "delivery_from_dict", "receiver_from_dict", "receiver_faults_from_dict",
+           "parse_duration", "POLL_STYLES", "CHANGE_PROCESSES", "POLICIES"]
 
 POLL_STYLES = poll_styles()  # one per polling mode kind of bench.modes
 CHANGE_PROCESSES = ("poisson", "constant", "bursty", "trace")
@@ -126,7 +126,8 @@ _SCHEMA: dict[str, dict[str, Field]] = {
         "receiver_error_rate": Field("float", 0.0, _fraction, "must be a fraction in [0, 1)"),
         "receiver_delay": Field("duration", 0.0, _nonneg, _NONNEG_HELP),
         "receiver_delay_dist": Field("choice", "fixed", choices=("fixed", "exponential")),
-        "receiver_max_concurrent": Field("int", 0, lambda n: 0 <= n <= 100_000, "must be an integer >= 0 (0 = no limit)"),
+        "receiver_max_concurrent": Field("int", 0, lambda n: 0 <= n <= 100_000,
+                                         "must be an integer >= 0 (0 = no limit)"),
         "receiver_processing": Field("duration", 0.0, _nonneg, _NONNEG_HELP),
         "producer_crash": Field("tables", [], None, fields={
             "at": Field("duration", MISSING, _nonneg, _NONNEG_HELP + " (from window start)"),
@@ -135,7 +136,8 @@ _SCHEMA: dict[str, dict[str, Field]] = {
     },
     "load": {  # `hookbench load`: a step ramp of Locust users against one server
         "target": Field("choice", "receiver", choices=("receiver", "producer")),
-        "rate_per_user": Field("float", 10.0, lambda x: 0 < x <= 10_000, "must be requests per second per user in (0, 10000]"),
+        "rate_per_user": Field("float", 10.0, lambda x: 0 < x <= 10_000,
+                               "must be requests per second per user in (0, 10000]"),
         "start_users": Field("int", 10, lambda n: 1 <= n <= 100_000, "must be an integer from 1 to 100000"),
         "step_users": Field("int", 10, lambda n: 1 <= n <= 100_000, "must be an integer from 1 to 100000"),
         "steps": Field("int", 5, lambda n: 1 <= n <= 100, "must be an integer from 1 to 100"),
@@ -492,7 +494,8 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
             raise ScenarioError(src("attack.kinds"), "attack.kinds", list(attack.kinds),
                                 f"{kind!r} needs receiver.{need} = true (or receiver.profile = \"secure\")")
     if v["load"]["settle"] >= v["load"]["step_duration"]:
-        raise ScenarioError(src("load.settle"), "load.settle", v["load"]["settle"], "must be shorter than load.step_duration")
+        raise ScenarioError(src("load.settle"), "load.settle", v["load"]["settle"],
+                            "must be shorter than load.step_duration")
     if attack.enabled and not webhook.enabled:
         raise ScenarioError(src("attack.enabled"), "attack.enabled", True,
                             "needs webhook.enabled = true: the attack aims at a webhook endpoint")

@@ -4,8 +4,9 @@ For a poll target that changes as a Poisson process of rate lam, polled every T:
 P(empty poll) = exp(-lam*T); mean detection latency = T/2; changes per useful poll = lam*T/(1-exp(-lam*T));
 polls per change = 1/(lam*T). A state poller (ETag) only ever sees the *last* change of an interval, and
 the last of several Poisson events sits nearer the interval's end: its mean latency is
-1/lam - T*e^(-lam*T)/(1-e^(-lam*T)) (slightly under T/2; equal to it as lam*T -> 0). For a target changing every I seconds with a uniform random phase, and
-k such targets behind one poll (a feed): P(empty) = max(0, 1 - T/I)^k.
+1/lam - T*e^(-lam*T)/(1-e^(-lam*T)) (slightly under T/2; equal to it as lam*T -> 0). For a target changing
+every I seconds with a uniform random phase, and k such targets behind one poll (a feed):
+P(empty) = max(0, 1 - T/I)^k.
 """
 
 from __future__ import annotations

@@ -43,7 +43,8 @@ class Field:
     """One key: its kind, default (MISSING = required), a constraint and the words for a bad value.
 
     Kinds: duration, float, int, str, bool, choice (one of `choices`), choices (a list of distinct
-    `choices`), durations (a list of durations), floats (a list of numbers), tables (a list of tables checked against `fields`).
+    `choices`), durations (a list of durations), floats (a list of numbers), tables (a list of tables
+    checked against `fields`).
     """
 
     kind: str

@@ -2,8 +2,9 @@
 section per claim (C1-C7) with its source, measured figures, verdict, conditions, rule and links to the runs and
 reports it rests on. The reports of those runs are written first, so the links lead somewhere.
 
-summary.json (written by bench.orchestration.reproduce) is the machine-readable form of the same content; nothing here adds to it.
-The Zapier reproduction's own report is reports/reproduce.py (re-exported here for the CLI).
+summary.json (written by bench.orchestration.reproduce) is the machine-readable form of the same content;
+nothing here adds to it. The Zapier reproduction's own report is reports/reproduce.py (re-exported here for
+the CLI).
 """
 
 from __future__ import annotations

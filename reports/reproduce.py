@@ -2,8 +2,8 @@
 self-contained report.html and figures/*.png out (and the live run's own report, which it links).
 
 Sections follow issue 5: verdicts, then (1) mechanism, live; (2) population; (3) load, C2; (4) latency, C3;
-(5) sensitivity. Values are shown as bench.orchestration.reproduce wrote them (unit changes only); model and calibrated values
-are labelled as such, and only measured or simulated numbers are shown as results.
+(5) sensitivity. Values are shown as bench.orchestration.reproduce wrote them (unit changes only); model and
+calibrated values are labelled as such, and only measured or simulated numbers are shown as results.
 """
 
 from __future__ import annotations
@@ -267,7 +267,8 @@ def _load(s: Summary) -> list[Block]:
              f"live run. Polls per useful poll: {fmt_num(ld.get('polls_per_useful_poll'))} (the claim's 30M / 460k "
              "is 65)."),
         Table(("per change", "polling", "webhook", "polling / webhook", "verdict", "claimed"), rows,
-              caption="Measured; the verdict per dimension is bench.analysis.claims' (see the C2 rule in the verdicts table).",
+              caption="Measured; the verdict per dimension is bench.analysis.claims' "
+                      "(see the C2 rule in the verdicts table).",
               text_columns=frozenset({3})),
         Heading(3, "Is an empty 304 poll as expensive as a delivery?"),
         Table(("per request", "one poll", "one delivery", "poll / delivery"), per_request,

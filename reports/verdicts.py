@@ -1,4 +1,5 @@
-"""Claim entries (bench.analysis.claims) as document blocks: the verdict table, one claim's section, its measured figures.
+"""Claim entries (bench.analysis.claims) as document blocks: the verdict table, one claim's section, its measured
+figures.
 
 Shared by the claims page (reports/claims.py) and the Zapier reproduction's report (reports/reproduce.py). The
 entries are shown as bench.analysis.claims wrote them; the verdicts are its, never re-decided here.
@@ -20,8 +21,8 @@ def verdict_table(claims: dict[str, dict[str, Any]]) -> Table:
         Verdict(str(c.get("verdict"))), fmt_text(c.get("verdict_text")), fmt_text(c.get("conditions") or None),
         fmt_text(c.get("rule") or None))) for c in claims.values() if isinstance(c, dict))
     return Table(("claim", "verdict", "measured", "conditions", "rule"), rows, numeric=False,
-                 caption="Verdicts as bench.analysis.claims decided them from the measured (or simulated) figures, by the rule "
-                         "shown. “holds only when” names the conditions under which the claim is true.")
+                 caption="Verdicts as bench.analysis.claims decided them from the measured (or simulated) figures, "
+                         "by the rule shown. “holds only when” names the conditions under which the claim is true.")
 
 
 def claim_blocks(c: dict[str, Any], run_links: list[Block]) -> list[Block]:

@@ -32,8 +32,9 @@ def run_summary(polls: int, empty: int, changes: int, cpu_poll: float, cpu_hook:
                                  "bytes_per_change": 280 * polls / changes, "coalesced": 0, "lost": 0,
                                  "latency_ms": {**lat, "mean": 50.0, "p50": 50.0}, "model": {"wasted_fraction": 0.9846,
                                                                                             "lambda_T": 0.0155}},
-                "webhook": {"requests": changes, "empty_requests": 0, "wasted_fraction": 0.0, "requests_per_change": 1.0,
-                            "cpu_s_per_change": cpu_hook, "bytes_per_change": 560.0, "latency_ms": lat, "model": {}}}})
+                "webhook": {"requests": changes, "empty_requests": 0, "wasted_fraction": 0.0,
+                            "requests_per_change": 1.0, "cpu_s_per_change": cpu_hook, "bytes_per_change": 560.0,
+                            "latency_ms": lat, "model": {}}}})
 
 
 def test_live_part_interval_and_c1_reproduced_or_not() -> None:

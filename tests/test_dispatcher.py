@@ -172,7 +172,8 @@ async def test_fire_and_forget_makes_exactly_one_attempt(tmp_path: Path) -> None
             assert (await (await client.get("/stats")).json())["modes"]["webhook_ff"]["requests"] == 3
     assert sorted(cap.ids()) == sorted(msg_id_for(c["change_id"]) for c in made)
     rows = rows_of(records)
-    assert [(r["attempt"], r["status"], r["outcome"], r["mode"]) for r in rows] == [(1, 500, "gave_up", "webhook_ff")] * 3
+    assert [(r["attempt"], r["status"], r["outcome"], r["mode"]) for r in rows] == \
+        [(1, 500, "gave_up", "webhook_ff")] * 3
 
 
 @async_test

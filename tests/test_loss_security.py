@@ -75,7 +75,8 @@ def tables() -> Tables:
     # webhook observations by the rule of bench.analysis.tables.load_records: verified, carrying a change, not hostile
     arrivals = pd.DataFrame(ARRIVALS)
     legit = arrivals[arrivals["attack"].isna() & arrivals["verdict"].isin(["accepted", "duplicate"])]
-    obs = [{"mode": r.endpoint, "user": 0, "change_id": r.change_id, "t_obs_ns": r.t_obs_ns} for r in legit.itertuples()]
+    obs = [{"mode": r.endpoint, "user": 0, "change_id": r.change_id, "t_obs_ns": r.t_obs_ns}
+           for r in legit.itertuples()]
     obs += [{"mode": "polling", "user": 0, "change_id": c["change_id"], "t_obs_ns": c["t_change_ns"] + ms(500)}
             for c in CHANGES]
     return Tables.from_frames(changes=CHANGES, deliveries=DELIVERIES, arrivals=ARRIVALS, attacks=ATTACKS,

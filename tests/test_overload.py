@@ -44,7 +44,8 @@ def test_steps_knee_and_rates() -> None:
             + storm(10, 2000, latency_ms=50, tag="b")
             + storm(20, 3000, latency_ms=50, late_ms=350, tag="c"))
     rows[1000]["status"] = 503  # one failed attempt in step 1 (no retry recorded)
-    o = overload_section(pd.DataFrame(rows), steps_table([10, 20, 30]), pd.DataFrame(columns=["t_ns", "in_flight", "pending"]),
+    o = overload_section(pd.DataFrame(rows), steps_table([10, 20, 30]),
+                         pd.DataFrame(columns=["t_ns", "in_flight", "pending"]),
                          rate_per_user=10.0, settle_s=2.0, slo_p99_ms=100.0, ramp_steps=99)
     s0, s1, s2 = o["steps"]
     assert (s0["users"], s0["offered_rps"], s0["measured_s"]) == (10, 100.0, 8.0)
@@ -60,7 +61,8 @@ def test_steps_knee_and_rates() -> None:
 
 def test_errors_and_amplification_mark_the_knee() -> None:
     rows = storm(0, 1000, latency_ms=2, tag="a") + storm(10, 2000, latency_ms=2, retry_first=True, tag="b")
-    o = overload_section(pd.DataFrame(rows), steps_table([10, 20]), pd.DataFrame(columns=["t_ns", "in_flight", "pending"]),
+    o = overload_section(pd.DataFrame(rows), steps_table([10, 20]),
+                         pd.DataFrame(columns=["t_ns", "in_flight", "pending"]),
                          rate_per_user=10.0, settle_s=0.0, slo_p99_ms=100.0, ramp_steps=99)
     s1 = o["steps"][1]
     assert s1["retry_amplification"] == 2.0
@@ -71,7 +73,8 @@ def test_errors_and_amplification_mark_the_knee() -> None:
 
 def test_no_knee_reports_the_ceiling() -> None:
     rows = storm(0, 1000, latency_ms=2, tag="a") + storm(10, 2000, latency_ms=2, tag="b")
-    o = overload_section(pd.DataFrame(rows), steps_table([10, 20]), pd.DataFrame(columns=["t_ns", "in_flight", "pending"]),
+    o = overload_section(pd.DataFrame(rows), steps_table([10, 20]),
+                         pd.DataFrame(columns=["t_ns", "in_flight", "pending"]),
                          rate_per_user=10.0, settle_s=0.0, slo_p99_ms=100.0, ramp_steps=99)
     assert o["knee"] == {"reached": False, "step": None, "offered_rps": None, "ceiling_rps": 200.0,
                          "reasons": ["not reached, ceiling 200/s"]}

@@ -44,7 +44,8 @@ def test_summary_holds_every_part_and_the_claims(reproduction: tuple[Path, str])
     assert abs(check["diff_pp"]) <= check["tolerance_pp"] and check["passed"]
     assert [r["interval_s"] for r in s["latency"]["polling_by_interval"]] == [60.0, 120.0, 900.0]
     grid = s["sensitivity"]["heatmap"]
-    assert len(grid["wasted_fraction"]) == len(grid["rates"]) and len(grid["wasted_fraction"][0]) == len(grid["intervals_s"])
+    assert len(grid["wasted_fraction"]) == len(grid["rates"])
+    assert len(grid["wasted_fraction"][0]) == len(grid["intervals_s"])
     assert set(s["claims"]) == {"C1", "C2", "C3"}
     for cid, c in s["claims"].items():
         assert c["verdict"] in ("holds", "holds only when", "does not hold") and c["runs"], cid
@@ -63,7 +64,8 @@ def test_the_notebook_runs_on_the_reproduction(reproduction: tuple[Path, str]) -
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits the environment
     try:
-        nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+        nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
+                                resources={"metadata": {"path": str(REPO)}}).execute()
     finally:
         for k, v in old.items():
             if v is None:

@@ -266,7 +266,8 @@ def test_scenario_with_a_fleet_writes_the_fleet_section(tmp_path: Path) -> None:
     f = s["fleet"]
     assert f["subscriptions"] == 5000 and [r["interval_s"] for r in f["intervals"]] == [60.0, 900.0]
     assert len(pd.read_parquet(tmp_path / "run" / "fleet_subscriptions.parquet")) == 5000
-    assert (tmp_path / "run" / "fleet_intervals.parquet").exists() and (tmp_path / "run" / "fleet_latency.parquet").exists()
+    assert (tmp_path / "run" / "fleet_intervals.parquet").exists()
+    assert (tmp_path / "run" / "fleet_latency.parquet").exists()
 
 
 # --- [fleet] errors -------------------------------------------------------------------------------

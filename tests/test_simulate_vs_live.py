@@ -14,7 +14,8 @@ includes the HTTP round trip: its median (rtt_ms_p50) is taken off before compar
 error of a state poller's wasted fraction (pooled, two-proportion test) is the larger of the binomial one
 and the one with resources as clusters (bursty changes make successive polls of one resource alike, which
 the binomial SE ignores). Given the stream, poll outcomes vary less than binomially, so the test is
-conservative. Run it alone with: flock /tmp/hookbench-bench.lock .venv/bin/python -m pytest tests/test_simulate_vs_live.py
+conservative. Run it alone with:
+flock /tmp/hookbench-bench.lock .venv/bin/python -m pytest tests/test_simulate_vs_live.py
 """
 
 from __future__ import annotations

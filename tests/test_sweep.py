@@ -1,5 +1,5 @@
-"""`bench.orchestration.sweep` and `reports.sweep`: the grid, the crossover on fixed points with exact answers, fail-fast
-validation, Ctrl-C, and real sweeps (processes on 127.0.0.1) of scenarios/crossover.toml."""
+"""`bench.orchestration.sweep` and `reports.sweep`: the grid, the crossover on fixed points with exact answers,
+fail-fast validation, Ctrl-C, and real sweeps (processes on 127.0.0.1) of scenarios/crossover.toml."""
 
 from __future__ import annotations
 

@@ -91,7 +91,8 @@ def test_bursty_live_schedule_is_seeded() -> None:
     assert [x[0] for x in a] == sorted(x[0] for x in a)
 
 
-@pytest.mark.parametrize("process,kwargs", [("bursty", {"rate": 1.0, "on": 1.0}), ("bursty", {"rate": 1.0, "on": 0, "off": 1}),
+@pytest.mark.parametrize("process,kwargs", [("bursty", {"rate": 1.0, "on": 1.0}),
+                                            ("bursty", {"rate": 1.0, "on": 0, "off": 1}),
                                             ("trace", {}), ("weekly", {"rate": 1.0})])
 def test_change_times_bad_parameters(process: str, kwargs: dict) -> None:
     with pytest.raises(ValueError):

@@ -210,8 +210,9 @@ def c7_security(summary: Summary, run: str) -> dict[str, Any]:
     sec = summary.security or {}
     sent, accepted = sec.get("hostile_sent", 0), sec.get("hostile_accepted", 0)
     legit = sec.get("legit") or {}
-    measured = {"hostile_sent": sent, "hostile_accepted": accepted, "hostile_as_expected": sec.get("hostile_as_expected"),
-                "kinds": len(sec.get("kinds") or {}), "legit": legit, "audit_complete": (sec.get("audit") or {}).get("complete")}
+    measured = {"hostile_sent": sent, "hostile_accepted": accepted,
+                "hostile_as_expected": sec.get("hostile_as_expected"), "kinds": len(sec.get("kinds") or {}),
+                "legit": legit, "audit_complete": (sec.get("audit") or {}).get("complete")}
     rule = "does not hold when 0 hostile requests are processed and every legitimate delivery is accepted"
     text = (f"{accepted} of {sent:,} hostile requests across {measured['kinds']} kinds got through; "
             f"{legit.get('answered_2xx')}/{legit.get('sent')} legitimate deliveries accepted")

@@ -72,7 +72,8 @@ def faults_section(t: Tables, window: Window, scenario: dict[str, Any], det: pd.
             mine = legit[legit["endpoint"] == mode]
             accepted = mine[mine["verdict"] == "accepted"].groupby("change_id").size()
             row["duplicates_processed"] = int((accepted - 1).clip(lower=0).sum())
-            attempts = t.deliveries[(t.deliveries["mode"] == mode) & t.deliveries["change_id"].isin(changes["change_id"])]
+            attempts = t.deliveries[(t.deliveries["mode"] == mode)
+                                    & t.deliveries["change_id"].isin(changes["change_id"])]
             first = attempts.sort_values("attempt").groupby("change_id")["t_send_ns"].min()
             row["attempted_during_outage"] = int(_inside(first, outages).sum())
             row["gave_up"] = int((attempts["outcome"] == "gave_up").sum())

@@ -96,7 +96,8 @@ def _locustfiles(sc: Scenario, scenarios_dir: Path) -> str:
 def _locust_argv(sc: Scenario, scenarios_dir: Path, run_dir: Path, base: str, processes: int,
                  endpoint: Any | None, master: MasterOptions | None = None) -> list[str]:
     ld = sc.load
-    argv = [sys.executable, "-m", "locust", "-f", _locustfiles(sc, scenarios_dir), "--headless", "--host", base, "--csv", str(run_dir / "locust"), "--csv-full-history",
+    argv = [sys.executable, "-m", "locust", "-f", _locustfiles(sc, scenarios_dir), "--headless", "--host", base,
+            "--csv", str(run_dir / "locust"), "--csv-full-history",
             "--only-summary", "--exit-code-on-error", "0", "--logfile", str(run_dir / "logs" / "locust.log"),
             "--hb-start-users", str(ld.start_users), "--hb-step-users", str(ld.step_users),
             "--hb-steps", str(ld.steps), "--hb-step-seconds", repr(ld.step_duration),

@@ -125,7 +125,8 @@ def reproduce_zapier(out: Path, *, repo: Path, scenarios_dir: Path, quick: bool 
         save()
         lv = summary["live"]
         _say(log, t0, f"    {lv['wasted_fraction']:.2%} of {lv['polls']:,} polls empty (95% CI "
-                      f"{lv['wasted_ci95'][0]:.2%}-{lv['wasted_ci95'][1]:.2%}); model {lv['model_wasted_fraction']:.2%}")
+                      f"{lv['wasted_ci95'][0]:.2%}-{lv['wasted_ci95'][1]:.2%}); "
+                      f"model {lv['model_wasted_fraction']:.2%}")
 
         # 2. population
         _say(log, t0, f"2/5 population: calibrating and simulating a fleet to {sizes.polls:,} polls / "
@@ -240,8 +241,8 @@ def reproduce_all(out: Path, *, repo: Path, scenarios_dir: Path, run_load: Calla
                   only: tuple[str, ...] = ("C1", "C2", "C3", "C4", "C5", "C6", "C7"), quick: bool = False,
                   log: Callable[[str], None] = print) -> Path:
     """The Zapier reproduction and every other claim's run, then `summary.json` in a new directory under `out`.
-    `run_load` is bench.orchestration.load.run_load (the CLI passes it in). `only` limits the claims reproduced; the others
-    are listed as not run."""
+    `run_load` is bench.orchestration.load.run_load (the CLI passes it in). `only` limits the claims reproduced;
+    the others are listed as not run."""
     from bench.orchestration.sweep import run_sweep
 
     cdir = new_run_dir(out, "claims")

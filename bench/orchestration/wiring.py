@@ -60,7 +60,8 @@ def receiver_config(scenario: Scenario, endpoints: list[Endpoint], tls_dir: Path
     }
 
 
-def subscription_body(scenario: Scenario, endpoint: Endpoint, receiver_base: str, ca_file: Path | None) -> dict[str, Any]:
+def subscription_body(scenario: Scenario, endpoint: Endpoint, receiver_base: str,
+                      ca_file: Path | None) -> dict[str, Any]:
     """The JSON of POST /subscriptions that points the producer at one receiver endpoint."""
     delivery = next(d for d in scenario.to_dict()["webhook"]["subscriptions"] if d["name"] == endpoint.name)
     return {

@@ -160,7 +160,8 @@ def simulate_fleet(cfg: FleetCfg, seed: int, *, progress: Callable[[str], None] 
 def _model_section(cfg: FleetCfg, useful: float) -> dict[str, Any]:
     T = np.asarray(cfg.intervals)
     w = np.asarray(cfg.interval_weights)
-    what = "Poisson" if cfg.process == "poisson" else "Poisson with the same mean rates (a reference: bursts waste more)"
+    what = ("Poisson" if cfg.process == "poisson"
+            else "Poisson with the same mean rates (a reference: bursts waste more)")
     return {"wasted_fraction": 1.0 - useful,
             "latency_mean_ms": float(np.dot(w, T)) / 2 * 1e3,  # every subscription has the same mean rate E[lambda]
             "note": f"analytic ({what}): wasted = 1 - sum_i (w_i/T_i) E[1 - e^(-lambda*T_i)] / sum_i (w_i/T_i) over "

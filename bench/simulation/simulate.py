@@ -238,9 +238,9 @@ def _webhook(st: _Stream, mode: str, rng: np.random.Generator) -> _Mode:
     note = ("not simulated: a delivery's latency is network and receiver time, which virtual time does not "
             "model; measure it with hookbench run")
     return _Mode({
-        "kind": kind_of(mode).summary_kind, "requests": n, "empty_requests": 0, **binomial_summary(0, n), "errors": 0, "retries": 0,
-        "observed": n, "lost": 0, "duplicates": 0, "coalesced": 0, "requests_per_change": 1.0 if n else None,
-        "bytes_per_change": None, "cpu_s_per_change": None,
+        "kind": kind_of(mode).summary_kind, "requests": n, "empty_requests": 0, **binomial_summary(0, n),
+        "errors": 0, "retries": 0, "observed": n, "lost": 0, "duplicates": 0, "coalesced": 0,
+        "requests_per_change": 1.0 if n else None, "bytes_per_change": None, "cpu_s_per_change": None,
         "latency_ms": {"mean": None, "p50": None, "p90": None, "p99": None, "max": None, "n": 0, "note": note},
         "model": _model(st.sc, mode, virtual=False),
         "note": "one delivery per change, every first attempt succeeding"
@@ -295,7 +295,8 @@ def _write_tables(run_dir: Path, detections: pd.DataFrame, resources: pd.DataFra
         out["resources"] = {"rows": len(resources), "of": len(resources), "sampled": False}
     if fleet is not None:
         fleet.subscriptions.to_parquet(run_dir / "fleet_subscriptions.parquet", index=False)
-        out["fleet_subscriptions"] = {"rows": len(fleet.subscriptions), "of": len(fleet.subscriptions), "sampled": False}
+        out["fleet_subscriptions"] = {"rows": len(fleet.subscriptions), "of": len(fleet.subscriptions),
+                                      "sampled": False}
         lat, info = _sample(fleet.latencies, rng)
         lat.to_parquet(run_dir / "fleet_latency.parquet", index=False)
         out["fleet_latency"] = info
@@ -317,7 +318,8 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         text += f"  latency mean {lat:,.1f} ms" if lat is not None else "  latency not simulated"
         lines.append(text)
     if f := summary.get("fleet"):
-        lines.append(f"  fleet: {f['subscriptions']:,} subscriptions, {f['polls']:,} polls, {f['useful_polls']:,} useful, "
+        lines.append(f"  fleet: {f['subscriptions']:,} subscriptions, {f['polls']:,} polls, "
+                     f"{f['useful_polls']:,} useful, "
                      f"wasted {f['wasted_fraction']:.4%} (model {f['model']['wasted_fraction']:.4%}), "
                      f"{f['requests_per_useful_poll'] or 0:.1f} polls per useful poll")
     lines.extend(f"  warning: {w}" for w in summary["warnings"])

@@ -1,4 +1,5 @@
-"""The producer: SQLite store, change generator, polling API (ETag + cursor feed), REST-hook subscriptions, dispatcher."""
+"""The producer: SQLite store, change generator, polling API (ETag + cursor feed), REST-hook subscriptions,
+dispatcher."""
 
 from .app import create_app
 

@@ -73,8 +73,9 @@ class Breaker:
         if self.state != CLOSED:
             return  # an attempt begun before the breaker opened: the probe alone decides now
         self._outcomes.append(ok)
+        # `- 1e-9`: 0.3*10 > 3.0 in floats
         if len(self._outcomes) >= self.window and \
-                self._outcomes.count(False) >= self.failure_ratio * len(self._outcomes) - 1e-9:  # 0.3*10 > 3.0 in floats
+                self._outcomes.count(False) >= self.failure_ratio * len(self._outcomes) - 1e-9:
             self._open()
 
     def _open(self) -> None:

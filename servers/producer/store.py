@@ -124,7 +124,8 @@ class Store:
         try:
             self.db.execute("ALTER TABLE subscriptions RENAME TO subscriptions_v1")
             self.db.execute(f"CREATE TABLE subscriptions ({_SUBSCRIPTION_COLUMNS})")
-            self.db.execute("INSERT INTO subscriptions (id, url, scheme, secrets, delivery, policy, created_ns, active) "
+            self.db.execute("INSERT INTO subscriptions "
+                            "(id, url, scheme, secrets, delivery, policy, created_ns, active) "
                             "SELECT id, url, 'standard', json_array(secret), ?, ?, created_ns, active "
                             "FROM subscriptions_v1", (delivery, legacy_delivery.policy))
             self.db.execute("DROP TABLE subscriptions_v1")
@@ -261,8 +262,9 @@ class Store:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             moved = self.db.execute(f"DELETE FROM outbox WHERE {where} RETURNING seq, attempts", args).fetchall()
-            self.db.executemany("INSERT OR REPLACE INTO dead_letters (subscription_id, seq, attempts, reason, t_dead_ns)"
-                                " VALUES (?, ?, ?, ?, ?)", [(sid, s, a, reason, now_ns) for s, a in moved])
+            self.db.executemany("INSERT OR REPLACE INTO dead_letters "
+                                "(subscription_id, seq, attempts, reason, t_dead_ns) VALUES (?, ?, ?, ?, ?)",
+                                [(sid, s, a, reason, now_ns) for s, a in moved])
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")

@@ -63,7 +63,8 @@ def parse_subscription(data: Any, default_delivery: DeliveryCfg) -> Subscription
         raise SubscriptionError(f"expected a JSON object such as {EXAMPLE}")
     unknown = sorted(set(data) - _KEYS)
     if unknown:
-        raise SubscriptionError(f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(_KEYS))}")
+        raise SubscriptionError(f"unknown field(s) {', '.join(map(repr, unknown))}; "
+                                f"allowed: {', '.join(sorted(_KEYS))}")
 
     url = data.get("url")
     if not isinstance(url, str):

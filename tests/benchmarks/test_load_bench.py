@@ -1,6 +1,6 @@
-"""Micro-benchmarks of the pieces on the load path that `python -m bench.perf.loadbench` measures as a whole (`make bench`):
-the empty poll's store lookups (SQLite vs the in-memory head), encoding its answer (stdlib json vs the encoder
-the producer uses), the producer's per-poll accounting, and the receiver's /stats counters.
+"""Micro-benchmarks of the pieces on the load path that `python -m bench.perf.loadbench` measures as a whole
+(`make bench`): the empty poll's store lookups (SQLite vs the in-memory head), encoding its answer (stdlib json
+vs the encoder the producer uses), the producer's per-poll accounting, and the receiver's /stats counters.
 
 Each pair is the before and after of issue 4's tuning; the load benchmark says what they add up to. In
 `make test` they run once each (--benchmark-disable) so they cannot rot.
