@@ -1,8 +1,8 @@
 """The report of a load run (`hookbench load`, claim C4): the ramp's steps, the knee, recovery, and whether the load
 generator rather than the server set the pace.
 
-Values are shown as bench/analysis/overload.py and bench/orchestration/load.py wrote them into summary.json (only units change, e.g.
-fractions -> %); the CPU figure draws harness.parquet and steps.parquet as recorded.
+Values are shown as bench/analysis/overload.py and bench/orchestration/load.py wrote them into summary.json (only
+units change, e.g. fractions -> %); the CPU figure draws harness.parquet and steps.parquet as recorded.
 """
 
 from __future__ import annotations

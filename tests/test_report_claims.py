@@ -24,7 +24,8 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _cli(argv: list[str], timeout: float) -> subprocess.CompletedProcess[str]:
-    # subprocess.run kills the CLI on a timeout; its servers die with it (PR_SET_PDEATHSIG, bench/orchestration/procs.py)
+    # subprocess.run kills the CLI on a timeout; its servers die with it (PR_SET_PDEATHSIG,
+    # bench/orchestration/procs.py)
     return subprocess.run([sys.executable, "-m", "bench.cli", *argv], cwd=REPO, capture_output=True, text=True,
                           timeout=timeout)
 
