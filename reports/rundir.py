@@ -40,20 +40,34 @@ HARNESS_COLUMNS = ("t_ns", "process", "cpu_pct")
 
 
 @dataclass(frozen=True)
-class RunData:
-    """One run directory as read from disk: `result` is summary.json typed (bench.results.Summary)."""
+class _RunDir:
+    """What every run directory read from disk has: `result` is summary.json typed (bench.results.Summary)."""
 
     run_dir: Path
     manifest: dict[str, Any]
     result: Summary
-    detections: pd.DataFrame
-    deliveries: pd.DataFrame | None = None  # None: the run directory has no deliveries.parquet
-    events: pd.DataFrame | None = None  # None: no events.parquet
 
     @property
     def summary(self) -> dict[str, Any]:
         """summary.json as written, for the display code that still reads it as a dict."""
         return self.result.raw
+
+    @property
+    def status(self) -> RunStatus:
+        return self.result.status
+
+    @property
+    def partial(self) -> bool:
+        return self.result.partial or bool(self.manifest.get("partial"))
+
+
+@dataclass(frozen=True)
+class RunData(_RunDir):
+    """One run directory (live or simulated) as read from disk."""
+
+    detections: pd.DataFrame
+    deliveries: pd.DataFrame | None = None  # None: the run directory has no deliveries.parquet
+    events: pd.DataFrame | None = None  # None: no events.parquet
 
     @property
     def modes(self) -> dict[str, dict[str, Any]]:
@@ -79,14 +93,6 @@ class RunData:
         return start if type(start) is int else None
 
     @property
-    def status(self) -> RunStatus:
-        return self.result.status
-
-    @property
-    def partial(self) -> bool:
-        return self.result.partial or bool(self.manifest.get("partial"))
-
-    @property
     def simulated(self) -> bool:
         """A `hookbench simulate` run: virtual time, no servers (summary.json `kind` "simulated")."""
         return self.result.kind is Kind.SIMULATED
@@ -102,32 +108,16 @@ class RunData:
 
 
 @dataclass(frozen=True)
-class LoadRunData:
+class LoadRunData(_RunDir):
     """One load run directory (`hookbench load`, summary.json `kind` "load") as read from disk."""
 
-    run_dir: Path
-    manifest: dict[str, Any]
-    result: Summary
     steps: pd.DataFrame | None = None  # None: no steps.parquet (the ramp's step boundaries)
     harness: pd.DataFrame | None = None  # None: no harness.parquet (CPU % of each process, once a second)
-
-    @property
-    def summary(self) -> dict[str, Any]:
-        """summary.json as written, for the display code that still reads it as a dict."""
-        return self.result.raw
 
     @property
     def overload(self) -> dict[str, Any]:
         """summary.json's `overload` section (checked to be an object with a list of steps when it was read)."""
         return self.result.overload or {}
-
-    @property
-    def status(self) -> RunStatus:
-        return self.result.status
-
-    @property
-    def partial(self) -> bool:
-        return self.result.partial or bool(self.manifest.get("partial"))
 
 
 def read_run(run_dir: Path) -> RunData | LoadRunData:
