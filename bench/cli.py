@@ -234,7 +234,12 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"report: {paths['html']}\n        {paths['md']}")
         return 0
     out = Path(args.out) if args.out else new_run_dir(Path("runs"), "compare")
-    paths = build_comparison_report(run_dirs, out)
+    try:
+        paths = build_comparison_report(run_dirs, out)
+    except HookbenchError:
+        if args.out is None and not any(out.iterdir()):
+            out.rmdir()  # the directory made for this comparison: a refused comparison leaves nothing behind
+        raise
     summary = read_summary(out, expect=Kind.LOAD_COMPARISON)
     for run in summary.value("runs") or []:
         knee = run["knee"] or {}

@@ -145,7 +145,9 @@ def test_cli_with_one_run_rebuilds_its_own_report(two_runs: list[Path], capsys: 
 
 @pytest.mark.parametrize("case", ["comparison run", "no summary", "not a directory", "out with one run"])
 def test_cli_refuses_what_it_cannot_compare(two_runs: list[Path], tmp_path: Path, case: str,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+                                            capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # where the default runs/<time>-compare would go
     if case == "comparison run":
         bad = make_run(tmp_path)
         argv, expected = [str(two_runs[0]), str(bad)], f"{bad}: a comparison run (`hookbench run`), not a load run"
@@ -160,6 +162,7 @@ def test_cli_refuses_what_it_cannot_compare(two_runs: list[Path], tmp_path: Path
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err, err
     assert not (tmp_path / "cmp").exists()
+    assert not any((tmp_path / "runs").glob("*")), "a refused comparison left its run directory behind"
 
 
 def test_fewer_than_two_runs_is_not_a_comparison(two_runs: list[Path], tmp_path: Path) -> None:
