@@ -30,9 +30,9 @@ from bench.records import JsonlWriter  # noqa: E402
 if TYPE_CHECKING:
     from locust.env import Environment
 
-__all__ = ["Option", "add_options", "option_values", "check", "finite_positive", "records_dir_error", "fail_at_init",
-           "print_help", "RecordFile", "worker_index", "is_master", "is_worker", "stamp_layout", "UserIndices",
-           "request_error", "short_error", "retry_after_s", "shielded"]
+__all__ = ["Option", "add_options", "option_values", "check", "checked_values", "finite_positive", "records_dir_error",
+           "fail_at_init", "print_help", "RecordFile", "worker_index", "is_master", "is_worker", "stamp_layout",
+           "UserIndices", "request_error", "short_error", "retry_after_s", "shielded"]
 
 log = logging.getLogger("hookbench.load")
 T = TypeVar("T")
@@ -91,6 +91,17 @@ def records_dir_error(path: str) -> str | None:
     except OSError as exc:
         return f"--hb-records must be a writable directory: {exc}"
     return None
+
+
+def checked_values(opts: Any, options: dict[str, Option],
+                   rules: list[tuple[str, Callable[[Any], bool], str]]) -> tuple[dict[str, Any], list[str]]:
+    """`options`' values from `opts` and the errors of their `rules`; when those pass, the records directory
+    (--hb-records, if given) is made, or its error added."""
+    values = option_values(opts, options)
+    errors = check(values, rules)
+    if not errors and (bad_dir := records_dir_error(values.get("hb_records", ""))):
+        errors.append(bad_dir)
+    return values, errors
 
 
 def fail_at_init(name: str, errors: list[str]) -> None:

@@ -47,12 +47,11 @@ from scenarios._locust_common import (  # noqa: E402
     Option,
     RecordFile,
     add_options,
-    check,
+    checked_values,
     fail_at_init,
     is_worker,
     option_values,
     print_help,
-    records_dir_error,
 )
 
 log = logging.getLogger("hookbench.attack")
@@ -102,10 +101,7 @@ class _Shared:
 
 def _configure(opts: Any) -> list[str]:
     """Check the --hb-* options; if valid, apply them to CFG. Returns the errors."""
-    values = option_values(opts, OPTIONS)
-    errors = check(values, RULES)
-    if not errors and (bad_dir := records_dir_error(values["hb_records"])):
-        errors.append(bad_dir)
+    values, errors = checked_values(opts, OPTIONS, RULES)
     if errors:
         return errors
     vars(CFG).update(values, kinds=_kinds(values["hb_kinds"]))

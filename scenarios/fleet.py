@@ -92,13 +92,12 @@ from scenarios._locust_common import (  # noqa: E402
     RecordFile,
     UserIndices,
     add_options,
-    check,
+    checked_values,
     fail_at_init,
     finite_positive,
     is_worker,
     option_values,
     print_help,
-    records_dir_error,
     shielded,
     stamp_layout,
     worker_index,
@@ -166,10 +165,7 @@ _polls = RecordFile("fleet")
 
 def _configure(opts: Any) -> list[str]:
     """Check the --hb-* options; if valid, apply them to CFG and FleetPoller. Returns the errors."""
-    values = option_values(opts, OPTIONS)
-    errors = check(values, RULES)
-    if not errors and (bad_dir := records_dir_error(values["hb_records"])):
-        errors.append(bad_dir)
+    values, errors = checked_values(opts, OPTIONS, RULES)
     if errors:
         return errors
     vars(CFG).update(values, share_q=round(values["hb_cursor_share"] * SHARE_SCALE))

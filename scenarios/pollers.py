@@ -38,12 +38,11 @@ from scenarios._locust_common import (  # noqa: E402
     RecordFile,
     UserIndices,
     add_options,
-    check,
+    checked_values,
     fail_at_init,
     finite_positive,
     option_values,
     print_help,
-    records_dir_error,
     stamp_layout,
 )
 from scenarios._poll_core import DETAILED, CursorFeed, EtagResource, Outcome, run_poll  # noqa: E402
@@ -154,10 +153,7 @@ USERS: dict[str, type[_Poller]] = {cls.__name__: cls for cls in (CursorPoller, E
 
 def _configure(opts: Any) -> list[str]:
     """Check the --hb-* options; if valid, apply them to CFG and the user classes. Returns the errors."""
-    values = option_values(opts, OPTIONS)
-    errors = check(values, RULES)
-    if not errors and (bad_dir := records_dir_error(values["hb_records"])):
-        errors.append(bad_dir)
+    values, errors = checked_values(opts, OPTIONS, RULES)
     if errors:
         return errors
     styles = _styles(values["hb_styles"])
