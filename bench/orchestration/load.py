@@ -118,7 +118,7 @@ def _locust_argv(sc: Scenario, scenarios_dir: Path, run_dir: Path, base: str, pr
         argv.append("--hb-recovery")
     if ld.target == "receiver":
         assert endpoint is not None
-        argv += ["--hb-path", endpoint.path(sc), "--hb-scheme", endpoint.scheme, "--hb-secret", endpoint.secret,
+        argv += ["--hb-path", endpoint.path(sc), "--hb-scheme", endpoint.scheme, f"--hb-secret={endpoint.secret}",
                  "--hb-rate", repr(ld.rate_per_user)]
     else:
         argv += ["--hb-interval", repr(1.0 / ld.rate_per_user), "--hb-resources", str(sc.resources.count),

@@ -110,7 +110,7 @@ def attack_argv(scenario: Scenario, locustfile: Path, receiver_base: str, produc
             "--host", receiver_base, "--csv", str(run_dir / "attack"), "--only-summary",
             "--exit-code-on-error", "0", "--logfile", str(run_dir / "logs" / "attack.log"),
             "--hb-producer", producer_base, "--hb-path", endpoint.path(scenario), "--hb-scheme", endpoint.scheme,
-            "--hb-secret", endpoint.secret, "--hb-max-body", str(scenario.receiver.max_body),
+            f"--hb-secret={endpoint.secret}", "--hb-max-body", str(scenario.receiver.max_body),
             "--hb-rate", repr(scenario.attack.rate), "--hb-kinds", ",".join(scenario.attack.kinds),
             "--hb-records", str(run_dir / "records")]
     if endpoint.user:

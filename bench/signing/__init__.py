@@ -20,7 +20,7 @@ only the canonical text of a signature or timestamp is accepted (see each scheme
 from __future__ import annotations
 
 from collections.abc import Sequence
-from secrets import token_hex, token_urlsafe
+from secrets import token_hex
 
 from ._base import Scheme, SignatureError
 from .github import GitHubScheme
@@ -56,4 +56,6 @@ def new_secret_for(scheme: str) -> str:
         return new_secret()
     if scheme == "stripe":
         return "whsec_" + token_hex(24)  # Stripe's look; used as text, never base64-decoded
-    return token_urlsafe(32)
+    # hex, not urlsafe base64: a secret that begins with '-' is read as an option on every command line
+    # it is passed on (the receiver's --secret, the storm's --hb-secret)
+    return token_hex(32)
