@@ -24,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import MISSING, ScenarioError
-from bench.modes import MODE_WEBHOOK, WEBHOOK, mode_fields, poll_styles, scenario_modes
+from bench.modes import (
+    MODE_WEBHOOK,
+    default_styles,
+    is_push_name,
+    mode_fields,
+    poll_styles,
+    push_name_words,
+    scenario_modes,
+)
 from bench.protocol import ATTACK_KINDS, ATTACK_NEEDS, SCHEMES
 from bench.schema import DURATION_HELP, Field, parse_duration, validate_table
 from bench.traces import Trace, TraceError, load_trace
@@ -64,7 +72,6 @@ _DELIVERY: dict[str, Field] = {  # one webhook subscription's delivery policy ([
     "breaker_window": Field("int", 20, lambda n: 1 <= n <= 10_000, "must be an integer from 1 to 10000"),
     "breaker_open": Field("duration", 5.0, _pos, DURATION_HELP),
 }
-_NAME_RE = re.compile(WEBHOOK.pattern)  # a subscription's name is its mode name
 
 _SCHEMA: dict[str, dict[str, Field]] = {
     "": {
@@ -93,7 +100,7 @@ _SCHEMA: dict[str, dict[str, Field]] = {
     },
     "polling": {
         "interval": Field("duration", MISSING, _pos, DURATION_HELP),
-        "styles": Field("choices", list(POLL_STYLES), lambda v: len(v) > 0,
+        "styles": Field("choices", list(default_styles()), lambda v: len(v) > 0,
                         f"must be a non-empty list of distinct styles from {list(POLL_STYLES)}",
                         choices=POLL_STYLES),
         "timeout": Field("duration", 5.0, _pos, DURATION_HELP),
@@ -281,9 +288,19 @@ class DeliveryCfg:
 
 @dataclass(frozen=True)
 class WebhookCfg:
+    """[webhook]: the delivery defaults, the subscriptions, and `options`, the keys its mode kinds declare in
+    bench.modes (e.g. reconcile_interval), read as attributes: `webhook.reconcile_interval`."""
+
     enabled: bool
     slo: float
     subscriptions: tuple[DeliveryCfg, ...]
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        options = self.__dict__.get("options") or {}
+        if name in options:
+            return options[name]
+        raise AttributeError(f"[webhook] has no key {name!r}")
 
 
 @dataclass(frozen=True)
@@ -416,6 +433,7 @@ class Scenario:
         d = _plain(dataclasses.asdict(self))
         d.pop("source")
         d["polling"].update(d["polling"].pop("options"))  # as written in a scenario file
+        d["webhook"].update(d["webhook"].pop("options"))
         return d
 
 
@@ -594,16 +612,15 @@ def _webhook(raw: dict[str, Any], values: dict[str, Any], src: Any) -> WebhookCf
                                 "must be a non-empty list of [[webhook.subscriptions]] tables")
         # each subscription inherits every delivery key it does not set from [webhook]
         fields = {k: replace(f, default=values[k]) for k, f in _DELIVERY.items()}
-        fields["name"] = Field("str", MISSING, lambda s: bool(_NAME_RE.fullmatch(s)),
-                               "must start with 'webhook' and continue with letters, digits or '_' "
-                               "(it becomes the mode name, e.g. webhook_outbox)")
+        fields["name"] = Field("str", MISSING, is_push_name, push_name_words())
         subs = tuple(_delivery(validate_table(row, fields, f"webhook.subscriptions[{i}]", src), row["name"],
                                f"webhook.subscriptions[{i}]", src) for i, row in enumerate(rows))
         names = [d.name for d in subs]
         if len(set(names)) != len(names):
             raise ScenarioError(src("webhook.subscriptions"), "webhook.subscriptions", names,
                                 "subscription names must be distinct")
-    return WebhookCfg(enabled=values["enabled"], slo=values["slo"], subscriptions=subs)
+    return WebhookCfg(enabled=values["enabled"], slo=values["slo"], subscriptions=subs,
+                      options={k: values[k] for k in mode_fields("webhook")})
 
 
 def _receiver(values: dict[str, Any]) -> ReceiverCfg:
@@ -617,7 +634,7 @@ def _receiver(values: dict[str, Any]) -> ReceiverCfg:
 def delivery_from_dict(data: dict[str, Any], source: str) -> DeliveryCfg:
     """A DeliveryCfg from plain data (e.g. the JSON body of POST /subscriptions); ScenarioError if invalid."""
     fields = dict(_DELIVERY)
-    fields["name"] = Field("str", MISSING, lambda s: bool(_NAME_RE.fullmatch(s)), "must start with 'webhook'")
+    fields["name"] = Field("str", MISSING, is_push_name, push_name_words())
     values = validate_table(data, fields, "", lambda _k: source)
     return _delivery(values, values["name"], "", lambda _k: source)
 

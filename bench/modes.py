@@ -17,14 +17,16 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Callable
 
 from bench.model import poll_model
-from bench.schema import Field
+from bench.schema import DURATION_HELP, Field
 
 if TYPE_CHECKING:
     from bench.config import Scenario
 
 __all__ = ["Observation", "ModeKind", "Workload", "MODE_KINDS", "kind_of", "find_kind", "scenario_modes",
-           "poll_styles", "mode_fields", "style_mode", "is_pull", "is_push", "CURSOR", "ETAG", "WEBHOOK",
-           "MODE_CURSOR", "MODE_ETAG", "MODE_WEBHOOK", "MODELLED_PROCESSES", "model_for", "option_flag"]
+           "poll_styles", "mode_fields", "style_mode", "is_pull", "is_push", "is_stream", "CURSOR", "ETAG", "LONG",
+           "ADAPTIVE", "SSE", "WEBHOOK", "HYBRID", "THIN", "MODE_CURSOR", "MODE_ETAG", "MODE_LONG", "MODE_ADAPTIVE",
+           "MODE_SSE", "MODE_WEBHOOK", "MODE_HYBRID", "MODE_THIN", "MODELLED_PROCESSES", "model_for", "option_flag",
+           "push_name_words", "is_push_name", "route_default_modes", "default_styles"]
 
 
 class Observation(str, Enum):
@@ -65,14 +67,14 @@ class ModeKind:
     pattern: str  # full-match regular expression of the mode names of this kind
     default_name: str  # the name of its (first) mode in a scenario
     observes: Observation
-    summary_kind: str  # summary.json's `kind` of its modes (design.md section 4): "polling" | "webhook"
+    summary_kind: str  # summary.json's `kind` of its modes (design.md section 4): "polling" | "webhook" | "stream"
     section: str  # the scenario section that configures it
     style: str | None  # its value in polling.styles (pull kinds enabled by style), else None
     fields: dict[str, Field]  # the keys it adds to its section (besides the section's shared keys)
     charged_route: str | None  # the producer route (aiohttp route name) whose requests are charged to it;
     #                            None: push kinds, charged per delivery attempt under the subscription's name
-    users_per_run: Callable[[int], int] | None  # Locust users it needs for R resources (pull kinds)
-    locust_user: str | None  # the Locust user class in scenarios/pollers.py (pull kinds)
+    users_per_run: Callable[[int], int] | None  # Locust users one of its modes needs for R resources
+    locust_user: str | None  # the Locust user class in scenarios/pollers.py (None: no Locust user)
     model: Callable[[Workload], dict[str, Any]] | None  # analytic predictions (labelled as model in reports)
     formulas: Formulas
     label: str  # what reports call it
@@ -80,6 +82,7 @@ class ModeKind:
     colour: str  # its colour in figures (further modes of one kind get the next free palette colour)
     coalesces: bool  # state polling: changes overwritten before a poll saw them are coalesced, not lost
     simulated: bool  # whether bench.simulation.simulate reproduces it in virtual time
+    by_default: bool = False  # a pull/stream kind run when a scenario does not list polling.styles
     _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -92,8 +95,9 @@ class ModeKind:
         """The modes of this kind a scenario runs, in their stable order."""
         if self.style is not None:
             return [self.default_name] if self.style in scenario.polling.styles else []
-        if self.section == "webhook":
-            return [d.name for d in scenario.webhook.subscriptions] if scenario.webhook.enabled else []
+        if self.section == "webhook":  # a subscription's name says its kind (webhook..., hybrid..., thin...)
+            subs = scenario.webhook.subscriptions if scenario.webhook.enabled else ()
+            return [d.name for d in subs if self.matches(d.name)]
         raise NotImplementedError(f"mode kind {self.name!r}: no rule for the modes of section [{self.section}]")
 
     @property
@@ -103,6 +107,10 @@ class ModeKind:
     @property
     def is_push(self) -> bool:
         return self.observes is Observation.PUSH
+
+    @property
+    def is_stream(self) -> bool:
+        return self.observes is Observation.STREAM
 
 
 # --- the models ----------------------------------------------------------------------------------------
@@ -140,14 +148,44 @@ CURSOR = ModeKind(
     charged_route="changes", users_per_run=lambda _r: 1, locust_user="CursorPoller", model=_poll(False, True),
     formulas=Formulas(_wasted("targets"), lambda _p: "T/2", "1/(R·λ·T)"),
     label="cursor polling", policy_words="cursor polling catch-up", colour="#1f77b4", coalesces=False,
-    simulated=True)
+    simulated=True, by_default=True)
 
 ETAG = ModeKind(
     name="etag", pattern="polling_etag", default_name="polling_etag", observes=Observation.PULL,
     summary_kind="polling", section="polling", style="etag", fields={}, charged_route="resource",
     users_per_run=lambda r: r, locust_user="EtagPoller", model=_poll(True, False),
     formulas=Formulas(_wasted("targets"), _state_latency, "1/(λ·T)"),
-    label="state polling (ETag)", policy_words="state polling", colour="#ff7f0e", coalesces=True, simulated=True)
+    label="state polling (ETag)", policy_words="state polling", colour="#ff7f0e", coalesces=True, simulated=True,
+    by_default=True)
+
+LONG = ModeKind(
+    name="long", pattern="polling_long", default_name="polling_long", observes=Observation.PULL,
+    summary_kind="polling", section="polling", style="long",
+    fields={"long_wait": Field("duration", 30.0, lambda x: 0 < x <= 300, "must be a duration in (0, 300s], "
+                               'e.g. "30s": how long the producer holds a poll that finds nothing')},
+    charged_route="changes", users_per_run=lambda _r: 1, locust_user="LongPoller", model=None,
+    formulas=Formulas(), label="long polling", policy_words="long-poll catch-up", colour="#d62728",
+    coalesces=False, simulated=False)
+
+ADAPTIVE = ModeKind(
+    name="adaptive", pattern="polling_adaptive", default_name="polling_adaptive", observes=Observation.PULL,
+    summary_kind="polling", section="polling", style="adaptive",
+    fields={"adaptive_min": Field("duration", 0.5, lambda x: x > 0, DURATION_HELP + " (shortest interval)"),
+            "adaptive_max": Field("duration", 8.0, lambda x: x > 0, DURATION_HELP + " (longest interval)"),
+            "adaptive_factor": Field("float", 2.0, lambda x: 1 < x <= 100,
+                                     "must be a number in (1, 100]: the interval's growth after an empty poll")},
+    charged_route="changes", users_per_run=lambda _r: 1, locust_user="AdaptivePoller", model=None,
+    formulas=Formulas(), label="adaptive polling", policy_words="adaptive polling catch-up", colour="#8c564b",
+    coalesces=False, simulated=False)
+
+SSE = ModeKind(
+    name="sse", pattern="polling_sse", default_name="polling_sse", observes=Observation.STREAM,
+    summary_kind="stream", section="polling", style="sse",
+    fields={"sse_heartbeat": Field("duration", 5.0, lambda x: 0 < x <= 300, "must be a duration in (0, 300s], "
+                                   'e.g. "15s": a comment line the producer sends on an idle stream')},
+    charged_route="stream", users_per_run=lambda _r: 1, locust_user="SseListener", model=None,
+    formulas=Formulas(requests_per_change="1 connection per run"), label="server-sent events",
+    policy_words="SSE resume (Last-Event-ID)", colour="#9467bd", coalesces=False, simulated=False)
 
 WEBHOOK = ModeKind(
     name="webhook", pattern=r"webhook[A-Za-z0-9_]{0,40}", default_name="webhook", observes=Observation.PUSH,
@@ -155,11 +193,32 @@ WEBHOOK = ModeKind(
     locust_user=None, model=_one_delivery, formulas=Formulas(requests_per_change="1 per change"),
     label="webhook", policy_words=None, colour="#2ca02c", coalesces=False, simulated=True)
 
-MODE_KINDS: tuple[ModeKind, ...] = (CURSOR, ETAG, WEBHOOK)  # the order of modes in summaries and reports
+HYBRID = ModeKind(
+    name="hybrid", pattern=r"hybrid[A-Za-z0-9_]{0,40}", default_name="hybrid", observes=Observation.PUSH,
+    summary_kind="webhook", section="webhook", style=None,
+    fields={"reconcile_interval": Field("duration", 10.0, lambda x: x > 0,
+                                        DURATION_HELP + " (the hybrid subscriptions' reconciliation poll)")},
+    charged_route=None, users_per_run=lambda _r: 1, locust_user="ReconcilePoller", model=None,
+    formulas=Formulas(), label="webhook + reconcile", policy_words="reconciliation poll", colour="#e377c2",
+    coalesces=False, simulated=False)
+
+THIN = ModeKind(
+    name="thin", pattern=r"thin[A-Za-z0-9_]{0,40}", default_name="thin", observes=Observation.PUSH,
+    summary_kind="webhook", section="webhook", style=None, fields={}, charged_route="event", users_per_run=None,
+    locust_user=None, model=None, formulas=Formulas(requests_per_change="1 delivery + 1 fetch per change"),
+    label="thin event + fetch", policy_words=None, colour="#7f7f7f", coalesces=False, simulated=False)
+
+# the order of modes in summaries and reports
+MODE_KINDS: tuple[ModeKind, ...] = (CURSOR, ETAG, LONG, ADAPTIVE, SSE, WEBHOOK, HYBRID, THIN)
 
 MODE_CURSOR = CURSOR.default_name  # cursor feed GET /changes?after=SEQ
 MODE_ETAG = ETAG.default_name  # state polling GET /resources/{id} with If-None-Match
+MODE_LONG = LONG.default_name  # long polling: GET /changes?after=SEQ&wait=S, held until a change or S
+MODE_ADAPTIVE = ADAPTIVE.default_name  # the cursor feed at an interval that adapts to what polls find
+MODE_SSE = SSE.default_name  # one held GET /changes/stream (Server-Sent Events)
 MODE_WEBHOOK = WEBHOOK.default_name  # the default subscription; others are named webhook_<something>
+MODE_HYBRID = HYBRID.default_name  # webhooks plus a reconciliation poll of the cursor feed
+MODE_THIN = THIN.default_name  # a webhook carrying ids only; the receiver fetches the change
 
 
 def find_kind(mode: str) -> ModeKind | None:
@@ -188,6 +247,34 @@ def is_push(mode: str) -> bool:
     return kind is not None and kind.is_push
 
 
+def is_stream(mode: str) -> bool:
+    """Whether `mode` holds a stream open (False for a name no kind claims)."""
+    kind = find_kind(mode)
+    return kind is not None and kind.is_stream
+
+
+def is_push_name(name: str) -> bool:
+    """Whether `name` may name a webhook subscription: some push kind claims it."""
+    return any(k.is_push and k.matches(name) for k in MODE_KINDS)
+
+
+def push_name_words() -> str:
+    """How an error message says what a subscription's name must look like."""
+    starts = " or ".join(repr(k.default_name) for k in MODE_KINDS if k.is_push)
+    return (f"must start with {starts} (its kind) and continue with letters, digits or '_' "
+            "(it becomes the mode name, e.g. webhook_outbox, hybrid, thin)")
+
+
+def route_default_modes() -> dict[str, str]:
+    """Producer route name -> the mode its requests are charged to when they carry no mode label: the first
+    kind in registry order that declares the route (a labelled request is charged to its label's mode)."""
+    out: dict[str, str] = {}
+    for k in MODE_KINDS:
+        if k.charged_route is not None:
+            out.setdefault(k.charged_route, k.default_name)
+    return out
+
+
 def scenario_modes(scenario: Scenario) -> tuple[str, ...]:
     """Mode names a scenario runs, as they appear in summary.json, in the registry's order."""
     return tuple(name for k in MODE_KINDS for name in k.names(scenario))
@@ -196,6 +283,11 @@ def scenario_modes(scenario: Scenario) -> tuple[str, ...]:
 def poll_styles() -> tuple[str, ...]:
     """The values polling.styles accepts: one per pull kind enabled by style."""
     return tuple(k.style for k in MODE_KINDS if k.style is not None)
+
+
+def default_styles() -> tuple[str, ...]:
+    """polling.styles when a scenario does not say: the kinds declared `by_default` (cursor and ETag)."""
+    return tuple(k.style for k in MODE_KINDS if k.style is not None and k.by_default)
 
 
 def style_mode(style: str) -> str:

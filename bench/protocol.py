@@ -29,7 +29,9 @@ PATH_HEALTH = "/health"
 PATH_STATS = "/stats"
 # Producer
 PATH_RESOURCE = "/resources/{id}"
-PATH_CHANGES = "/changes"  # ?after=SEQ&limit=N
+PATH_CHANGES = "/changes"  # ?after=SEQ&limit=N[&wait=S: long polling, held until a change or S seconds]
+PATH_STREAM = "/changes/stream"  # Server-Sent Events: id = seq, Last-Event-ID resumes, heartbeat comments
+PATH_EVENT = "/events/{change_id}"  # a thin event's fetch: the change it names
 PATH_SUBSCRIPTIONS = "/subscriptions"
 PATH_SUBSCRIPTION = "/subscriptions/{id}"
 PATH_CONTROL_MARK = "/control/mark"  # POST {"name": "..."}: snapshot counters (window start/end)
@@ -43,6 +45,9 @@ PATH_INSPECT_JSON = "/inspect.json"
 # Every other path, /hooks... included, goes through the webhook pipeline: a hostile request to any path is audited
 PATH_RECEIVER_ANY = "/{tail:.*}"
 ATTACK_LABEL_HEADER = "x-hookbench-attack"  # set by the attack load, kept in the audit log, never used to decide
+# Set by hookbench's own consumers on producer requests: the mode the producer charges the request to (a
+# measurement label, never a decision; not counted in the request's bytes). Without it a route's first kind pays.
+MODE_LABEL_HEADER = "x-hookbench-mode"
 
 # Standard Webhooks headers
 H_ID = "webhook-id"

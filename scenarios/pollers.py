@@ -32,7 +32,7 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench`, `scenarios` importable from any cwd
-from bench.modes import MODE_CURSOR, MODE_ETAG, MODE_KINDS, mode_fields, option_flag, poll_styles  # noqa: E402
+from bench.modes import MODE_CURSOR, MODE_ETAG, MODE_KINDS, default_styles, mode_fields, option_flag, poll_styles  # noqa: E402,E501
 from scenarios._locust_common import (  # noqa: E402
     Option,
     RecordFile,
@@ -56,7 +56,7 @@ MODE_OPTIONS: dict[str, Option] = {option_flag(k): (_TYPES[f.kind], f.default, f
 OPTIONS: dict[str, Option] = {
     "--hb-interval": (float, 1.0, "Seconds between two polls of one user"),
     "--hb-resources": (int, 10, "Number of resources R (ids 0..R-1); one EtagPoller per resource"),
-    "--hb-styles": (str, ",".join(STYLES), f"Comma list of polling styles to run: {', '.join(STYLES)}"),
+    "--hb-styles": (str, ",".join(default_styles()), f"Comma list of polling styles to run: {', '.join(STYLES)}"),
     "--hb-seed": (int, 1, "Seed of the per-user random phases"),
     "--hb-records": (str, "", "Directory for polls-<pid>.jsonl / observations-<pid>.jsonl (empty: none)"),
     "--hb-timeout": (float, 5.0, "Seconds per request (connect and read)"),

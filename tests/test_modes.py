@@ -20,6 +20,7 @@ from bench.modes import (
     WEBHOOK,
     Observation,
     Workload,
+    default_styles,
     find_kind,
     is_pull,
     is_push,
@@ -27,6 +28,7 @@ from bench.modes import (
     mode_fields,
     model_for,
     poll_styles,
+    route_default_modes,
     style_mode,
 )
 from bench.simulation.simulate import SIMULATORS
@@ -54,21 +56,33 @@ def test_kinds_have_distinct_names_styles_routes_and_colours() -> None:
         values = [getattr(k, attr) for k in MODE_KINDS]
         assert len(set(values)) == len(values), attr
     styles = [k.style for k in MODE_KINDS if k.style]
-    routes = [k.charged_route for k in MODE_KINDS if k.charged_route]
-    assert len(set(styles)) == len(styles) and len(set(routes)) == len(routes)
+    assert len(set(styles)) == len(styles)
+    # kinds may share a route (cursor, long and adaptive polling all read /changes): an unlabelled request is
+    # charged to the first kind that declares the route, a labelled one to its label
+    assert route_default_modes() == {"changes": "polling", "resource": "polling_etag", "stream": "polling_sse",
+                                     "event": "thin"}
     for k in MODE_KINDS:  # a kind's default name is one of its names, and no other kind claims it
         assert k.matches(k.default_name) and [x for x in MODE_KINDS if x.matches(k.default_name)] == [k]
 
 
 def test_config_takes_styles_and_keys_from_the_registry() -> None:
-    assert POLL_STYLES == poll_styles() == ("cursor", "etag")
+    assert POLL_STYLES == poll_styles() == ("cursor", "etag", "long", "adaptive", "sse")
+    assert default_styles() == ("cursor", "etag")  # a scenario that does not list styles runs these
     assert style_mode("cursor") == "polling" and style_mode("etag") == "polling_etag"
-    assert set(mode_fields("polling")) == {"cursor_limit"}
+    assert style_mode("long") == "polling_long" and style_mode("sse") == "polling_sse"
+    assert set(mode_fields("polling")) == {"cursor_limit", "long_wait", "adaptive_min", "adaptive_max",
+                                           "adaptive_factor", "sse_heartbeat"}
+    assert set(mode_fields("webhook")) == {"reconcile_interval"}
     sc = load_scenario(REPO / "scenarios" / "default.toml", ["polling.cursor_limit=7"])
     assert sc.polling.cursor_limit == 7 and sc.to_dict()["polling"]["cursor_limit"] == 7
     assert sc.modes == ("polling", "polling_etag", "webhook")
     only = load_scenario(REPO / "scenarios" / "default.toml", ['polling.styles=["etag"]', "webhook.enabled=false"])
     assert only.modes == ("polling_etag",)
+    # a subscription's name says its kind
+    subs = ['webhook.subscriptions=[{name="webhook"},{name="hybrid"},{name="thin_fetch"}]']
+    mixed = load_scenario(REPO / "scenarios" / "default.toml", subs)
+    assert mixed.modes == ("polling", "polling_etag", "webhook", "hybrid", "thin_fetch")
+    assert [kind_of(m).name for m in mixed.modes[2:]] == ["webhook", "hybrid", "thin"]
 
 
 def test_every_simulated_kind_has_a_simulator_and_no_other_does() -> None:

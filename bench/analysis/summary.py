@@ -98,26 +98,36 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
     coalesced = _coalesced(t, w, mode, unobserved) if kind.coalesces else 0
 
     out: dict[str, Any] = {"kind": kind.summary_kind}
-    if kind.is_pull:
-        polls = t.polls[(t.polls["mode"] == mode) & ~t.polls["initial"]
-                        & (t.polls["t_intended_ns"] >= w.start_ns) & (t.polls["t_intended_ns"] < w.end_ns)]
-        requests = int(len(polls))
-        empty = int(polls["empty"].sum())
-        errors = int(polls["error"].notna().sum())
+    # Requests the consumer sent (polls, long polls, stream connections, a hybrid's reconciliation polls, a
+    # thin event's fetches) are polls rows; what the producer sent are delivery attempts. A mode may have both.
+    polls = t.polls[(t.polls["mode"] == mode) & ~t.polls["initial"]
+                    & (t.polls["t_intended_ns"] >= w.start_ns) & (t.polls["t_intended_ns"] < w.end_ns)]
+    requests = int(len(polls))
+    empty = int(polls["empty"].sum())
+    errors = int(polls["error"].notna().sum())
+    if kind.style is not None:
         rtt = (polls["t_recv_ns"] - polls["t_send_ns"]) / 1e6
         late = (polls["t_send_ns"] - polls["t_intended_ns"]) / 1e6
         out["style"] = kind.style
         out["rtt_ms_p50"] = float(np.median(rtt)) if requests else None
         out["send_late_ms_p99"] = percentile(np.sort(late.to_numpy(dtype=float)), 99) if requests else None
-    else:
+    if kind.is_push:
         d = t.deliveries
         # rows of jobs dropped without an attempt (subscription disabled or deleted) are not requests
         real = ~(d["outcome"].fillna("").eq("abandoned") & d["status"].eq(0))
         attempts = d[real & (d["mode"] == mode) & d["change_id"].isin(changes["change_id"])]
-        requests = int(len(attempts))
-        errors = int((~attempts["status"].between(200, 299)).sum())
-        empty = max(0, requests - observed)  # attempts that brought no new change: failures and duplicates
+        pushed = int(obs.loc[obs["via"].ne("pull").fillna(True), "change_id"].nunique())  # not the mode's polls
+        requests += int(len(attempts))
+        errors += int((~attempts["status"].between(200, 299)).sum())
+        empty += max(0, int(len(attempts)) - pushed)  # attempts that brought no new change: failures, duplicates
         out["retries"] = int((attempts["attempt"] > 1).sum())
+        out["delivery_attempts"] = int(len(attempts))
+        if len(polls):
+            out["consumer_requests"] = int(len(polls))  # reconciliation polls, fetches
+    held = t.events[(t.events["event"] == "held") & (t.events["mode"] == mode)
+                    & (t.events["t_ns"] >= w.start_ns) & (t.events["t_ns"] <= w.end_ns)]["held"].dropna()
+    if len(held):
+        out["held_connections"] = {"max": int(held.max()), "mean": float(held.mean()), "samples": int(len(held))}
     p = _ratio(empty, requests)
     ci = wilson_interval(empty, requests)
     nbytes, cpu = _cost(marks, mode)

@@ -25,7 +25,9 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "polls": {"mode": STR, "user": I64, "resource_id": NI64, "t_intended_ns": I64, "t_send_ns": I64,
               "t_recv_ns": I64, "status": I64, "empty": BOOL, "n_new": I64, "bytes": I64, "error": STR,
               "followup": BOOL, "initial": BOOL},
-    "observations": {"mode": STR, "user": I64, "change_id": STR, "t_obs_ns": I64},
+    # via: "push" (a delivery brought it) or "pull" (a push mode's own poll did: a hybrid's reconciliation);
+    # null: the mode's only way (a poller's rows, or older runs)
+    "observations": {"mode": STR, "user": I64, "change_id": STR, "t_obs_ns": I64, "via": STR},
     "deliveries": {"mode": STR, "msg_id": STR, "change_id": STR, "subscription_id": STR, "attempt": I64,
                    "t_send_ns": I64, "t_done_ns": I64, "status": I64, "latency_ms": F64, "bytes_out": I64,
                    "bytes_in": I64, "error": STR, "retry_after_s": F64, "outcome": STR},
@@ -36,10 +38,12 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "attacks": {"kind": STR, "t_send_ns": I64, "t_recv_ns": I64, "status": I64, "expected_status": I64,
                 "bytes": I64},
     # what happened to the processes: fault transitions, crashes, and the producer's delivery counters
+    # held: a mode's requests held open at the producer (long polls, streams), sampled once a second
     "events": {"t_ns": I64, "source": STR, "event": STR, "mode": STR, "changes": NI64, "attempts": NI64,
-               "ok": NI64, "failed": NI64, "pending": NI64},
+               "ok": NI64, "failed": NI64, "pending": NI64, "held": NI64},
     "loop_lag": {"server": STR, "t_ns": I64, "lag_ms": F64, "cpu_s": F64},
-    "harness": {"t_ns": I64, "process": STR, "cpu_pct": F64},
+    # every child's CPU once a second, with its resident memory and open file descriptors
+    "harness": {"t_ns": I64, "process": STR, "cpu_pct": F64, "rss_bytes": NI64, "fds": NI64},
 }
 
 
@@ -112,7 +116,7 @@ def load_records(records_dir: Path, db_path: Path) -> Tables:
     hooked = arrivals[arrivals["verdict"].isin(["accepted", "duplicate"]) & arrivals["change_id"].notna()
                       & arrivals["attack"].isna() & arrivals["endpoint"].notna()]
     webhook_obs = pd.DataFrame({"mode": hooked["endpoint"], "user": 0, "change_id": hooked["change_id"],
-                                "t_obs_ns": hooked["t_obs_ns"].fillna(hooked["t_ns"])})
+                                "t_obs_ns": hooked["t_obs_ns"].fillna(hooked["t_ns"]), "via": "push"})
     return Tables(
         changes=typed("changes", _read_changes(db_path)),
         polls=typed("polls", read_jsonl(list(r.glob("polls*.jsonl")))),

@@ -22,7 +22,7 @@ from bench.analysis.tables import load_records, read_marks, write_parquet
 from bench.config import Scenario
 from bench.errors import RunError
 from bench.manifest import collect_metadata
-from bench.modes import is_pull
+from bench.modes import is_push
 from bench.orchestration.procs import Child, ProcessGroup
 from bench.orchestration.session import (
     Interrupted,
@@ -160,7 +160,9 @@ class _Orchestra:
         now = time.time_ns()
         for name, p in self.watched.items():
             try:
-                self.harness.write({"t_ns": now, "process": name, "cpu_pct": p.cpu_percent(None)})
+                with p.oneshot():
+                    self.harness.write({"t_ns": now, "process": name, "cpu_pct": p.cpu_percent(None),
+                                        "rss_bytes": p.memory_info().rss, "fds": p.num_fds()})
             except psutil.Error:
                 pass
         if not self.producer_up:
@@ -169,6 +171,10 @@ class _Orchestra:
         d = stats["deliveries"]
         self.events.write({"t_ns": now, "source": "producer", "event": "stats", "changes": stats["changes"],
                            "attempts": d["attempts"], "ok": d["ok"], "failed": d["failed"], "pending": d["pending"]})
+        for mode, cost in stats["modes"].items():
+            if cost.get("held_max"):  # modes that ever held a request open (long polls, streams)
+                self.events.write({"t_ns": now, "source": "producer", "event": "held", "mode": mode,
+                                   "held": cost["held"]})
         return stats
 
     def phase(self, label: str, seconds: float, actions: list[tuple[float, Callable[[], None]]] = ()) -> None:
@@ -187,7 +193,7 @@ class _Orchestra:
                 self.progress.show(f"[{time.monotonic() - self.t0:5.1f}s] {label} {done:3.0f}/{seconds:.0f}s"
                                    "  producer down")
                 continue
-            polls = sum(v["requests"] for k, v in s["modes"].items() if is_pull(k))
+            polls = sum(v["requests"] for k, v in s["modes"].items() if not is_push(k))
             d = s["deliveries"]
             self.progress.show(f"[{time.monotonic() - self.t0:5.1f}s] {label} {done:3.0f}/{seconds:.0f}s"
                                f"  changes {s['changes']}  polls {polls}  deliveries "
@@ -269,7 +275,7 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
                 raise RunError(f"Locust exited with code {locust.popen.returncode} before polling "
                                f"(logs {run_dir / 'logs'}):\n{locust.tail()}")
             stats = o.tick()
-            if stats and sum(v["requests"] for k, v in stats["modes"].items() if is_pull(k)) > 0:
+            if stats and sum(v["requests"] for k, v in stats["modes"].items() if not is_push(k)) > 0:
                 break
             if time.monotonic() > deadline:
                 raise RunError(f"Locust sent no poll within {STARTUP_TIMEOUT_S:.0f} s:\n{locust.tail()}")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Scenario
-from bench.modes import kind_of, option_flag
+from bench.modes import kind_of, mode_fields, option_flag
 from bench.protocol import PATH_HOOKS
 from bench.signing import new_secret_for
 
@@ -94,9 +94,17 @@ def poller_argv(scenario: Scenario, locustfile: Path, base: str, run_dir: Path, 
             "--logfile", str(run_dir / "logs" / "locust.log"),
             "--hb-interval", repr(scenario.live_poll_interval), "--hb-resources", str(scenario.resources.count),
             "--hb-styles", ",".join(styles),
-            *(arg for key, value in scenario.polling.options.items() for arg in (option_flag(key), str(value))),
+            *(arg for key, value in scenario.polling.options.items() for arg in (option_flag(key), _live(key, value,
+                                                                                                      scenario))),
             "--hb-seed", str(scenario.seed), "--hb-timeout", repr(scenario.polling.timeout),
             "--hb-records", str(run_dir / "records")]
+
+
+def _live(key: str, value: Any, scenario: Scenario) -> str:
+    """A [polling] mode key as the pollers take it: durations are nominal, so divided by run.time_scale."""
+    if mode_fields("polling")[key].kind == "duration":
+        return repr(value / scenario.run.time_scale)
+    return str(value)
 
 
 ATTACK_USERS = 4

@@ -11,38 +11,50 @@ from typing import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from bench.config import Scenario
-from bench.modes import MODE_KINDS
-from bench.protocol import ATTACK_LABEL_HEADER, ChangeEvent
+from bench.modes import find_kind, route_default_modes
+from bench.protocol import ATTACK_LABEL_HEADER, MODE_LABEL_HEADER, ChangeEvent
 from bench.records import JsonlWriter
 
 from ..common import loop_lag_ctx
 from .dispatcher import Dispatcher
 from .generator import ChangeGenerator, generation_seed
-from .keys import DEFAULT_DELIVERY, DISPATCHER, GENERATOR, LEDGER, MARKS, SNAPSHOT, STORE
-from .ledger import POLL_CPU_SAMPLE_NS, Ledger, header_bytes
+from .keys import DEFAULT_DELIVERY, DISPATCHER, GENERATOR, LEDGER, MARKS, NOTIFIER, SNAPSHOT, STORE
+from .ledger import METER, POLL_CPU_SAMPLE_NS, Ledger, Meter, header_bytes
 from .marks import MarkLog
+from .notify import ChangeNotifier
 from .store import Store
 from .views import EMPTY_POLL_MODES, EMPTY_POLLS, routes
 
 __all__ = ["create_app", "drop_torn_tail"]
 
-# Route name -> mode charged for the request (each polling kind declares its route in bench.modes).
-_ROUTE_MODE = {k.charged_route: k.default_name for k in MODE_KINDS if k.charged_route}
+# Route name -> mode charged for an unlabelled request (each kind declares its route in bench.modes); a request
+# labelled with a known mode name (MODE_LABEL_HEADER) is charged to that mode instead.
+_ROUTE_MODE = route_default_modes()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_LABEL_RAW = MODE_LABEL_HEADER.title().encode()  # as our consumers send it (aiohttp's client title-cases names)
 
 
 def _request_head_bytes(request: web.Request) -> int:
     """`header_bytes` of the request line and headers (a repeated name counted once, with its last value), from
     the raw bytes: latin-1 maps byte to character, so lengths and repeats are those of the decoded text."""
     headers = dict(request.raw_headers)
+    headers.pop(_LABEL_RAW, None)  # hookbench's own measurement label is not part of the consumer's cost
     # "<method> <path> HTTP/1.1" CRLF, "Name: value" CRLF each, CRLF
     return len(request.method) + len(request.raw_path) + 14 + sum(map(len, headers)) + \
         sum(map(len, headers.values())) + 4 * len(headers)
 
 
+def _label(request: web.Request, default: str) -> str:
+    """The mode a request is charged to: its label when some mode kind claims the label, else the route's."""
+    label = request.headers.get(MODE_LABEL_HEADER)
+    return label if label is not None and find_kind(label) is not None else default
+
+
 def _charged(mode: str, handler: Handler, ledger: Ledger) -> Handler:
-    """`handler` charging each request to `mode` in `ledger`: the CPU of the handler (it never awaits I/O), the
-    request's bytes, and the response's bytes (head as sent, Date and Server included, plus body).
+    """`handler` charging each request to `mode` (or to the mode its label names) in `ledger`: the CPU of the
+    handler, the request's bytes, and the response's bytes (head as sent, Date and Server included, plus body).
+    A handler that awaits (long poll, stream) reports its waits, held time and streamed bytes through the
+    request's `Meter` (ledger.py), so only its own CPU is counted.
 
     A wrapper on the two poll routes rather than a middleware and an on_response_prepare signal: those cost
     more per empty poll than the accounting itself (see `python -m bench.perf.loadbench`). It prepares the response
@@ -64,23 +76,26 @@ def _charged(mode: str, handler: Handler, ledger: Ledger) -> Handler:
         resp: web.StreamResponse | None = None
         now = time.perf_counter_ns()  # a vDSO read, unlike the thread-CPU clock
         timed = now - last_timed >= POLL_CPU_SAMPLE_NS
-        cpu0 = time.thread_time_ns() if timed else 0
+        cost = ledger.mode(_label(request, mode))
+        cost.requests += 1  # counted when it arrives: a held request is a request while it waits
+        cost.bytes_in += _request_head_bytes(request)
+        meter = request[METER] = Meter(cost, timed)
+        if timed:
+            last_timed = now
         try:
             resp = await handler(request)
         except web.HTTPException as exc:  # aiohttp answers with the exception itself: it is a Response
             resp = exc
             raise
         finally:
-            cost = ledger.mode(mode)
+            meter.release()
             if timed:
-                cost.cpu_ns += (time.thread_time_ns() - cpu0) * (untimed + 1)
+                cost.cpu_ns += meter.stop() * (untimed + 1)
                 cost.cpu_timed += 1
-                last_timed, untimed = now, 0
+                untimed = 0
             else:
                 untimed += 1
-            cost.requests += 1
-            cost.bytes_in += _request_head_bytes(request)
-            if resp is not None:
+            if resp is not None:  # a streamed response was prepared by its handler, which counted its body
                 await resp.prepare(request)  # the head is final from here (Date, Server, Content-Length added)
                 cost.bytes_out += _response_bytes(resp)
         return resp
@@ -152,6 +167,12 @@ def create_app(scenario: Scenario, *, db_path: str | Path, records_dir: str | Pa
     app[SNAPSHOT] = lambda: {**ledger.snapshot(), "pid": os.getpid(), "generation": generation}
     app[DEFAULT_DELIVERY] = scenario.webhook.subscriptions[0]
     app[EMPTY_POLLS] = empty_polls
+    app[NOTIFIER] = ChangeNotifier()
+
+    async def release_held(app: web.Application) -> None:  # before aiohttp waits for handlers to finish
+        app[NOTIFIER].close()
+
+    app.on_shutdown.append(release_held)
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         store = Store(db_path, scenario.resources.count, legacy_delivery=scenario.webhook.subscriptions[0])
@@ -165,9 +186,12 @@ def create_app(scenario: Scenario, *, db_path: str | Path, records_dir: str | Pa
             except (ValueError, OSError) as e:  # e.g. its ca_file is gone: say so, keep the others going
                 print(f"producer: subscription {sub.id} ({sub.name}) not resumed: {e}", file=sys.stderr)
 
+        notifier = app[NOTIFIER]
+
         def on_change(change: ChangeEvent) -> None:
             ledger.changes += 1
             dispatcher.submit(change)
+            notifier.notify()
 
         generator = ChangeGenerator(scenario, store, on_change, generation=generation)
         app[STORE], app[DISPATCHER], app[GENERATOR] = store, dispatcher, generator

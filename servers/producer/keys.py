@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .generator import ChangeGenerator
     from .ledger import Ledger
     from .marks import MarkLog
+    from .notify import ChangeNotifier
     from .store import Store
 
 STORE: web.AppKey["Store"] = web.AppKey("store")
@@ -24,3 +25,5 @@ MARKS: web.AppKey["MarkLog"] = web.AppKey("marks")
 SNAPSHOT: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("snapshot")
 # delivery policy of a POST /subscriptions without "delivery": the scenario's first subscription
 DEFAULT_DELIVERY: web.AppKey["DeliveryCfg"] = web.AppKey("default_delivery")
+# wakes held requests (long polls, streams) on every committed change
+NOTIFIER: web.AppKey["ChangeNotifier"] = web.AppKey("notifier")

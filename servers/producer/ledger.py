@@ -15,7 +15,9 @@ import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-__all__ = ["ModeCost", "Ledger", "header_bytes", "POLL_CPU_SAMPLE_NS"]
+from aiohttp import web
+
+__all__ = ["ModeCost", "Ledger", "Meter", "METER", "header_bytes", "POLL_CPU_SAMPLE_NS"]
 
 POLL_CPU_SAMPLE_NS = 1_000_000  # busy poll modes: at most ~1000 CPU reads a second each (about 0.1% of a core)
 
@@ -27,6 +29,58 @@ class ModeCost:
     bytes_out: int = 0  # bytes the producer sent
     cpu_ns: int = 0  # measured, or for polls in a busy spell estimated from the timed ones (see above)
     cpu_timed: int = 0  # requests whose CPU was read, not estimated
+    held: int = 0  # requests of the mode held open right now (long polls waiting, streams)
+    held_max: int = 0  # the most held at once since the producer started
+
+
+METER: web.RequestKey["Meter"] = web.RequestKey("hookbench_meter")  # the request's Meter (charged routes only)
+
+
+class Meter:
+    """What a charged handler that awaits (a long poll, a stream) tells the charging wrapper.
+
+    The wrapper reads thread CPU around the whole handler, which is only right for a handler that never
+    awaits. One that does calls `pause()` before each wait and `resume()` after it, so the CPU of other
+    requests served meanwhile is not charged to it; `hold()`/`release()` count it as a held connection; and
+    `sent(n)` adds the bytes it streamed itself (the wrapper counts only a response's head and fixed body).
+    """
+
+    __slots__ = ("cost", "timed", "cpu_ns", "_t0", "_held")
+
+    def __init__(self, cost: ModeCost, timed: bool) -> None:
+        self.cost = cost
+        self.timed = timed  # an untimed request (a busy mode's, see above) never reads the clock
+        self.cpu_ns = 0
+        self._t0 = time.thread_time_ns() if timed else None
+        self._held = False
+
+    def pause(self) -> None:
+        if self._t0 is not None:
+            self.cpu_ns += time.thread_time_ns() - self._t0
+            self._t0 = None
+
+    def resume(self) -> None:
+        if self.timed:
+            self._t0 = time.thread_time_ns()
+
+    def stop(self) -> int:
+        """The CPU counted so far (the wrapper calls it once, when the handler is done)."""
+        self.pause()
+        return self.cpu_ns
+
+    def hold(self) -> None:
+        if not self._held:
+            self._held = True
+            self.cost.held += 1
+            self.cost.held_max = max(self.cost.held_max, self.cost.held)
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self.cost.held -= 1
+
+    def sent(self, nbytes: int) -> None:
+        self.cost.bytes_out += nbytes
 
 
 @dataclass
