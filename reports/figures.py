@@ -23,6 +23,7 @@ from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 from bench.modes import find_kind
 from reports.fmt import fmt_num, fmt_pct, fmt_short, get, number, wasted_interval
+from reports.frontier import draw_frontier
 from reports.rundir import RunData
 from reports.timeline import draw_delivery_timeline
 
@@ -62,6 +63,7 @@ def make_figures(run: RunData, out_dir: Path, names: Collection[str] | None = No
         ("latency_cdf", "Detection latency (ECDF)", _one_axes(_draw_latency_cdf)),
         ("wasted_fraction", "Wasted fraction of polls", _one_axes(_draw_wasted_fraction)),
         ("requests_per_change", "Requests per change", _one_axes(_draw_requests_per_change)),
+        ("frontier", "Cost–freshness frontier: detection latency against cost per change", draw_frontier),
         ("delivery_timeline", "Webhook deliveries through the faults",
          lambda fig, title, run, _colors: draw_delivery_timeline(fig, title, run)),
     )

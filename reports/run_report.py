@@ -45,8 +45,11 @@ DEFINITIONS: tuple[tuple[str, str], ...] = (
     ("late", "a change observed more than the scenario's SLO (webhook.slo) after it was made."),
     ("coalesced", "state polling only: changes overwritten before any poll saw them, so the poller saw only a "
                   "later version; counted apart from lost."),
-    ("requests per change", "requests the mode made (polls, or webhook delivery attempts including retries) / "
+    ("requests per change", "requests the mode made (polls, long polls, stream connections, webhook delivery "
+                            "attempts including retries, plus a push mode's own fetches or reconciliation polls) / "
                             "changes in the window."),
+    ("connections held open", "requests the producer held open for the mode (long polls waiting, event streams), "
+                              "sampled once a second during the window."),
     ("bytes, producer CPU per change", "bytes the mode transferred, and CPU time the producer process spent "
                                        "on it, / changes in the window."),
 )
@@ -127,6 +130,9 @@ def _harness_line(saturated: Any, sat: dict[str, Any]) -> str:
         if isinstance(lag, dict):
             p99, worst = fmt_short(lag.get("p99")), fmt_short(lag.get("max"))
             parts.append(f"{who} event-loop lag p99 {p99} ms, max {worst} ms")
+    rss, fds = number(sat.get("producer_rss_mb_max")), number(sat.get("producer_fds_max"))
+    if rss is not None or fds is not None:
+        parts.append(f"producer resident memory max {fmt_short(rss)} MB, open file descriptors max {fmt_count(fds)}")
     if "locust_cpu_max_pct" in sat:
         cpu = number(sat.get("locust_cpu_max_pct"))
         parts.append(f"Locust CPU max {DASH if cpu is None else fmt_short(cpu) + '%'}")
@@ -228,6 +234,13 @@ ROWS: tuple[RowSpec, ...] = (
     RowSpec("requests per change", _field("requests_per_change")),
     RowSpec("model: requests per change", _field("model", "requests_per_change"), model=True),
     RowSpec("retries", _field("retries", fmt=fmt_count), only_if=("retries",)),
+    RowSpec("of which delivery attempts", _field("delivery_attempts", fmt=fmt_count), only_if=("consumer_requests",)),
+    RowSpec("of which consumer requests (fetches, reconciliation polls)", _field("consumer_requests", fmt=fmt_count),
+            only_if=("consumer_requests",)),
+    RowSpec("connections held open (max)", _field("held_connections", "max", fmt=fmt_count),
+            only_if=("held_connections", "max")),
+    RowSpec("connections held open (mean)", _field("held_connections", "mean"),
+            only_if=("held_connections", "mean")),
     RowSpec("bytes per change", _field("bytes_per_change")),
     RowSpec("producer CPU µs per change", _cpu_us),
     RowSpec("latency mean (ms)", _field("latency_ms", "mean")),

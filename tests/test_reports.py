@@ -19,7 +19,7 @@ import pytest
 from bench.errors import FormatVersionError, RunDirError
 from reports import build_report
 
-FIGURES = ("latency_cdf", "wasted_fraction", "requests_per_change")
+FIGURES = ("latency_cdf", "wasted_fraction", "requests_per_change", "frontier")
 DATA_URI = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 MANIFEST: dict[str, Any] = {
@@ -412,11 +412,12 @@ def test_zero_detections_skip_the_latency_figure_with_a_note(tmp_path: Path) -> 
     out = build_report(run_dir)
     md, page = out["md"].read_text(encoding="utf-8"), out["html"].read_text(encoding="utf-8")
 
-    assert [p.name for p in out["figures"]] == ["wasted_fraction.png", "requests_per_change.png"]
+    # the frontier places the summary's latency percentiles, which this summary still holds
+    assert [p.name for p in out["figures"]] == ["wasted_fraction.png", "requests_per_change.png", "frontier.png"]
     assert not (run_dir / "figures" / "latency_cdf.png").exists()
     assert "**Figure skipped:** no change was detected in the measured window" in md
     assert "figures/latency_cdf.png" not in md
-    assert len(DATA_URI.findall(page)) == 2
+    assert len(DATA_URI.findall(page)) == 3
 
 
 def test_only_present_modes_and_unknown_keys_are_tolerated(tmp_path: Path) -> None:
@@ -431,7 +432,7 @@ def test_only_present_modes_and_unknown_keys_are_tolerated(tmp_path: Path) -> No
     assert _md_row(md, "retries") == ["3"]  # optional row, shown because a mode has it
     assert _md_row(md, "model: changes per useful poll") == ["∞"]  # json writes inf as Infinity
     # no polling mode: nothing to show on the wasted-fraction figure
-    assert [p.name for p in out["figures"]] == ["latency_cdf.png", "requests_per_change.png"]
+    assert [p.name for p in out["figures"]] == ["latency_cdf.png", "requests_per_change.png", "frontier.png"]
     assert "**Figure skipped:** no polling mode reported" in md
     assert "Harness check:** not saturated." in md
 

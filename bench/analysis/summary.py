@@ -196,6 +196,11 @@ def _saturation(t: Tables, w: Window, modes: dict[str, dict[str, Any]], T: float
         if late is not None and late > LATE_SEND_LIMIT * T * 1e3:
             reasons.append(f"{mode} pollers sent late: p99 {late:.1f} ms behind schedule "
                            f"(> {LATE_SEND_LIMIT:.0%} of the {T * 1e3:.0f} ms interval)")
+    producer = h.loc[h["process"].str.startswith("producer", na=False)]
+    rss, fds = producer["rss_bytes"].dropna(), producer["fds"].dropna()
+    # what the producer process held (held connections cost memory and file descriptors), sampled once a second
+    out["producer_rss_mb_max"] = float(rss.max()) / 2**20 if len(rss) else None
+    out["producer_fds_max"] = int(fds.max()) if len(fds) else None
     out["reasons"] = reasons
     return out
 
