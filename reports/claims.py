@@ -1,5 +1,5 @@
 """The claims page of `hookbench reproduce all`: summary.json in, claims.md and a self-contained claims.html out, one
-section per claim (C1-C7) with its source, measured figures, verdict, conditions, rule and links to the runs and
+section per claim (C1-C8) with its source, measured figures, verdict, conditions, rule and links to the runs and
 reports it rests on. The reports of those runs are written first, so the links lead somewhere.
 
 summary.json (written by bench.orchestration.reproduce) is the machine-readable form of the same content;

@@ -16,6 +16,7 @@ from bench.analysis.claims import (
     c5_crossover,
     c6_loss,
     c7_security,
+    c8_waste,
     not_run,
 )
 from bench.analysis.readings import live_latency, live_part, load_part
@@ -110,6 +111,24 @@ def test_c7_security_rule() -> None:
     leak = {"security": {**ok["security"], "hostile_accepted": 3}}
     assert c7_security(Summary.from_dict(leak), "r")["verdict"] == "holds"
     assert c7_security(Summary.from_dict({"security": {"hostile_sent": 0}}), "r")["verdict"] == "not run"
+
+
+def test_c8_waste_rule() -> None:
+    def mode(wasted: float | None, rpc: float, held: int | None = None) -> dict:
+        m = {"kind": "polling", "wasted_fraction": wasted, "requests_per_change": rpc, "lost": 0}
+        return m if held is None else {**m, "held_connections": {"max": held, "mean": held, "samples": 30}}
+
+    run = {"modes": {"polling_etag": mode(0.99, 100.0), "polling_long": mode(0.02, 1.1, held=1),
+                     "webhook": mode(0.0, 1.0)}}
+    entry = c8_waste(Summary.from_dict(run), "r")
+    assert entry["verdict"] == "does not hold"
+    # only the consumer-driven mode below 98.47% is named, with its held connections; webhooks are not counted
+    assert "polling_long" in entry["verdict_text"] and "1 connection(s) held" in entry["verdict_text"]
+    assert "polling_etag" not in entry["verdict_text"] and set(entry["measured"]["modes"]) == {"polling_etag",
+                                                                                              "polling_long"}
+    wasteful = {"modes": {"polling_etag": mode(0.99, 100.0), "webhook": mode(0.0, 1.0)}}
+    assert c8_waste(Summary.from_dict(wasteful), "r")["verdict"] == "holds"
+    assert c8_waste(Summary.from_dict({"modes": {"webhook": mode(0.0, 1.0)}}), "r")["verdict"] == "not run"
 
 
 def test_every_claim_has_an_entry_shape() -> None:

@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bench.results import Summary, Sweep
 
-from bench.modes import is_pull
+from bench.modes import find_kind, is_pull
 
 __all__ = ["CLAIMS", "VERDICTS", "Claim", "not_run", "c1_wasted", "c2_load", "c3_latency", "c4_overload",
-           "c5_crossover", "c6_loss", "c7_security", "CLAIMED_WASTED", "CLAIMED_LOAD_RATIO", "RATIO_TOLERANCE"]
+           "c5_crossover", "c6_loss", "c7_security", "c8_waste", "CLAIMED_WASTED", "CLAIMED_LOAD_RATIO",
+           "RATIO_TOLERANCE"]
 
 VERDICTS = ("holds", "holds only when", "does not hold", "not run")
 CLAIMED_WASTED = 1 - 460_000 / 30_000_000  # 98.47%: Zapier's 460,000 useful polls of 30,000,000
@@ -57,6 +58,9 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in (
     Claim("C7", "webhooks are open to forgery, replay, interception",
           "common wisdom",
           "hookbench run scenarios/security/attack_mix.toml"),
+    Claim("C8", "polling must be wasteful",
+          "common wisdom, after C1's 98.5%: the only alternative to wasted polls is webhooks",
+          "hookbench run scenarios/all_modes.toml"),
 )}
 
 
@@ -222,3 +226,36 @@ def c7_security(summary: Summary, run: str) -> dict[str, Any]:
         return _entry("C7", "does not hold", text, "for a receiver that checks signatures, timestamps, ids, "
                       "auth and sizes over HTTPS; a receiver that skips these checks is open", measured, rule, [run])
     return _entry("C7", "holds", text, "these defences let hostile requests through", measured, rule, [run])
+
+
+def c8_waste(summary: Summary, run: str) -> dict[str, Any]:
+    """Rule: does not hold when some mode the consumer drives itself (polling of any kind, long polling, a stream)
+    wasted less than the claimed 98.47% in the run; the conditions say which modes did, at what cost in
+    requests per change and in connections held open at the producer. Holds when every such mode wasted more."""
+    modes: dict[str, dict[str, Any]] = {}
+    for name, m in summary.modes.items():
+        kind = find_kind(name)
+        if kind is None or kind.is_push:
+            continue
+        held = (m.raw.get("held_connections") or {}).get("max")
+        modes[name] = {"label": kind.label, "wasted_fraction": m.wasted_fraction,
+                       "requests_per_change": m.requests_per_change, "held_max": held, "lost": m.lost}
+    rule = (f"does not hold when a consumer-driven mode wastes less than {_pct(CLAIMED_WASTED)} of its requests; "
+            "the held connections are the price")
+    if not modes:
+        return not_run("C8", "the run had no consumer-driven mode")
+    beat = {n: v for n, v in modes.items()
+            if v["wasted_fraction"] is not None and v["wasted_fraction"] < CLAIMED_WASTED}
+
+    def say(n: str, v: dict[str, Any]) -> str:
+        held = "no connection held" if not v["held_max"] else f"{v['held_max']} connection(s) held"
+        rpc = v["requests_per_change"]
+        return (f"{n} ({v['label']}) wasted {_pct(v['wasted_fraction'])}, "
+                f"{'–' if rpc is None else f'{rpc:.3g}'} requests/change, {held}")
+
+    text = "; ".join(say(n, v) for n, v in beat.items()) or "every consumer-driven mode wasted more"
+    if beat:
+        return _entry("C8", "does not hold", text, "waste is a property of fixed-interval polling with lambda*T << 1; "
+                      "long polling and server-sent events wait for the change instead and pay in held connections",
+                      {"modes": modes, "claimed_wasted_fraction": CLAIMED_WASTED}, rule, [run])
+    return _entry("C8", "holds", text, "", {"modes": modes, "claimed_wasted_fraction": CLAIMED_WASTED}, rule, [run])

@@ -8,7 +8,8 @@ zapier (C1 "98.5% of polls are wasted", C2 "66x the load", C3 "webhooks arrive w
   4. latency -- polling's detection latency at each Zapier interval (simulated) vs the webhook's (live);
   5. sensitivity -- the required change interval per interval mix and spread, and a heatmap grid of the
      simulated wasted fraction over poll interval x change rate.
-all: zapier, then the overload (C4), crossover (C5), loss (C6) and security (C7) runs, into one claims page.
+all: zapier, then the overload (C4), crossover (C5), loss (C6), security (C7) and every-mode (C8) runs, into one
+claims page.
 
 Writes the reproduction directory (summary.json with a `claims` section, manifest.json, Parquet tables); the
 reports package turns it into report.md/html. summary.json is rewritten after every part, so an interrupted
@@ -233,12 +234,13 @@ OTHER_RUNS = (  # claim, kind, scenario, extra
     ("C6", "run", "faults/receiver_outage.toml"),
     ("C6", "run", "faults/producer_crash.toml"),
     ("C7", "run", "security/attack_mix.toml"),
+    ("C8", "run", "all_modes.toml"),
 )
 CROSSOVER_GRID = [("changes.rate", ["0.002", "0.01", "0.05", "0.25", "1"])]
 
 
 def reproduce_all(out: Path, *, repo: Path, scenarios_dir: Path, run_load: Callable[..., Any] | None = None,
-                  only: tuple[str, ...] = ("C1", "C2", "C3", "C4", "C5", "C6", "C7"), quick: bool = False,
+                  only: tuple[str, ...] = tuple(cl.CLAIMS), quick: bool = False,
                   log: Callable[[str], None] = print) -> Path:
     """The Zapier reproduction and every other claim's run, then `summary.json` in a new directory under `out`.
     `run_load` is bench.orchestration.load.run_load (the CLI passes it in). `only` limits the claims reproduced;
@@ -293,8 +295,10 @@ def reproduce_all(out: Path, *, repo: Path, scenarios_dir: Path, run_load: Calla
                 if cid == "C6":
                     faults[sc.name] = res.summary
                     entries[cid] = cl.c6_loss(faults, [doc["runs"][n] for n in doc["runs"] if "faults/" in n])
-                else:
+                elif cid == "C7":
                     entries[cid] = cl.c7_security(res.summary, res.run_dir.name)
+                else:
+                    entries[cid] = cl.c8_waste(res.summary, res.run_dir.name)
             save()
     except (KeyboardInterrupt, Interrupted):
         doc.update(status_keys(RunStatus.INTERRUPTED))
