@@ -130,6 +130,12 @@ def _one_delivery(_w: Workload) -> dict[str, Any]:
     return {"requests_per_change": 1.0, "note": "one delivery per change when every first attempt succeeds"}
 
 
+def _delivery_and_fetch(_w: Workload) -> dict[str, Any]:
+    return {"requests_per_change": 2.0,
+            "note": "model: one delivery and one fetch per change when every first attempt succeeds; "
+                    "latency = delivery + the fetch's round trip (both measured, no closed form)"}
+
+
 def _wasted(targets: str) -> Callable[[str], str]:
     return lambda process: "e^(-lambda*T)" if process == "poisson" else f"max(0, 1 - T/I)^{targets}"
 
@@ -205,8 +211,9 @@ HYBRID = ModeKind(
 THIN = ModeKind(
     name="thin", pattern=r"thin[A-Za-z0-9_]{0,40}", default_name="thin", observes=Observation.PUSH,
     summary_kind="webhook", section="webhook", style=None, fields={}, charged_route="event", users_per_run=None,
-    locust_user=None, model=None, formulas=Formulas(requests_per_change="1 delivery + 1 fetch per change"),
-    label="thin event + fetch", policy_words=None, colour="#7f7f7f", coalesces=False, simulated=False)
+    locust_user=None, model=_delivery_and_fetch,
+    formulas=Formulas(requests_per_change="2 per change (1 delivery + 1 fetch)"), label="thin event + fetch",
+    policy_words=None, colour="#7f7f7f", coalesces=False, simulated=False)
 
 # the order of modes in summaries and reports
 MODE_KINDS: tuple[ModeKind, ...] = (CURSOR, ETAG, LONG, ADAPTIVE, SSE, WEBHOOK, HYBRID, THIN)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from typing import Any, TypedDict
+from urllib.parse import quote
 
 __all__ = [
     "SCHEMES", "ATTACK_KINDS",
-    "ATTACK_NEEDS", "ChangeEvent", "change_event", "encode_event", "etag_for", "msg_id_for", "READY_PREFIX",
+    "ATTACK_NEEDS", "ChangeEvent", "change_event", "encode_event", "encode_thin_event", "event_path", "etag_for",
+    "msg_id_for", "READY_PREFIX",
 ]
 
 # Webhook signing schemes (bench.signing implements them).
@@ -80,6 +82,26 @@ def encode_event(change: ChangeEvent) -> str:
     can still be deduplicated.
     """
     body: dict[str, Any] = {"id": msg_id_for(change["change_id"]), "type": EVENT_TYPE, "data": change}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def event_path(change_id: str) -> str:
+    """The path (PATH_EVENT) at which the producer serves one change: what a thin event points to."""
+    return PATH_EVENT.replace("{change_id}", quote(change_id, safe=""))
+
+
+def encode_thin_event(change: ChangeEvent) -> str:
+    """The JSON POSTed to a thin subscription: ids and a pointer, none of the change's state.
+
+    After Stripe's thin events, which carry the id of the object that changed and the relative URL to fetch it
+    from, and leave the fetch to the consumer (https://docs.stripe.com/event-destinations#benefits-of-thin-events).
+    Like Stripe's `related_object.url`, `url` is a path on the producer's API: the consumer resolves it against
+    the API base it was configured with, never against a host the body names. `data.change_id` is where every
+    event body keeps it, so the receiver's checks and dedup treat thin and full events alike.
+    """
+    data = {"change_id": change["change_id"], "resource_id": change["resource_id"],
+            "url": event_path(change["change_id"])}
+    body: dict[str, Any] = {"id": msg_id_for(change["change_id"]), "type": EVENT_TYPE, "data": data}
     return json.dumps(body, separators=(",", ":"))
 
 

@@ -19,7 +19,7 @@ from bench.analysis.security import security_section
 from bench.analysis.stats import latency_stats, percentile, wilson_interval
 from bench.analysis.tables import Tables
 from bench.config import ChangesCfg
-from bench.modes import MODELLED_PROCESSES, Workload, kind_of
+from bench.modes import MODELLED_PROCESSES, THIN, Workload, kind_of
 from bench.results import Kind, RunStatus, status_keys, version_keys
 
 __all__ = ["Window", "summarize", "detections", "LAG_P99_LIMIT_MS", "LATE_SEND_LIMIT"]
@@ -124,6 +124,10 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
         out["delivery_attempts"] = int(len(attempts))
         if len(polls):
             out["consumer_requests"] = int(len(polls))  # reconciliation polls, fetches
+        if kind is THIN:  # its latency is delivery + fetch: the fetch's share, from the fetches that returned it
+            fetched = polls[polls["error"].isna()]
+            out["fetch_ms_p50"] = (float(np.median((fetched["t_recv_ns"] - fetched["t_send_ns"]) / 1e6))
+                                   if len(fetched) else None)
     held = t.events[(t.events["event"] == "held") & (t.events["mode"] == mode)
                     & (t.events["t_ns"] >= w.start_ns) & (t.events["t_ns"] <= w.end_ns)]["held"].dropna()
     if len(held):

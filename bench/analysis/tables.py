@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench.modes import THIN, find_kind
 from bench.protocol import ATTACK_LABEL_HEADER
 
 __all__ = ["Tables", "SCHEMAS", "typed", "read_jsonl", "load_records", "write_parquet", "read_parquet", "read_marks"]
@@ -112,9 +113,11 @@ def load_records(records_dir: Path, db_path: Path) -> Tables:
     arrivals = typed("arrivals", _audit_rows(list(r.glob("audit*.jsonl"))))
     observations = typed("observations", read_jsonl(list(r.glob("observations*.jsonl"))))
     # A verified arrival carrying a change is an observation by that endpoint's consumer; hostile
-    # requests (the attack load's labelled replays) are not the sender's deliveries.
+    # requests (the attack load's labelled replays) are not the sender's deliveries. A thin event carries only
+    # ids: its consumer observes the change when the fetch returns it (the receiver's own observations rows).
     hooked = arrivals[arrivals["verdict"].isin(["accepted", "duplicate"]) & arrivals["change_id"].notna()
                       & arrivals["attack"].isna() & arrivals["endpoint"].notna()]
+    hooked = hooked[~hooked["endpoint"].map(lambda ep: find_kind(ep) is THIN).astype(bool)]
     webhook_obs = pd.DataFrame({"mode": hooked["endpoint"], "user": 0, "change_id": hooked["change_id"],
                                 "t_obs_ns": hooked["t_obs_ns"].fillna(hooked["t_ns"]), "via": "push"})
     return Tables(

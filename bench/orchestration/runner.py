@@ -115,17 +115,22 @@ class _Orchestra:
         self.endpoints = make_endpoints(sc)
         tls_dir = self.run_dir / "tls"
         config = self.run_dir / "receiver.json"
-        write_json(config, receiver_config(sc, self.endpoints, tls_dir))
+        # the producer first: its address is in the receiver's config (a thin endpoint fetches from it), and a
+        # restarted producer keeps it
+        self.start_producer()
+        write_json(config, receiver_config(sc, self.endpoints, tls_dir, producer=self.base))
         config.chmod(0o600)  # it holds the endpoints' secrets
         receiver = self.group.start("receiver", receiver_argv(config, self.records),
                                     self.run_dir / "logs" / "receiver.log", cwd=self.repo)
+        # stopped last all the same (children stop newest first): a producer still delivering finds it there
+        self.group.children.remove(receiver)
+        self.group.children.insert(0, receiver)
         self._watch(receiver)
         scheme = "https" if sc.receiver.https else "http"
         self.receiver_base = f"{scheme}://127.0.0.1:{receiver.port}"
         ca = tls_dir / "cert.pem" if sc.receiver.https else None
         if ca is not None:  # trust exactly the receiver's own certificate, never "verification off"
             self.ssl = ssl.create_default_context(cafile=str(ca))
-        self.start_producer()
         self.log(f"producer on {self.base} (pid {self.producer.pid}), receiver on {self.receiver_base} "
                  f"(pid {receiver.pid})")
         if sc.webhook.enabled:

@@ -44,11 +44,14 @@ def make_endpoints(scenario: Scenario) -> list[Endpoint]:
             for d in scenario.webhook.subscriptions]
 
 
-def receiver_config(scenario: Scenario, endpoints: list[Endpoint], tls_dir: Path) -> dict[str, Any]:
-    """The JSON the receiver process reads with --config."""
+def receiver_config(scenario: Scenario, endpoints: list[Endpoint], tls_dir: Path,
+                    producer: str | None = None) -> dict[str, Any]:
+    """The JSON the receiver process reads with --config. `producer`: the producer's base URL, where the receiver
+    fetches what thin events name (required when a subscription is of the thin kind)."""
     s = scenario.to_dict()
     faults = {k: v for k, v in s["faults"].items() if k.startswith("receiver_")}
     return {
+        "producer": producer,
         "receiver": s["receiver"],
         "faults": faults,
         "endpoints": [{"name": e.name, "token": e.token, "scheme": e.scheme, "secrets": [e.secret],

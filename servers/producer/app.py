@@ -16,6 +16,7 @@ from bench.protocol import ATTACK_LABEL_HEADER, MODE_LABEL_HEADER, ChangeEvent
 from bench.records import JsonlWriter
 
 from ..common import loop_lag_ctx
+from . import events  # noqa: F401  (registers GET PATH_EVENT, a thin event's fetch, on views.routes)
 from .dispatcher import Dispatcher
 from .generator import ChangeGenerator, generation_seed
 from .keys import DEFAULT_DELIVERY, DISPATCHER, GENERATOR, LEDGER, MARKS, NOTIFIER, SNAPSHOT, STORE

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
-from bench.protocol import ChangeEvent, encode_event, msg_id_for
+from bench.modes import THIN, find_kind
+from bench.protocol import ChangeEvent, encode_event, encode_thin_event, msg_id_for
 from bench.signing import make_scheme
 
 from .breaker import Breaker
@@ -91,6 +92,8 @@ class Endpoint:
         # Verification is never off: an https URL is checked against the system CAs or the given ca_file.
         self.ssl: ssl.SSLContext | bool = ssl.create_default_context(cafile=sub.ca_file) if sub.ca_file else True
         self.authorization = basic_authorization(*sub.basic_auth) if sub.basic_auth is not None else None
+        # the body its kind sends: a thin subscription's carries ids only (its consumer fetches the change)
+        self.encode = encode_thin_event if find_kind(sub.name) is THIN else encode_event
         self.breaker = Breaker(cfg.breaker_window, cfg.breaker_failure_ratio, cfg.breaker_open)
         self.slots = asyncio.Semaphore(cfg.concurrency)
         self.closed = False
@@ -112,7 +115,7 @@ class Endpoint:
     async def post(self, session: aiohttp.ClientSession, attempt: Attempt, cost: ModeCost) -> None:
         """Sign and POST the change once (no redirects, per-attempt timeout); fill in `attempt` and `cost`."""
         cpu0 = time.thread_time_ns()
-        payload = encode_event(attempt.change).encode()
+        payload = self.encode(attempt.change).encode()
         headers = self.scheme.sign(msg_id_for(attempt.change["change_id"]), payload, int(time.time()))
         headers["content-type"] = "application/json"
         if self.authorization is not None:

@@ -180,6 +180,12 @@ class Store:
                                "WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit + 1)).fetchall()
         return [change_event(*r) for r in rows[:limit]], len(rows) > limit
 
+    def change_by_id(self, change_id: str) -> ChangeEvent | None:
+        """One change by its id (the UNIQUE index on change_id): what a thin event's fetch reads."""
+        row = self.db.execute("SELECT change_id, resource_id, seq, version, t_change_ns FROM changes "
+                              "WHERE change_id = ?", (change_id,)).fetchone()
+        return None if row is None else change_event(*row)
+
     def change_count(self) -> int:
         return self._next_seq - 1
 

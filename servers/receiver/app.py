@@ -1,5 +1,6 @@
-"""Receiver app factory and routes: POST /hooks[/<name-or-token>[/<status>]] through the defences, dedup and faults;
-GET /health, GET /stats, POST /control/start, GET /inspect and /inspect.json."""
+"""Receiver app factory and routes: POST /hooks[/<name-or-token>[/<status>]] through the defences, dedup and faults
+(a thin endpoint's accepted deliveries then fetched, fetch.py); GET /health, GET /stats, POST /control/start,
+GET /inspect and /inspect.json."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from .checks import Reject, Target, answer, check_request, resolve
 from .config import ReceiverSetup
 from .dedup import DedupStore
 from .faults import FaultModel, Outages
+from .fetch import Fetcher
 from .inspector import CSP, as_html, as_json
 from .stats import HookStats
 
@@ -56,6 +58,7 @@ class Receiver:
     audit: AuditLog
     wall_clock: Callable[[], float]
     stats: HookStats = field(default_factory=HookStats)
+    fetcher: Fetcher | None = None  # set when some endpoint receives thin events
     _targets: dict[str, Target] = field(default_factory=dict, repr=False)
 
     def resolve(self, path: str) -> Target:
@@ -137,6 +140,10 @@ async def hook(request: web.Request) -> web.StreamResponse:
                 headers=request.headers, endpoint=target.endpoint.name if target.endpoint else None)
     try:
         resp = await rx.handle(request, target, a)
+        if a.verdict == "accepted" and rx.fetcher is not None and target.endpoint is not None \
+                and rx.setup.fetches(target.endpoint):
+            assert a.msg_id is not None and a.change_id is not None and a.body is not None  # accepted: checked
+            rx.fetcher.submit(target.endpoint.name, a.change_id, a.body, (target.endpoint.name, a.msg_id))
     except Reject as r:
         shed = isinstance(r, Shed)
         a.status, a.verdict, a.reason = r.status, r.verdict, r.reason
@@ -162,7 +169,8 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"ok": True, "role": "receiver", "counts": dict(rx.audit.counts),
                               "dedup": rx.dedup.stats(), "in_processing": rx.faults.in_processing,
                               "down": {"refusing": rx.outages.refusing, "answering_503": rx.outages.answering_503,
-                                       "t0_ns": rx.outages.t0_ns}})
+                                       "t0_ns": rx.outages.t0_ns},
+                              "fetches": None if rx.fetcher is None else rx.fetcher.stats()})
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -234,6 +242,21 @@ def create_app(setup: ReceiverSetup, *, records_dir: str | Path | None = None,
         setup=setup, schemes=schemes, dedup=DedupStore(setup.receiver.dedup_ttl, clock=clock),
         faults=FaultModel(setup.faults, setup.seed), outages=Outages(setup.faults.receiver_down, listener, records),
         audit=AuditLog(setup.inspect_last, Redactor(setup.secret_values())), wall_clock=wall_clock)
+    rx = app[RECEIVER]
+    if setup.producer is not None and any(setup.fetches(ep) for ep in setup.endpoints):
+        # a fetch that gave up forgets its delivery, so a copy the sender sends again is processed (and fetched)
+        rx.fetcher = Fetcher(setup.producer, records, rx.dedup.discard)
+
+    async def fetch_ctx(app: web.Application) -> AsyncIterator[None]:
+        fetcher = app[RECEIVER].fetcher
+        if fetcher is None:
+            yield
+            return
+        await fetcher.start()
+        try:
+            yield
+        finally:
+            await fetcher.close()
 
     async def records_ctx(app: web.Application) -> AsyncIterator[None]:
         rx = app[RECEIVER]
@@ -261,4 +284,5 @@ def create_app(setup: ReceiverSetup, *, records_dir: str | Path | None = None,
     app.router.add_route("*", PATH_RECEIVER_ANY, hook)  # last: everything else is a (possibly hostile) webhook
     app.cleanup_ctx.append(loop_lag_ctx(records, "receiver"))
     app.cleanup_ctx.append(records_ctx)
+    app.cleanup_ctx.append(fetch_ctx)  # stopped first: its cancelled fetches are recorded before anything closes
     return app

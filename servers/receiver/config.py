@@ -11,9 +11,11 @@ import secrets as _secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from bench.config import FaultsCfg, ReceiverCfg, receiver_faults_from_dict, receiver_from_dict
 from bench.errors import MISSING, ScenarioError
+from bench.modes import THIN, find_kind
 from bench.protocol import SCHEMES
 from bench.schema import Field, validate_table
 from bench.signing import make_scheme
@@ -60,6 +62,11 @@ class ReceiverSetup:
     tls_dir: Path | None = None
     seed: int = 1
     inspect_last: int = DEFAULT_INSPECT_LAST
+    producer: str | None = None  # the producer's API base (http://127.0.0.1:PORT): where thin events are fetched
+
+    def fetches(self, ep: Endpoint) -> bool:
+        """Whether `ep` receives thin events (its name says its kind): the receiver fetches what they name."""
+        return find_kind(ep.name) is THIN
 
     def url_key(self, ep: Endpoint) -> str:
         """The path segment after /hooks/ that reaches `ep`."""
@@ -86,11 +93,27 @@ def new_token() -> str:
 
 
 _TABLES = ("receiver", "faults", "endpoints")  # checked on their own below
+_LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _loopback_base(url: str) -> bool:
+    """An http(s) base URL of a loopback host with a port and no path, query or credentials: the receiver's
+    fetches never leave the machine, whatever a (signed) body says."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return False
+    return (parts.scheme in ("http", "https") and parts.hostname in _LOOPBACK_HOSTS and port is not None
+            and parts.path in ("", "/") and not parts.query and not parts.fragment and parts.username is None)
+
 _TOP: dict[str, Field] = {
     "tls_dir": Field("str", None),
     "seed": Field("int", 1, lambda n: 0 <= n < 2**63, "must be an integer in [0, 2**63)"),
     "inspect_last": Field("int", DEFAULT_INSPECT_LAST, lambda n: 0 <= n <= 100_000,
                           "must be an integer from 0 to 100000 (0 = keep none)"),
+    "producer": Field("str", None, _loopback_base,
+                      "must be the producer's base URL on loopback, e.g. http://127.0.0.1:8080 (no path)"),
 }
 _ENDPOINT: dict[str, Field] = {
     "name": Field("str", MISSING, lambda s: bool(_NAME_RE.fullmatch(s)),
@@ -132,8 +155,14 @@ def setup_from_dict(data: Any, source: str) -> ReceiverSetup:
     if receiver.https and tls_dir is None:
         raise ScenarioError(source, "tls_dir", MISSING,
                             "is required when receiver.https is on: the directory to write cert.pem and key.pem to")
+    thin = [ep.name for ep in endpoints if find_kind(ep.name) is THIN]
+    if thin and rest["producer"] is None:
+        raise ScenarioError(source, "producer", MISSING,
+                            f"is required by thin endpoint {thin[0]!r}: the producer's base URL to fetch the changes "
+                            "its events name, e.g. http://127.0.0.1:8080")
     return ReceiverSetup(receiver=receiver, faults=faults, endpoints=endpoints, tls_dir=tls_dir,
-                         seed=rest["seed"], inspect_last=rest["inspect_last"])
+                         seed=rest["seed"], inspect_last=rest["inspect_last"],
+                         producer=None if rest["producer"] is None else rest["producer"].rstrip("/"))
 
 
 def _endpoint(row: Any, where: str, receiver: ReceiverCfg, source: str) -> Endpoint:
