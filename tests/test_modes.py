@@ -101,8 +101,9 @@ def test_pull_kinds_declare_a_route_the_producer_names_and_a_locust_user_that_ex
             assert k.charged_route in route_names, k.name
             assert k.locust_user in classes, k.name
             assert k.users_per_run is not None and k.model is not None and k.style is not None
-        else:
-            assert k.charged_route is None and k.locust_user is None
+        else:  # push and stream kinds: a route they are charged to, a Locust user (a hybrid's reconcile poller)
+            assert k.charged_route is None or k.charged_route in route_names, k.name
+            assert k.locust_user is None or k.locust_user in classes, k.name
 
 
 def test_models_are_the_analytic_poll_model() -> None:
