@@ -134,6 +134,18 @@ def _delivery_and_fetch(_w: Workload) -> dict[str, Any]:
     return {"requests_per_change": 2.0,
             "note": "model: one delivery and one fetch per change when every first attempt succeeds; "
                     "latency = delivery + the fetch's round trip (both measured, no closed form)"}
+def _reconcile(w: Workload) -> dict[str, Any]:
+    """Webhook + reconciliation poll, `w.interval` being the reconcile interval T_rec (not polling.interval).
+
+    Every change is delivered once and the consumer also reads the whole feed every T_rec: 1 + 1/(R·λ·T_rec)
+    requests per change. A request is useful when it brings some change first, so when every first delivery
+    succeeds the reconcile polls are the waste: 1/(1 + R·λ·T_rec). A change the push path misses is seen by the
+    next reconcile poll: with the schedule's phase uniform, T_rec/2 after the change on average (+ round trip),
+    whatever the change process; this assumes the poll path is up (the consumer's poller survives the outage)."""
+    lt = w.rate * w.resources * w.interval  # changes per reconcile poll
+    return {"requests_per_change": 1.0 + 1.0 / lt, "reconcile_polls_per_change": 1.0 / lt,
+            "wasted_fraction": 1.0 / (1.0 + lt), "changes_per_reconcile_poll": lt,
+            "reconcile_latency_mean_ms": w.interval / 2.0 * 1e3}
 
 
 def _wasted(targets: str) -> Callable[[str], str]:
@@ -204,9 +216,9 @@ HYBRID = ModeKind(
     summary_kind="webhook", section="webhook", style=None,
     fields={"reconcile_interval": Field("duration", 10.0, lambda x: x > 0,
                                         DURATION_HELP + " (the hybrid subscriptions' reconciliation poll)")},
-    charged_route=None, users_per_run=lambda _r: 1, locust_user="ReconcilePoller", model=None,
-    formulas=Formulas(), label="webhook + reconcile", policy_words="reconciliation poll", colour="#e377c2",
-    coalesces=False, simulated=False)
+    charged_route=None, users_per_run=lambda _r: 1, locust_user="ReconcilePoller", model=_reconcile,
+    formulas=Formulas(requests_per_change="1 + 1/(R·λ·T_rec)"), label="webhook + reconcile",
+    policy_words="reconciliation poll", colour="#e377c2", coalesces=False, simulated=False)
 
 THIN = ModeKind(
     name="thin", pattern=r"thin[A-Za-z0-9_]{0,40}", default_name="thin", observes=Observation.PUSH,

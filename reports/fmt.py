@@ -110,7 +110,9 @@ def fmt_policy(policy: Any, mode: str, style: Any = None) -> str:
         kind = next((k for k in MODE_KINDS if k.style == style), None) if style is not None else find_kind(mode)
         return kind.policy_words if kind is not None and kind.policy_words else "polling"
     words = POLICY_WORDS.get(policy) if isinstance(policy, str) else None
-    return words or fmt_text(policy)
+    kind = find_kind(mode)  # a push kind that also catches up its own way says so (webhook + reconcile)
+    extra = f" + {kind.policy_words}" if kind is not None and kind.is_push and kind.policy_words else ""
+    return (words or fmt_text(policy)) + extra
 
 
 def wasted_interval(mode: dict[str, Any]) -> tuple[float, float] | None:

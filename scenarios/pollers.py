@@ -1,14 +1,15 @@
 """Locust pollers: the polling side of hookbench.
 
 CursorPoller (one user) reads the whole change feed, GET /changes?after=SEQ; EtagPoller (one user per
-resource) re-reads its resource, GET /resources/{id} with If-None-Match. Every user polls at a fixed
+resource) re-reads its resource, GET /resources/{id} with If-None-Match; ReconcilePoller (one user per hybrid
+subscription, --hb-reconcile) reads the feed every --hb-reconcile-interval. Every user polls at a fixed
 interval with a seeded random phase and records each poll's *intended* send time, so lateness under
 load stays visible (Locust's own timings hide it: coordinated omission). With --hb-records, every
 process writes polls-<pid>.jsonl and observations-<pid>.jsonl there.
 The requests, and what their answers teach, are scenarios/_poll_core.py's (shared with fleet.py); this
 file keeps the schedule and the rows the run's analysis reads.
 
-Run on its own against a producer (-u must be (cursor ? 1 : 0) + (etag ? R : 0); it defaults to that):
+Run on its own against a producer (-u must be (cursor ? 1 : 0) + (etag ? R : 0) + hybrids; it defaults to that):
 
     locust -f scenarios/pollers.py --host http://127.0.0.1:PORT --hb-resources 50     # web UI
     locust -f scenarios/pollers.py --host http://127.0.0.1:PORT --headless -u 51 -r 51 -t 30s \\
@@ -32,7 +33,17 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench`, `scenarios` importable from any cwd
-from bench.modes import MODE_CURSOR, MODE_ETAG, MODE_KINDS, default_styles, mode_fields, option_flag, poll_styles  # noqa: E402,E501
+from bench.modes import (  # noqa: E402
+    HYBRID,
+    MODE_CURSOR,
+    MODE_ETAG,
+    MODE_KINDS,
+    default_styles,
+    mode_fields,
+    option_flag,
+    poll_styles,
+)
+from bench.protocol import MODE_LABEL_HEADER  # noqa: E402
 from scenarios._locust_common import (  # noqa: E402
     Option,
     RecordFile,
@@ -61,6 +72,9 @@ OPTIONS: dict[str, Option] = {
     "--hb-records": (str, "", "Directory for polls-<pid>.jsonl / observations-<pid>.jsonl (empty: none)"),
     "--hb-timeout": (float, 5.0, "Seconds per request (connect and read)"),
     **MODE_OPTIONS,
+    "--hb-reconcile": (str, "", "Comma list of hybrid subscriptions (webhook + reconcile): one ReconcilePoller each"),
+    option_flag("reconcile_interval"): (float, HYBRID.fields["reconcile_interval"].default,
+                                        "Seconds between two reconciliation polls of one hybrid subscription"),
 }
 
 
@@ -74,12 +88,16 @@ RULES = [
     ("--hb-styles", lambda s: bool(_styles(s)) and set(_styles(s)) <= set(STYLES),
      f"a non-empty comma list of {','.join(STYLES)}"),
     ("--hb-timeout", finite_positive, "seconds > 0"),
+    ("--hb-reconcile", lambda s: all(HYBRID.matches(n) for n in _styles(s)),
+     "a comma list of hybrid subscription names (hybrid, hybrid_ff, ...)"),
+    (option_flag("reconcile_interval"), finite_positive, "seconds > 0"),
     *((option_flag(k), f.check or (lambda _v: True), f.words()) for k, f in mode_fields("polling").items()),
 ]
 
-CFG = argparse.Namespace(**option_values(None, OPTIONS), styles=STYLES)
+CFG = argparse.Namespace(**option_values(None, OPTIONS), styles=STYLES, reconcile=())
 _indices = UserIndices()  # user indices (0, 1, ... in one process); an index seeds its user's phase
 _etag_ids = [0]  # the next EtagPoller's resource id, modulo R
+_reconcile_ids = [0]  # the next ReconcilePoller's subscription, an index into CFG.reconcile
 _polls, _observations = RecordFile("polls"), RecordFile("observations")
 
 
@@ -148,7 +166,42 @@ class EtagPoller(_Poller):
         self.target = EtagResource(self.rid)
 
 
+class _LabelledFeed(CursorFeed):
+    """The cursor feed, each request labelled with the mode the producer charges it to."""
+
+    def __init__(self, limit: int, mode: str) -> None:
+        super().__init__(limit)
+        self.label = {MODE_LABEL_HEADER: mode}
+
+    def request(self) -> tuple[str, str, dict[str, str] | None]:
+        path, name, _ = super().request()
+        return path, name, self.label
+
+
+class ReconcilePoller(_Poller):
+    """Webhook + reconcile: one user per hybrid subscription reads the whole feed every --hb-reconcile-interval,
+    as the safety net under the subscription's webhooks. Its polls are charged to the subscription's mode, and
+    what they teach are that mode's observations `via` "pull" (its deliveries' arrivals are its "push" ones)."""
+
+    flags_initial = True  # its catch-up from seq 0 is a sync, not a reconciliation
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.mode = CFG.reconcile[_reconcile_ids[0] % len(CFG.reconcile)]
+        _reconcile_ids[0] += 1
+        self.period_ns = round(CFG.hb_reconcile_interval * 1e9)  # the same seeded phase, as a share of its own period
+        self.phase_ns = int(random.Random(CFG.hb_seed * 1_000_003 + self.index).random() * self.period_ns)
+        self.target = _LabelledFeed(CFG.hb_cursor_limit, self.mode)  # from seq 0, like CursorPoller
+
+    def record(self, o: Outcome, intended_ns: int, followup: bool) -> None:
+        super().record(o._replace(new=[]), intended_ns, followup)  # the polls row; n_new is kept
+        for change in o.new:
+            _observations.write({"mode": self.mode, "user": self.index, "change_id": change.change_id,
+                                 "t_obs_ns": o.t_recv_ns, "via": "pull"})
+
+
 USERS: dict[str, type[_Poller]] = {cls.__name__: cls for cls in (CursorPoller, EtagPoller)}  # by class name
+USERS[ReconcilePoller.__name__] = ReconcilePoller
 
 
 def _configure(opts: Any) -> list[str]:
@@ -157,12 +210,19 @@ def _configure(opts: Any) -> list[str]:
     if errors:
         return errors
     styles = _styles(values["hb_styles"])
-    vars(CFG).update(values, styles=styles)
+    reconcile = _styles(values["hb_reconcile"])
+    vars(CFG).update(values, styles=styles, reconcile=reconcile)
     _polls.directory = _observations.directory = values["hb_records"]
     for kind in MODE_KINDS:  # each polling kind names its user and how many it needs (bench.modes)
         if kind.locust_user is not None and kind.users_per_run is not None:
+            if kind.locust_user not in USERS:  # a kind this file has no user for yet: it cannot be asked for
+                if kind.style in styles:
+                    return [f"--hb-styles: {kind.style}: no Locust user {kind.locust_user} in this file"]
+                continue
             cls = USERS[kind.locust_user]
             cls.fixed_count = kind.users_per_run(values["hb_resources"]) if kind.style in styles else 0
+            if kind is HYBRID:  # configured by [webhook]: its users per subscription of its kind
+                cls.fixed_count = len(reconcile) * kind.users_per_run(values["hb_resources"])
             cls.weight = 0  # fixed counts only: a larger -u must not spawn extra pollers
             cls.network_timeout = cls.connection_timeout = values["hb_timeout"]
     return []
@@ -192,7 +252,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
 def _on_test_start(environment: Environment, **_: Any) -> None:
     stamp_layout(environment)
     _indices.reset(environment)  # the same phases and ids on every run
-    _etag_ids[0] = 0
+    _etag_ids[0] = _reconcile_ids[0] = 0
     # Re-applied here because the web UI and a master may have changed the options since init.
     if errors := _configure(environment.parsed_options):
         log.error("pollers: not starting: %s", "; ".join(errors))

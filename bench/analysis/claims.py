@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bench.results import Summary, Sweep
 
-from bench.modes import find_kind, is_pull
+from bench.modes import HYBRID, find_kind, is_pull
 
 __all__ = ["CLAIMS", "VERDICTS", "Claim", "not_run", "c1_wasted", "c2_load", "c3_latency", "c4_overload",
            "c5_crossover", "c6_loss", "c7_security", "c8_waste", "CLAIMED_WASTED", "CLAIMED_LOAD_RATIO",
@@ -197,15 +197,17 @@ def c6_loss(summaries: dict[str, Summary], runs: list[str]) -> dict[str, Any]:
     for name, s in summaries.items():
         for mode, m in ((s.faults or {}).get("modes") or {}).items():
             lost.setdefault(name, {})[mode] = int(m.get("lost") or 0)
-    keeps = [m for by in lost.values() for m in by if m.endswith("outbox") or is_pull(m)]  # durable copy or catch-up
+    # a durable copy, a polling catch-up, or a webhook's reconciliation poll (the consumer's own catch-up)
+    keeps = [m for by in lost.values() for m in by if m.endswith("outbox") or is_pull(m) or find_kind(m) is HYBRID]
     safe = all(by[m] == 0 for by in lost.values() for m in by if m in keeps)
     lossy = any(v > 0 for by in lost.values() for m, v in by.items() if m not in keeps)
     text = "; ".join(f"{name}: " + ", ".join(f"{m} lost {v}" for m, v in by.items()) for name, by in lost.items())
-    rule = "holds when modes without a durable copy lose changes while the outbox and polling lose none"
+    rule = ("holds when modes without a durable copy lose changes while the outbox, polling and webhooks with a "
+            "reconciliation poll lose none")
     verdict = "holds only when" if safe and lossy else ("does not hold" if safe else "holds")
     return _entry("C6", verdict, text, "the sender keeps no durable copy (fire-and-forget, or retries held in "
-                  "memory across a crash); a durable outbox or polling catch-up lost nothing", {"lost": lost}, rule,
-                  runs)
+                  "memory across a crash); a durable outbox, polling catch-up or reconciliation poll lost nothing",
+                  {"lost": lost}, rule, runs)
 
 
 def c7_security(summary: Summary, run: str) -> dict[str, Any]:

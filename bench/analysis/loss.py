@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bench.analysis.tables import Tables
-from bench.modes import kind_of
+from bench.modes import HYBRID, kind_of
 
 if TYPE_CHECKING:
     from bench.analysis.summary import Window
@@ -77,6 +77,9 @@ def faults_section(t: Tables, window: Window, scenario: dict[str, Any], det: pd.
             first = attempts.sort_values("attempt").groupby("change_id")["t_send_ns"].min()
             row["attempted_during_outage"] = int(_inside(first, outages).sum())
             row["gave_up"] = int((attempts["outcome"] == "gave_up").sum())
+        if kind_of(mode) is HYBRID:  # what its safety net saw first, and what only it saw
+            row["recovered_by_reconcile"] = s["recovered_by_reconcile"]
+            row["reconcile_only"] = s["reconcile_only"]
         if not s["coalesced"]:  # with coalescing, unseen is not the same as lost
             seen = set(det.loc[det["mode"] == mode, "change_id"])
             row["lost_change_ids"] = [c for c in changes["change_id"] if c not in seen][:20]

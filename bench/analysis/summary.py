@@ -14,12 +14,13 @@ import numpy as np
 import pandas as pd
 
 from bench.analysis.loss import faults_section
+from bench.analysis.reconcile import reconcile_interval_s, reconcile_keys, reconcile_model
 from bench.analysis.saturation import locust_cpu_reasons
 from bench.analysis.security import security_section
 from bench.analysis.stats import latency_stats, percentile, wilson_interval
 from bench.analysis.tables import Tables
 from bench.config import ChangesCfg
-from bench.modes import MODELLED_PROCESSES, THIN, Workload, kind_of
+from bench.modes import HYBRID, MODELLED_PROCESSES, THIN, Workload, kind_of
 from bench.results import Kind, RunStatus, status_keys, version_keys
 
 __all__ = ["Window", "summarize", "detections", "LAG_P99_LIMIT_MS", "LATE_SEND_LIMIT"]
@@ -92,7 +93,8 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
     obs = obs[obs["change_id"].isin(changes["change_id"])]
     counts = obs.groupby("change_id").size()
     observed = int(len(counts))
-    duplicates = int((counts - 1).sum())
+    # a duplicate is a second observation by the same path: a hybrid's poll re-reading a delivered change is not
+    duplicates = int((obs.groupby(["change_id", obs["via"].fillna("")]).size() - 1).sum())
     unobserved = changes[~changes["change_id"].isin(counts.index)]
     kind = kind_of(mode)
     coalesced = _coalesced(t, w, mode, unobserved) if kind.coalesces else 0
@@ -128,6 +130,9 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
             fetched = polls[polls["error"].isna()]
             out["fetch_ms_p50"] = (float(np.median((fetched["t_recv_ns"] - fetched["t_send_ns"]) / 1e6))
                                    if len(fetched) else None)
+    if kind is HYBRID:  # two paths into one consumer: a request is useful when it brought a change first
+        extra, empty = reconcile_keys(obs, changes, polls, attempts, reconcile_interval_s(scenario))
+        out.update(extra)
     held = t.events[(t.events["event"] == "held") & (t.events["mode"] == mode)
                     & (t.events["t_ns"] >= w.start_ns) & (t.events["t_ns"] <= w.end_ns)]["held"].dropna()
     if len(held):
@@ -164,6 +169,9 @@ def _model(mode: str, scenario: dict[str, Any], rtt_ms: float | None) -> dict[st
     # bursty and traced streams have no closed form here: the model shown is Poisson at the same mean rate,
     # which is what the claim's arithmetic assumes (a bursty stream wastes more polls than it)
     process = ch["process"] if ch["process"] in MODELLED_PROCESSES else "poisson"
+    if kind is HYBRID:  # its poll is the reconciliation poll
+        w = Workload(process, lam, reconcile_interval_s(scenario), scenario["resources"]["count"])
+        return reconcile_model(w, ch["process"], rtt_ms)
     m: dict[str, Any] = kind.model(Workload(process, lam, T, scenario["resources"]["count"])) if kind.model else {}
     if kind.formulas.wasted is None or kind.formulas.latency is None:
         return m

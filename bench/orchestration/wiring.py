@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import Scenario
-from bench.modes import kind_of, mode_fields, option_flag
+from bench.modes import HYBRID, kind_of, mode_fields, option_flag
 from bench.protocol import PATH_HOOKS
 from bench.signing import new_secret_for
 
@@ -99,8 +99,18 @@ def poller_argv(scenario: Scenario, locustfile: Path, base: str, run_dir: Path, 
             "--hb-styles", ",".join(styles),
             *(arg for key, value in scenario.polling.options.items() for arg in (option_flag(key), _live(key, value,
                                                                                                       scenario))),
+            *_reconcile_argv(scenario),
             "--hb-seed", str(scenario.seed), "--hb-timeout", repr(scenario.polling.timeout),
             "--hb-records", str(run_dir / "records")]
+
+
+def _reconcile_argv(scenario: Scenario) -> list[str]:
+    """The hybrid subscriptions, each with a reconciliation poller, and their (live) interval; none: nothing."""
+    hybrids = [m for m in scenario.modes if kind_of(m) is HYBRID]
+    if not hybrids:
+        return []
+    return ["--hb-reconcile", ",".join(hybrids),
+            option_flag("reconcile_interval"), repr(scenario.webhook.reconcile_interval / scenario.run.time_scale)]
 
 
 def _live(key: str, value: Any, scenario: Scenario) -> str:
