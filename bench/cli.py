@@ -204,11 +204,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     paths = build_sweep_report(sweep_dir)
     sweep = read_sweep(sweep_dir)
     cross = sweep.crossover or {}
-    for metric, per_mode in (cross.get("measured") or {}).items():
-        for mode, c in per_mode.items():
-            where = (f"at {c['rate_per_resource']:.3g} changes/s per resource (R*lambda*T = {c['R_lambda_T']:.2f})"
-                     if c.get("rate_per_resource") is not None else f"none: {c.get('reason')}")
-            print(f"crossover, {metric}, polling vs {mode}: {where}")
+    others = {m: v for m, v in sweep.crossover_by_mode.items() if m != cross.get("polling_mode")}
+    for consumer, series in (("polling", cross.get("measured") or {}), *others.items()):
+        for metric, per_mode in series.items():
+            for mode, c in per_mode.items():
+                where = (f"at {c['rate_per_resource']:.3g} changes/s per resource "
+                         f"(R*lambda*T = {c['R_lambda_T']:.2f})"
+                         if c.get("rate_per_resource") is not None else f"none: {c.get('reason')}")
+                print(f"crossover, {metric}, {consumer} vs {mode}: {where}")
     model = (cross.get("model") or {}).get("requests_per_change") or {}
     if model.get("R_lambda_T") is not None:
         print(f"model crossover, requests_per_change: R*lambda*T = {model['R_lambda_T']:.2f} "

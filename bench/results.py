@@ -20,6 +20,7 @@ __all__ = [
     "Kind", "RunStatus", "FORMAT_VERSION", "MANIFEST_FORMAT_VERSION", "SUMMARY", "MANIFEST", "SWEEP",
     "version_keys", "manifest_keys", "status_keys", "write_json", "write_summary", "write_manifest", "write_sweep",
     "read_json", "read_summary", "read_manifest", "read_sweep", "Latency", "ModeResult", "Summary", "Sweep",
+    "crossover_by_mode",
 ]
 
 SUMMARY, MANIFEST, SWEEP = "summary.json", "manifest.json", "sweep.json"
@@ -466,3 +467,22 @@ class Sweep:
     def value(self, key: str, default: Any = None) -> Any:
         """A top-level value as written (grid, points_planned, command, ...)."""
         return self.raw.get(key, default)
+
+    @property
+    def crossover_by_mode(self) -> dict[str, Any]:
+        """The crossover of every consumer-driven mode, `{mode: {metric: {push mode: result}}}`
+        (see `crossover_by_mode`)."""
+        return crossover_by_mode(self.crossover)
+
+
+def crossover_by_mode(crossover: Mapping[str, Any] | None) -> dict[str, Any]:
+    """sweep.json's `crossover.by_mode`. Files written before it existed (format_version 1 too) hold only the
+    cursor poller's `measured`: they read as `{polling_mode: measured}`."""
+    if not isinstance(crossover, Mapping):
+        return {}
+    by_mode = crossover.get("by_mode")
+    if isinstance(by_mode, dict):
+        return {m: v for m, v in by_mode.items() if isinstance(v, dict)}
+    measured = crossover.get("measured")
+    mode = crossover.get("polling_mode")
+    return {mode if isinstance(mode, str) else "polling": measured} if isinstance(measured, dict) and measured else {}

@@ -1,4 +1,5 @@
-"""A sweep's report: sweep.json in; sweep.md, a self-contained sweep.html and figures/crossover.png out.
+"""A sweep's report: sweep.json in; sweep.md, a self-contained sweep.html and figures/crossover.png out. Every mode
+of the points gets its curve (in its registry colour) and every consumer-driven mode its crossover rows.
 
 Values are shown as `bench.orchestration.sweep` wrote them, read through `bench.results.read_sweep` (only unit
 changes, e.g. CPU seconds -> µs); nothing is recomputed.
@@ -13,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from bench.analysis.crossover import COST_METRICS
 from bench.modes import MODE_CURSOR, find_kind
-from bench.results import RunStatus, Sweep, read_sweep
+from bench.results import RunStatus, Sweep, crossover_by_mode, read_sweep
 from reports.build import write_atomic
 from reports.document import Block, Bullets, Cell, CodeBlock, Failure, Heading, Image, Notice, Para, Row, Strong, Table
 from reports.figures import DPI, mode_colours
@@ -42,6 +44,9 @@ __all__ = ["build_sweep_report"]
 
 FIGURE = "figures/crossover.png"
 SIZE_IN = (14.0, 5.2)
+LEGEND_COLUMNS = 5
+MAX_ANNOTATED = 4  # crossover stars per panel that still get their text
+STAR_LABEL = "measured crossover (in the consumer mode's colour)"
 # metric -> (panel title, unit factor, axis label, table label)
 PANELS: dict[str, tuple[str, float, str, str]] = {
     "requests_per_change": ("Requests per change", 1.0, "requests per change", "requests per change"),
@@ -112,31 +117,52 @@ def draw_crossover(doc: dict[str, Any], path: Path) -> tuple[bool, str]:
     cross = obj(doc.get("crossover"))
     R, T = number(cross.get("resources")), number(cross.get("poll_interval_s"))
     rt = R * T if R and T else None
-    fig = Figure(figsize=SIZE_IN, dpi=DPI, layout="constrained")
+    by_mode = crossover_by_mode(cross)
+    stars = max((sum(1 for series in by_mode.values() for res in obj(series.get(metric)).values()
+                     if number(get(res, "rate_per_resource")) is not None) for metric in PANELS), default=0)
+    ncol = min(LEGEND_COLUMNS, max(1, len(modes)))
+    # the legend (a curve per mode, models, markers) grows by rows below the panels: give it room
+    rows = math.ceil((2 * len(modes) + 3) / ncol)
+    fig = Figure(figsize=(SIZE_IN[0], SIZE_IN[1] + 0.22 * max(0, rows - 2)), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(PANELS))
     for ax, (metric, (title, factor, ylabel, _)) in zip(axes, PANELS.items()):
-        _panel(ax, metric, title, factor, ylabel, points, modes, colors, cross, rt)
+        _panel(ax, metric, title, factor, ylabel, points, modes, colors, cross, rt, annotate=stars <= MAX_ANNOTATED)
     handles: dict[str, Any] = {}
     for ax in axes:
         for h, label in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(label, h)
-    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(4, len(handles)),
+    if stars:
+        handles[STAR_LABEL] = Line2D([], [], linestyle="none", marker="*", markersize=15, markerfacecolor="white",
+                                     markeredgecolor="black")
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncol=min(ncol, len(handles)),
                fontsize=9, frameon=False)
-    fig.suptitle(f"Cursor polling vs webhooks as the change rate grows: {fmt_text(doc.get('scenario'))}")
+    consumers = [m for m in modes if m in by_mode]
+    what = "Cursor polling vs webhooks" if consumers in ([], [MODE_CURSOR]) else "Consumer-driven modes vs push modes"
+    fig.suptitle(f"{what} as the change rate grows: {fmt_text(doc.get('scenario'))}")
     fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
     fig.clear()
-    note = ("Measured cost per change of each mode at each complete point (lines and circles), against the live "
-            "change rate per resource, both axes logarithmic. Dashed lines: the analytic model of requests per "
-            "change (cursor feed 1/(R·λ·T), webhook 1). Stars: measured crossovers, interpolated on log–log "
-            "between the two bracketing points; the grey dashed vertical line: the model crossover R·λ·T = 1.")
+    note = ("Measured cost per change of each mode at each complete point (lines and circles, each mode in its "
+            "colour), against the live change rate per resource, both axes logarithmic. Dashed lines: the analytic "
+            "model of requests per change where the mode has one (cursor feed 1/(R·λ·T), webhook 1). Stars: "
+            "measured crossovers of each consumer-driven mode (the star in its colour) against each push mode "
+            "(the star lies on the push mode's curve), "
+            "interpolated on log–log between the two bracketing points; the grey dashed vertical line: the cursor "
+            "feed's model crossover R·λ·T = 1.")
+    if stars > MAX_ANNOTATED:
+        note += " The stars are not labelled (too many to read): the crossover table gives their values."
+    zero = sorted({m for p in points for m in modes for metric in PANELS if number(get(p, "modes", m, metric)) == 0})
+    if zero:
+        note += (f" A cost of 0 per change ({', '.join(zero)}: e.g. a stream opened before the window) cannot be "
+                 "drawn on a log axis: the points table gives it.")
     if any(p.get("harness_saturated") is True for p in points):
         note += " Points ringed in red ran with the harness saturated: read them with care."
     return True, note
 
 
 def _panel(ax: Axes, metric: str, title: str, factor: float, ylabel: str, points: list[dict[str, Any]],
-           modes: list[str], colors: dict[str, tuple[float, ...]], cross: dict[str, Any], rt: float | None) -> None:
+           modes: list[str], colors: dict[str, tuple[float, ...]], cross: dict[str, Any], rt: float | None, *,
+           annotate: bool = True) -> None:
     xs = [_rate(p) for p in points]
     drawn = False
     saturated_label = "harness saturated"
@@ -163,15 +189,19 @@ def _panel(ax: Axes, metric: str, title: str, factor: float, ylabel: str, points
         ax.set_xticks([])
         ax.set_yticks([])
         return
-    for webhook, res in obj(get(cross, "measured", metric)).items():
-        x, y = number(get(res, "rate_per_resource")), number(get(res, "cost"))
-        if x is None or y is None:
-            continue
-        ax.scatter([x], [y * factor], marker="*", s=260, color=colors.get(webhook, "black"), edgecolors="black",
-                   linewidths=1.0, zorder=6, label="measured crossover")
-        ax.annotate(f"measured\nλ = {fmt_short(x)}/s" + (f"\nR·λ·T = {fmt_short(res.get('R_lambda_T'))}"
-                                                          if number(res.get("R_lambda_T")) else ""),
-                    (x, y * factor), xytext=(8, 8), textcoords="offset points", fontsize=8)
+    for consumer, series in crossover_by_mode(cross).items():
+        for webhook, res in obj(series.get(metric)).items():
+            x, y = number(get(res, "rate_per_resource")), number(get(res, "cost"))
+            if x is None or y is None:
+                continue
+            ax.scatter([x], [y * factor], marker="*", s=260, color=colors.get(consumer, "black"), edgecolors="black",
+                       linewidths=1.0, zorder=6, label="_nolegend_")
+            if annotate:
+                who = "" if consumer == MODE_CURSOR else f"{consumer} vs {webhook}\n"
+                ax.annotate(f"{who}measured\nλ = {fmt_short(x)}/s"
+                            + (f"\nR·λ·T = {fmt_short(res.get('R_lambda_T'))}" if number(res.get("R_lambda_T"))
+                               else ""),
+                            (x, y * factor), xytext=(8, 8), textcoords="offset points", fontsize=8)
     model_x = number(get(cross, "model", "requests_per_change", "rate_per_resource"))
     if metric == "requests_per_change" and model_x is not None:
         ax.axvline(model_x, color="0.45", linestyle="--", linewidth=1.0, zorder=1, label="model crossover R·λ·T = 1")
@@ -213,7 +243,8 @@ def _document(sweep: Sweep, figure: Path | None, figure_note: str) -> tuple[str,
                                                    f"{fmt_text(doc.get('finished_at'))}."))
     blocks += _status(sweep)
     blocks += [Heading(2, "What was swept"), Para(_swept_text(doc))]
-    blocks += [Heading(2, "Crossover: where cursor polling gets cheaper than webhooks"), *_crossover_blocks(doc)]
+    blocks += [Heading(2, "Crossover: where polling (and every consumer-driven mode) gets cheaper than webhooks"),
+               *_crossover_blocks(doc)]
     blocks.append(Heading(2, "Figure"))
     if figure is None:
         blocks.append(Para(Strong("Figure skipped: "), figure_note + "."))
@@ -236,9 +267,13 @@ DEFINITIONS: tuple[tuple[str, str], ...] = (
     ("requests, bytes, producer CPU per change", "as in each run's summary.json: polls or delivery attempts, bytes "
                                                  "transferred, and producer CPU spent on the mode, divided by the "
                                                  "changes in the window."),
-    ("measured crossover", "the first rate at which polling's per-change cost drops below the webhook's, "
-                           "interpolated linearly in log(cost) against log(λ) between the two bracketing points. "
-                           "Partial or failed points are left out."),
+    ("consumer-driven mode", "a mode whose consumer asks for changes (cursor and ETag polling, long polling, "
+                             "adaptive polling) or holds a stream open (SSE), as opposed to a push mode, whose "
+                             "changes the producer sends (webhook, webhook + reconcile, thin event + fetch)."),
+    ("measured crossover", "the first rate at which a consumer-driven mode's per-change cost drops below the push "
+                           "mode's, interpolated linearly in log(cost) against log(λ) between the two bracketing "
+                           "points. Partial or failed points are left out. A cost of 0 (an SSE stream that made no "
+                           "request in the window) counts as cheaper than any push mode."),
     ("model crossover", "requests per change: the cursor feed makes 1/(R·λ·T) polls per change, a webhook one "
                         "delivery per change; they are equal at R·λ·T = 1, i.e. λ = 1/(R·T)."),
 )
@@ -299,45 +334,72 @@ def _swept_text(doc: dict[str, Any]) -> str:
 
 def _crossover_blocks(doc: dict[str, Any]) -> list[Block]:
     cross = obj(doc.get("crossover"))
-    measured = obj(cross.get("measured"))
-    if not measured:
+    by_mode = crossover_by_mode(cross)
+    if not by_mode:
         return [Para("sweep.json holds no crossover.")]
     rows: list[Row] = []
     reasons: list[tuple[str, str]] = []
-    for metric in COST_METRICS:
-        factor, label = PANELS[metric][1], PANELS[metric][3]
-        for webhook, res in obj(measured.get(metric)).items():
-            res = obj(res)
-            lo_hi = res.get("bracket")
-            bracket = (f"{fmt_short(lo_hi[0])} to {fmt_short(lo_hi[1])}" if isinstance(lo_hi, list) and len(lo_hi) == 2
-                       else DASH)
-            cost = number(res.get("cost"))
-            rows.append(Row(label, (webhook, fmt_num(res.get("rate_per_resource")),
-                                    fmt_num(res.get("nominal_rate_per_resource")), fmt_num(res.get("R_lambda_T")),
-                                    fmt_num(None if cost is None else cost * factor), bracket)))
-            if res.get("reason"):
-                reasons.append((f"{label}, polling vs {webhook}", str(res["reason"])))
-    model = obj(get(cross, "model", "requests_per_change"))
-    rows.append(Row("model: requests per change", ("any webhook", fmt_num(model.get("rate_per_resource")),
-                                                   fmt_num(model.get("nominal_rate_per_resource")),
-                                                   fmt_num(model.get("R_lambda_T")), "1", DASH), model=True))
-    if model.get("reason"):
-        reasons.append(("model", str(model["reason"])))
-    table = Table(("cost per change", "polling vs", "crossover λ live (/s)", "nominal λ (/s)", "R·λ·T",
-                   "cost there", "between points at λ"), tuple(rows), text_columns=frozenset({0, 5}),
+    for mode, series in by_mode.items():
+        for metric in COST_METRICS:
+            factor, label = PANELS[metric][1], PANELS[metric][3]
+            for webhook, res in obj(series.get(metric)).items():
+                res = obj(res)
+                lo_hi = res.get("bracket")
+                bracket = (f"{fmt_short(lo_hi[0])} to {fmt_short(lo_hi[1])}"
+                           if isinstance(lo_hi, list) and len(lo_hi) == 2 else DASH)
+                cost = number(res.get("cost"))
+                rows.append(Row(mode, (label, webhook, fmt_num(res.get("rate_per_resource")),
+                                       fmt_num(res.get("nominal_rate_per_resource")), fmt_num(res.get("R_lambda_T")),
+                                       fmt_num(None if cost is None else cost * factor), bracket)))
+                if res.get("reason"):
+                    reasons.append((f"{label}, {mode} vs {webhook}", str(res["reason"])))
+        if mode == cross.get("polling_mode", MODE_CURSOR):
+            model = obj(get(cross, "model", "requests_per_change"))
+            rows.append(Row(mode, ("model: requests per change", "any webhook",
+                                   fmt_num(model.get("rate_per_resource")),
+                                   fmt_num(model.get("nominal_rate_per_resource")), fmt_num(model.get("R_lambda_T")),
+                                   "1", DASH), model=True))
+            if model.get("reason"):
+                reasons.append(("model", str(model["reason"])))
+    table = Table(("consumer mode", "cost per change", "vs push mode", "crossover λ live (/s)", "nominal λ (/s)",
+                   "R·λ·T", "cost there", "between points at λ"), tuple(rows), text_columns=frozenset({0, 1, 6}),
                   caption="A dash means no crossover in the swept range; the reasons follow. Nominal λ is the "
-                          "scenario's rate before time scaling. CPU in µs.")
+                          "scenario's rate before time scaling. R·λ·T is the cursor feed's coordinate of the rate, "
+                          "whatever the mode. CPU in µs.")
     blocks: list[Block] = [
         Para("The claim: under large flows an API beats webhooks, because one cursor poll carries every change "
              "since the previous poll while a webhook costs one request per change. Below the crossover rate "
-             "polling costs more per change than webhooks; above it, less."),
+             "polling costs more per change than webhooks; above it, less. The same arithmetic is shown for every "
+             "consumer-driven mode of the sweep against every push mode."),
         table,
     ]
+    model = obj(get(cross, "model", "requests_per_change"))
     if model.get("formula"):
         blocks.append(Para(Strong("Model: "), str(model["formula"]) + "."))
+    kinds = {k.name: k for k in map(find_kind, by_mode) if k is not None and k.name in CROSSOVER_READING}
+    if kinds:
+        blocks += [Para("How to read the crossover of modes whose cost per change does not fall with the rate as "
+                        "the cursor feed's does:"),
+                   Bullets(tuple((k.label, CROSSOVER_READING[name]) for name, k in kinds.items()))]
     if reasons:
         blocks += [Para("Notes on the crossovers:"), Bullets(tuple(reasons))]
     return blocks
+
+
+# kind -> how its crossover reads (kinds whose cost per change does not fall as 1/rate)
+CROSSOVER_READING: dict[str, str] = {
+    "etag": "one conditional GET per resource every T: 1/(λ·T) requests per change, equal to a webhook's at "
+            "λ·T = 1, a rate R times the cursor feed's.",
+    "long": "about one request per change once changes come faster than the wait ends (the empty answers of waits "
+            "that end with nothing matter only at low rates), so against a webhook's one delivery per change it "
+            "tends to a tie: a crossing found there lies within the noise between two nearly equal costs, and "
+            "several order changes say so.",
+    "adaptive": "its interval shrinks as changes come faster, so its cost per change falls with the rate like fixed "
+                "polling's, between the bounds adaptive_min and adaptive_max.",
+    "sse": "one connection per run carries every change: about 0 requests per change at any rate, so it is "
+           "already cheaper in requests at the lowest swept rate. Its cost is the connection held open (the points' "
+           "held column), which a per-change figure does not show.",
+}
 
 
 def _points_blocks(doc: dict[str, Any]) -> list[Block]:
@@ -352,7 +414,7 @@ def _points_blocks(doc: dict[str, Any]) -> list[Block]:
                  fmt_num(lt), fmt_count(p.get("changes")))
         status = _point_status(p)
         if not modes:
-            rows.append(Row(first[0], (*first[1:], DASH, *([DASH] * 7), status)))
+            rows.append(Row(first[0], (*first[1:], DASH, *([DASH] * 8), status)))
             continue
         for i, (mode, m) in enumerate(modes.items()):
             lead = first if i == 0 else ("", "", "", "", "")
@@ -362,15 +424,17 @@ def _points_blocks(doc: dict[str, Any]) -> list[Block]:
                 fmt_num(get(m, "model", "requests_per_change")), fmt_num(m.get("bytes_per_change")),
                 fmt_num(None if cpu is None else cpu * 1e6), fmt_pct(m.get("wasted_fraction")),
                 fmt_num(get(m, "latency_ms", "p50")), count_failed_if_positive(m.get("lost")),
-                status if i == 0 else "")))
+                fmt_count(get(m, "held_connections", "max")) if get(m, "held_connections", "max") is not None
+                else DASH, status if i == 0 else "")))
     header = ("point", "grid values", "λ live (/s)", "R·λ·T", "changes", "mode", "requests / change",
               "model req / change", "bytes / change", "CPU µs / change", "wasted", "latency p50 (ms)", "lost",
-              "status")
+              "held (max)", "status")
     run_dirs = tuple(f"point {p.get('index')}: {fmt_text(p.get('run_dir'))}" for p in points)
     return [
-        Table(header, tuple(rows), text_columns=frozenset({0, 4, 12}),
+        Table(header, tuple(rows), text_columns=frozenset({0, 4, 13}),
               caption="One row per point and mode, by rising change rate; values from each point's summary.json. "
-                      "R·λ·T is the cursor feed's model value."),
+                      "R·λ·T is the cursor feed's model value. Held: the most requests or streams of the mode the "
+                      "producer held open at once (sampled each second; long polling, SSE)."),
         Para("Run directories (relative to the sweep directory):"), Bullets(run_dirs),
     ]
 

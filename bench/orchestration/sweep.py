@@ -1,5 +1,6 @@
-"""Parameter sweeps (`hookbench sweep`): one scenario run at every point of a grid of overrides, then the
-per-run summaries gathered into sweep.json / sweep.parquet with the polling-vs-webhook crossover (claim C5).
+"""Parameter sweeps (`hookbench sweep`): one scenario run at every point of a grid of overrides (any scenario key,
+a mode kind's keys included), then the per-run summaries gathered into sweep.json / sweep.parquet with the
+crossover of every consumer-driven mode against every push mode (claim C5: the cursor poller's).
 
 Each point is an ordinary run directory inside the sweep directory; nothing here measures anything. The only
 numbers computed are the crossover's (`bench.analysis.crossover`); everything else is copied from each point's
@@ -24,6 +25,7 @@ from bench.analysis.crossover import crossover
 from bench.config import load_scenario
 from bench.errors import HookbenchError, ScenarioError
 from bench.manifest import collect_metadata
+from bench.modes import MODE_KINDS, find_kind
 from bench.orchestration.runner import run_scenario
 from bench.orchestration.session import new_run_dir
 from bench.results import Kind, RunStatus, Summary, status_keys, version_keys, write_sweep
@@ -36,7 +38,7 @@ __all__ = ["SWEEP_PARQUET", "SweepPoint", "parse_grid", "plan_sweep", "run_sweep
 SWEEP_PARQUET = "sweep.parquet"
 # What each point keeps of a mode's summary (design.md section 4 names); latency_ms and model only in part.
 _MODE_KEYS = ("kind", "style", "requests_per_change", "bytes_per_change", "cpu_s_per_change", "wasted_fraction",
-              "observed", "lost")
+              "observed", "lost", "held_connections")
 _MODEL_KEYS = ("requests_per_change", "lambda_T")
 _GRID_HELP = "must look like key=v1,v2,..., e.g. changes.rate=0.01,0.1,1"
 _NO_GRID = "a sweep needs at least one --grid key=v1,v2,..., e.g. --grid changes.rate=0.01,0.1,1"
@@ -138,7 +140,27 @@ def plan_sweep(scenario_path: Path, grid: Grid, extra_overrides: list[str] | tup
             raise ScenarioError(source, e.key, e.value,
                                 f"{e.expected} (grid point {i}/{len(combos)}: {' '.join(point_sets)})") from None
         points.append(SweepPoint(i, tuple(combo), scenario))
+    for key, values in grid:
+        _check_mode_key(key, values, points)
     return points
+
+
+def _check_mode_key(key: str, values: list[str], points: list[SweepPoint]) -> None:
+    """A key that a mode kind declares (polling.long_wait, webhook.reconcile_interval, ...) configures only that
+    kind's modes: sweeping it when no point runs one would run the same sweep at every value."""
+    section, _, name = key.partition(".")
+    kinds = [k for k in MODE_KINDS if k.section == section and name in k.fields]
+    names = {k.name for k in kinds}
+    if not kinds or any(getattr(find_kind(m), "name", None) in names for p in points for m in p.scenario.modes):
+        return
+    how = "; ".join(f'add "{k.style}" to polling.styles' if k.style is not None
+                    else f"add a [[webhook.subscriptions]] whose name starts with {k.default_name!r} "
+                         "(webhook.enabled = true)"
+                    for k in kinds)
+    what = " or ".join(f"{k.label} ({k.default_name})" for k in kinds)
+    raise ScenarioError("--grid", key, ",".join(values),
+                        f"configures only {what}, which no point of this sweep runs, so every point would be the "
+                        f"same run: {how}, or sweep another key")
 
 
 # --- running -------------------------------------------------------------------------------------
@@ -281,11 +303,12 @@ def sweep_rows(doc: dict[str, Any]) -> pd.DataFrame:
                 "latency_ms_p50": m["latency_ms"]["p50"], "observed": m.get("observed"), "lost": m.get("lost"),
                 "model_requests_per_change": m["model"]["requests_per_change"],
                 "model_lambda_T": m["model"]["lambda_T"],
+                "held_connections_max": (m.get("held_connections") or {}).get("max"),
             })
     df = pd.DataFrame(rows)
     for col in ("rate_per_resource", "poll_interval_s", "time_scale", "requests_per_change", "bytes_per_change",
                 "cpu_s_per_change", "wasted_fraction", "latency_ms_p50", "model_requests_per_change",
-                "model_lambda_T"):
+                "model_lambda_T", "held_connections_max"):
         if col in df:
             df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")  # null -> NaN, never object
     return df
