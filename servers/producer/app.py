@@ -16,6 +16,7 @@ from bench.protocol import ATTACK_LABEL_HEADER, MODE_LABEL_HEADER, ChangeEvent
 from bench.records import JsonlWriter
 
 from ..common import loop_lag_ctx
+from .advice import install_advice
 from .dispatcher import Dispatcher
 from .generator import ChangeGenerator, generation_seed
 from .keys import DEFAULT_DELIVERY, DISPATCHER, GENERATOR, LEDGER, MARKS, NOTIFIER, SNAPSHOT, STORE
@@ -164,7 +165,9 @@ def create_app(scenario: Scenario, *, db_path: str | Path, records_dir: str | Pa
     _add_routes(app, ledger)
     app[LEDGER] = ledger
     app[MARKS] = MarkLog(records / "marks.jsonl" if records else None)
-    app[SNAPSHOT] = lambda: {**ledger.snapshot(), "pid": os.getpid(), "generation": generation}
+    advice = install_advice(app, scenario)  # X-Poll-Interval under load: only when the scenario asks for it
+    extra = advice.snapshot if advice is not None else dict
+    app[SNAPSHOT] = lambda: {**ledger.snapshot(), "pid": os.getpid(), "generation": generation, **extra()}
     app[DEFAULT_DELIVERY] = scenario.webhook.subscriptions[0]
     app[EMPTY_POLLS] = empty_polls
     app[NOTIFIER] = ChangeNotifier()
