@@ -290,5 +290,6 @@ def adaptive_model(options: Mapping[str, Any], process: str, rate: float, resour
     m["intervals_s"] = [policy.min_s, policy.max_s]
     m["factor"], m["shrink"] = policy.factor, policy.shrink
     if float(options.get("advise_interval") or 0) > 0:
-        m["advice"] = "not modelled: the producer's X-Poll-Interval can only lengthen intervals"
+        m["caveat"] = ("the producer's advice (polling.advise_interval) is not modelled: where it binds, polls are "
+                       "fewer, later and less often empty than the model says")
     return m

@@ -147,9 +147,9 @@ def test_the_registry_model_is_live_keys_in_and_labelled_out() -> None:
     m = model_for(MODE_ADAPTIVE, Workload("poisson", 0.01, 1.0, 50, options, 42))
     assert m["method"] == "markov chain" and m["wasted_fraction"] == chain_model(AdaptivePolicy(0.25, 8, 2), 0.5)[
         "wasted_fraction"]
-    assert "advice" not in m
+    assert "caveat" not in m
     sim = model_for(MODE_ADAPTIVE, Workload("constant", 0.01, 1.0, 50, {**options, "advise_interval": 1.0}, 42))
-    assert sim["method"] == "simulation" and sim["seed"] == 42 and "not modelled" in sim["advice"]
+    assert sim["method"] == "simulation" and sim["seed"] == 42 and "not modelled" in sim["caveat"]
     again = model_for(MODE_ADAPTIVE, Workload("constant", 0.01, 1.0, 50, options, 42))
     assert again["wasted_fraction"] == sim["wasted_fraction"]  # deterministic from the scenario's seed
 

@@ -185,6 +185,8 @@ def _model(mode: str, scenario: dict[str, Any], rtt_ms: float | None) -> dict[st
             m[key] = m[key] + (rtt_ms or 0.0)
     m["note"] = (f"{m.pop('method', 'analytic')}: wasted = {kind.formulas.wasted(process)}; "
                  f"latency = {kind.formulas.latency(process)} + measured median round trip")
+    if m.get("caveat"):  # what the model leaves out, said where the model is shown
+        m["note"] += f"; {m['caveat']}"
     if process != ch["process"]:
         m["note"] += f"; the {ch['process']} stream is modelled as Poisson with the same mean rate"
         m["assumes"] = "poisson_same_mean_rate"
