@@ -517,6 +517,7 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
     if attack.enabled and not webhook.enabled:
         raise ScenarioError(src("attack.enabled"), "attack.enabled", True,
                             "needs webhook.enabled = true: the attack aims at a webhook endpoint")
+    _check_adaptive(v["polling"], src)
     f = v["faults"]
     duration = v["run"]["duration"]
     for i, c in enumerate(f["producer_crash"]):
@@ -536,6 +537,16 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
         polling=_polling(v["polling"]), webhook=webhook, receiver=receiver, faults=faults, attack=attack,
         load=LoadCfg(**v["load"]), fleet=_fleet(data.get("fleet"), src), source=source,
     )
+
+
+def _check_adaptive(p: dict[str, Any], src: Any) -> None:
+    """The adaptive poller's interval ladder needs polling.adaptive_min <= polling.adaptive_max."""
+    if p["adaptive_min"] > p["adaptive_max"]:
+        # the key an override changed is the one to name; else the upper bound
+        key = "polling.adaptive_min" if src("polling.adaptive_min").startswith("--set") else "polling.adaptive_max"
+        raise ScenarioError(src(key), key, p[key.split(".")[1]],
+                            f"must keep polling.adaptive_min ({p['adaptive_min']:g} s) <= polling.adaptive_max "
+                            f"({p['adaptive_max']:g} s): the adaptive interval grows from the first to the second")
 
 
 def _polling(values: dict[str, Any]) -> PollingCfg:

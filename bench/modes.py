@@ -14,8 +14,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from bench.adaptive import SHRINK_RULES, adaptive_model
 from bench.model import poll_model
 from bench.schema import DURATION_HELP, Field
 
@@ -48,6 +49,8 @@ class Workload:
     rate: float  # mean changes per second of one resource
     interval: float  # poll interval, seconds
     resources: int
+    options: Mapping[str, Any] = field(default_factory=dict)  # the kind's keys (bench.modes fields), same time base
+    seed: int = 0  # the scenario's: a model that simulates draws from it
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,8 @@ def _delivery_and_fetch(_w: Workload) -> dict[str, Any]:
     return {"requests_per_change": 2.0,
             "note": "model: one delivery and one fetch per change when every first attempt succeeds; "
                     "latency = delivery + the fetch's round trip (both measured, no closed form)"}
+
+
 def _reconcile(w: Workload) -> dict[str, Any]:
     """Webhook + reconciliation poll, `w.interval` being the reconcile interval T_rec (not polling.interval).
 
@@ -146,6 +151,21 @@ def _reconcile(w: Workload) -> dict[str, Any]:
     return {"requests_per_change": 1.0 + 1.0 / lt, "reconcile_polls_per_change": 1.0 / lt,
             "wasted_fraction": 1.0 / (1.0 + lt), "changes_per_reconcile_poll": lt,
             "reconcile_latency_mean_ms": w.interval / 2.0 * 1e3}
+
+
+def _adaptive(w: Workload) -> dict[str, Any]:
+    """The adaptive poller of the whole feed: the policy's stationary chain (Poisson) or its seeded simulation."""
+    return adaptive_model(w.options, w.process, w.rate, w.resources, w.seed)
+
+
+def _adaptive_wasted(process: str) -> str:
+    return ("Σ π_k·e^(-R·λ·I_k), π the stationary law of the interval steps k (Markov chain)" if process == "poisson"
+            else "simulated: the policy replayed in virtual time on the change process (seeded by the scenario)")
+
+
+def _adaptive_latency(process: str) -> str:
+    return ("Σ π_k·I_k² / (2·Σ π_k·I_k)" if process == "poisson"
+            else "simulated: mean time from a change to the poll that returns it")
 
 
 def _wasted(targets: str) -> Callable[[str], str]:
@@ -188,13 +208,24 @@ LONG = ModeKind(
 ADAPTIVE = ModeKind(
     name="adaptive", pattern="polling_adaptive", default_name="polling_adaptive", observes=Observation.PULL,
     summary_kind="polling", section="polling", style="adaptive",
-    fields={"adaptive_min": Field("duration", 0.5, lambda x: x > 0, DURATION_HELP + " (shortest interval)"),
+    fields={"adaptive_min": Field("duration", 0.5, lambda x: x > 0, DURATION_HELP + " (shortest interval, the "
+                                  "first one; <= polling.adaptive_max)"),
             "adaptive_max": Field("duration", 8.0, lambda x: x > 0, DURATION_HELP + " (longest interval)"),
             "adaptive_factor": Field("float", 2.0, lambda x: 1 < x <= 100,
-                                     "must be a number in (1, 100]: the interval's growth after an empty poll")},
-    charged_route="changes", users_per_run=lambda _r: 1, locust_user="AdaptivePoller", model=None,
-    formulas=Formulas(), label="adaptive polling", policy_words="adaptive polling catch-up", colour="#8c564b",
-    coalesces=False, simulated=False)
+                                     "must be a number in (1, 100]: the interval's growth after an empty poll"),
+            "adaptive_shrink": Field("choice", "reset", lambda s: s in SHRINK_RULES,
+                                     f"must be one of {', '.join(SHRINK_RULES)}: after a useful poll, back to the "
+                                     "shortest interval (reset) or one step down (divide)", choices=SHRINK_RULES),
+            "advise_interval": Field("duration", 0.0, lambda x: x >= 0, 'must be a duration >= 0 like "0s" or '
+                                     '"2s": the X-Poll-Interval the producer sends on GET /changes while loaded '
+                                     "(0: never, the default)"),
+            "advise_above": Field("float", 0.0, lambda x: 0 <= x <= 1e6, "must be a number in [0, 1e6]: polls per "
+                                  "second (nominal) on GET /changes over the last second above which the producer "
+                                  "is loaded (0: always, while advise_interval > 0)")},
+    charged_route="changes", users_per_run=lambda _r: 1, locust_user="AdaptivePoller", model=_adaptive,
+    formulas=Formulas(_adaptive_wasted, _adaptive_latency, "1/(R·λ·E[I]), E[I] = Σ π_k·I_k"),
+    label="adaptive polling", policy_words="adaptive polling catch-up", colour="#8c564b", coalesces=False,
+    simulated=True)
 
 SSE = ModeKind(
     name="sse", pattern="polling_sse", default_name="polling_sse", observes=Observation.STREAM,

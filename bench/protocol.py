@@ -50,6 +50,9 @@ ATTACK_LABEL_HEADER = "x-hookbench-attack"  # set by the attack load, kept in th
 # Set by hookbench's own consumers on producer requests: the mode the producer charges the request to (a
 # measurement label, never a decision; not counted in the request's bytes). Without it a route's first kind pays.
 MODE_LABEL_HEADER = "x-hookbench-mode"
+# Sent by the producer on GET /changes while loaded (polling.advise_interval): seconds before the next poll.
+# An adaptive poller waits at least that long after the answer (as it does for Retry-After on a 429/503).
+POLL_INTERVAL_HEADER = "X-Poll-Interval"
 
 # Standard Webhooks headers
 H_ID = "webhook-id"

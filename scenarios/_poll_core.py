@@ -1,9 +1,10 @@
 """The polling both polling locustfiles share: pollers.py (`hookbench run`) and fleet.py (`hookbench load`).
 
 A subscriber reads the change feed (CursorFeed: GET /changes?after=SEQ, a full page followed at once by the
-next) or one resource (EtagResource: GET /resources/{id} with If-None-Match). Here: building the request,
-timing and reading the answer, moving the cursor or the ETag, and what the answer taught (an Outcome). The
-locustfiles keep what differs: their schedules and the rows they write from each Outcome.
+next; AdvisedFeed: the same, labelled, keeping the wait each answer advised) or one resource (EtagResource:
+GET /resources/{id} with If-None-Match). Here: building the request, timing and reading the answer, moving the
+cursor or the ETag, and what the answer taught (an Outcome). The locustfiles keep what differs: their schedules
+and the rows they write from each Outcome.
 
 Not a locustfile: no User, no option, no event listener.
 """
@@ -15,13 +16,16 @@ import time
 from functools import partial
 from typing import Any, Callable, NamedTuple
 
-from bench.protocol import PATH_CHANGES, PATH_RESOURCE, etag_for
-from scenarios._locust_common import request_error, short_error
+from bench.adaptive import parse_poll_interval
+from bench.protocol import MODE_LABEL_HEADER, PATH_CHANGES, PATH_RESOURCE, POLL_INTERVAL_HEADER, etag_for
+from scenarios._locust_common import request_error, retry_after_s, short_error
 
-__all__ = ["Change", "Outcome", "Wording", "TERSE", "DETAILED", "CursorFeed", "EtagResource", "run_poll"]
+__all__ = ["Change", "Outcome", "Wording", "TERSE", "DETAILED", "CursorFeed", "EtagResource", "AdvisedFeed",
+           "run_poll"]
 
 NAME_RESOURCE = PATH_RESOURCE.replace("{id}", "[id]")  # one row in Locust's statistics for all the resources
 _BAD_BODY = (ValueError, KeyError, TypeError, AttributeError)  # JSON errors are ValueErrors
+RETRY_AFTER_STATUSES = (429, 503)  # answers whose Retry-After an adaptive poller honours
 
 
 class Change(NamedTuple):
@@ -79,6 +83,9 @@ class _Target:
         """Move the subscriber's state past `data` (None: 304); returns (first_read, new, n_new, more)."""
         raise NotImplementedError
 
+    def answered(self, status: int, headers: Any) -> None:
+        """Told each answer's status and headers (0 and {} without one) before its body is read."""
+
     def poll(self, client: Any, wording: Wording) -> Outcome:
         """One GET that never raises on a bad answer: failures are reported to Locust and returned."""
         initial = self.initial
@@ -87,6 +94,7 @@ class _Target:
         with client.get(path, name=name, headers=headers, catch_response=True) as resp:
             t_recv = time.time_ns()
             status, error = wording.transport(resp)
+            self.answered(status, getattr(resp, "headers", None) or {})
             body = getattr(resp, "content", None) or b""
             data = None
             if error is None and status != 304:
@@ -164,6 +172,27 @@ class EtagResource(_Target):
         self.etag = etag or etag_for(self.rid, self.version)
         # one change taught, the latest, whatever the version skipped (coalesced)
         return last is None, [latest] if n_new and latest is not None else [], n_new, False
+
+
+class AdvisedFeed(CursorFeed):
+    """The cursor feed as the adaptive poller reads it: every request labelled with its mode, and the wait each
+    answer asked for kept in `advice_s` (seconds; None: none): X-Poll-Interval on any answer, Retry-After on a
+    429/503 (the longer of the two when both)."""
+
+    def __init__(self, limit: int, mode: str) -> None:
+        super().__init__(limit)
+        self.headers = {MODE_LABEL_HEADER: mode}
+        self.advice_s: float | None = None
+
+    def request(self) -> tuple[str, str, dict[str, str] | None]:
+        path, name, _ = super().request()
+        return path, name, self.headers
+
+    def answered(self, status: int, headers: Any) -> None:
+        advice = parse_poll_interval(headers.get(POLL_INTERVAL_HEADER))
+        if status in RETRY_AFTER_STATUSES and (asked := retry_after_s(headers.get("Retry-After"))) is not None:
+            advice = asked if advice is None else max(advice, asked)
+        self.advice_s = advice
 
 
 def _call(fn: Callable[[], Outcome]) -> Outcome | None:

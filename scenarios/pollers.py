@@ -4,8 +4,9 @@ CursorPoller (one user) reads the whole change feed, GET /changes?after=SEQ; Eta
 resource) re-reads its resource, GET /resources/{id} with If-None-Match; ReconcilePoller (one user per hybrid
 subscription, --hb-reconcile) reads the feed every --hb-reconcile-interval. Every user polls at a fixed
 interval with a seeded random phase and records each poll's *intended* send time, so lateness under
-load stays visible (Locust's own timings hide it: coordinated omission). With --hb-records, every
-process writes polls-<pid>.jsonl and observations-<pid>.jsonl there.
+load stays visible (Locust's own timings hide it: coordinated omission). AdaptivePoller (one user) reads
+the feed at the interval bench.adaptive's policy chooses, and honours the producer's X-Poll-Interval.
+With --hb-records, every process writes polls-<pid>.jsonl and observations-<pid>.jsonl there.
 The requests, and what their answers teach, are scenarios/_poll_core.py's (shared with fleet.py); this
 file keeps the schedule and the rows the run's analysis reads.
 
@@ -33,8 +34,10 @@ from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench`, `scenarios` importable from any cwd
+from bench.adaptive import AdaptivePolicy, Schedule  # noqa: E402
 from bench.modes import (  # noqa: E402
     HYBRID,
+    MODE_ADAPTIVE,
     MODE_CURSOR,
     MODE_ETAG,
     MODE_KINDS,
@@ -56,11 +59,11 @@ from scenarios._locust_common import (  # noqa: E402
     print_help,
     stamp_layout,
 )
-from scenarios._poll_core import DETAILED, CursorFeed, EtagResource, Outcome, run_poll  # noqa: E402
+from scenarios._poll_core import DETAILED, AdvisedFeed, CursorFeed, EtagResource, Outcome, run_poll  # noqa: E402
 
 log = logging.getLogger("hookbench.pollers")
 STYLES = poll_styles()  # one per polling mode kind of bench.modes
-_TYPES = {"int": int, "float": float, "duration": float, "str": str}
+_TYPES = {"int": int, "float": float, "duration": float, "str": str, "choice": str}
 # the [polling] keys the mode kinds declare (bench.modes), as --hb-<key> options with their defaults and checks
 MODE_OPTIONS: dict[str, Option] = {option_flag(k): (_TYPES[f.kind], f.default, f"polling.{k}: {f.words()}")
                                    for k, f in mode_fields("polling").items()}
@@ -137,10 +140,14 @@ class _Poller(FastHttpUser):
                       "t_send_ns": o.t_send_ns, "t_recv_ns": o.t_recv_ns, "status": o.status,
                       "empty": o.error is not None or (not sync and o.n_new == 0), "n_new": 0 if sync else o.n_new,
                       "bytes": o.nbytes, "error": o.error, "followup": followup,
-                      "initial": o.initial and self.flags_initial})
+                      "initial": o.initial and self.flags_initial, **self.row_extra(followup)})
         for change in o.new:  # an ETag read: one observation, the latest change, whatever it skipped
             _observations.write({"mode": self.mode, "user": self.index, "change_id": change.change_id,
                                  "t_obs_ns": o.t_recv_ns})
+
+    def row_extra(self, followup: bool) -> dict[str, Any]:
+        """Columns a poller adds to its polls rows (tables.py declares them)."""
+        return {}
 
 
 class CursorPoller(_Poller):
@@ -200,8 +207,50 @@ class ReconcilePoller(_Poller):
                                  "t_obs_ns": o.t_recv_ns, "via": "pull"})
 
 
-USERS: dict[str, type[_Poller]] = {cls.__name__: cls for cls in (CursorPoller, EtagPoller)}  # by class name
-USERS[ReconcilePoller.__name__] = ReconcilePoller
+
+class AdaptivePoller(_Poller):
+    """One subscriber reading the whole feed at an interval that adapts (bench.adaptive): longer after an empty
+    poll, back to the shortest (or one step shorter) after a useful one, never sooner than the producer's advice.
+    Its rows say the interval the policy chose (interval_s) and the advice each answer carried (advice_s)."""
+
+    mode = MODE_ADAPTIVE
+    flags_initial = False
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.target = self.feed = AdvisedFeed(CFG.hb_cursor_limit, MODE_ADAPTIVE)
+        policy = AdaptivePolicy(CFG.hb_adaptive_min, CFG.hb_adaptive_max, CFG.hb_adaptive_factor,
+                                CFG.hb_adaptive_shrink)
+        rng = random.Random(CFG.hb_seed * 1_000_003 + self.index)
+        self.phase_ns = int(rng.random() * policy.min_s * 1e9)  # the first wait: a phase in the shortest interval
+        self.schedule = Schedule(policy)
+        self.useful = False
+        self.advice_s: float | None = None
+        self.recv_ns = 0
+
+    def poll(self) -> None:  # its only task (set below), in place of _Poller's fixed-interval one
+        intended = self.next_ns
+        self.useful, self.advice_s = False, None
+        run_poll(self.target, self.client, DETAILED, intended, self.record)
+        self.next_ns = self.schedule.after(intended, self.recv_ns, self.useful, self.advice_s)
+
+    def record(self, o: Outcome, intended_ns: int, followup: bool) -> None:
+        if not followup:
+            self.useful = o.error is None and o.n_new > 0
+        if self.feed.advice_s is not None:  # the longest wait any answer of this poll asked for
+            self.advice_s = max(self.advice_s or 0.0, self.feed.advice_s)
+        self.recv_ns = o.t_recv_ns
+        super().record(o, intended_ns, followup)
+
+    def row_extra(self, followup: bool) -> dict[str, Any]:
+        return {"interval_s": None if followup else self.schedule.interval_s, "advice_s": self.feed.advice_s}
+
+
+AdaptivePoller.tasks = [AdaptivePoller.poll]  # Locust adds a base class's @task to a subclass's: replace, not add
+
+
+USERS: dict[str, type[_Poller]] = {cls.__name__: cls for cls in (CursorPoller, EtagPoller, AdaptivePoller,
+                                                                  ReconcilePoller)}  # by class name
 
 
 def _configure(opts: Any) -> list[str]:
@@ -209,17 +258,20 @@ def _configure(opts: Any) -> list[str]:
     values, errors = checked_values(opts, OPTIONS, RULES)
     if errors:
         return errors
+    if values["hb_adaptive_min"] > values["hb_adaptive_max"]:
+        return [f"--hb-adaptive-min {values['hb_adaptive_min']!r} must be <= --hb-adaptive-max "
+                f"{values['hb_adaptive_max']!r}"]
     styles = _styles(values["hb_styles"])
     reconcile = _styles(values["hb_reconcile"])
     vars(CFG).update(values, styles=styles, reconcile=reconcile)
     _polls.directory = _observations.directory = values["hb_records"]
     for kind in MODE_KINDS:  # each polling kind names its user and how many it needs (bench.modes)
         if kind.locust_user is not None and kind.users_per_run is not None:
-            if kind.locust_user not in USERS:  # a kind this file has no user for yet: it cannot be asked for
+            cls = USERS.get(kind.locust_user)
+            if cls is None:  # a kind whose user is not written yet (tests/test_modes.py): it cannot run
                 if kind.style in styles:
-                    return [f"--hb-styles: {kind.style}: no Locust user {kind.locust_user} in this file"]
+                    return [f"--hb-styles {kind.style}: no Locust user {kind.locust_user} in scenarios/pollers.py"]
                 continue
-            cls = USERS[kind.locust_user]
             cls.fixed_count = kind.users_per_run(values["hb_resources"]) if kind.style in styles else 0
             if kind is HYBRID:  # configured by [webhook]: its users per subscription of its kind
                 cls.fixed_count = len(reconcile) * kind.users_per_run(values["hb_resources"])

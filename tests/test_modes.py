@@ -71,7 +71,8 @@ def test_config_takes_styles_and_keys_from_the_registry() -> None:
     assert style_mode("cursor") == "polling" and style_mode("etag") == "polling_etag"
     assert style_mode("long") == "polling_long" and style_mode("sse") == "polling_sse"
     assert set(mode_fields("polling")) == {"cursor_limit", "long_wait", "adaptive_min", "adaptive_max",
-                                           "adaptive_factor", "sse_heartbeat"}
+                                           "adaptive_factor", "adaptive_shrink", "advise_interval", "advise_above",
+                                           "sse_heartbeat"}
     assert set(mode_fields("webhook")) == {"reconcile_interval"}
     sc = load_scenario(REPO / "scenarios" / "default.toml", ["polling.cursor_limit=7"])
     assert sc.polling.cursor_limit == 7 and sc.to_dict()["polling"]["cursor_limit"] == 7

@@ -137,7 +137,8 @@ cases = {  # status, error, initial, first_read, new, n_new, more
 }
 for name, o in cases.items():
     etag = name != "page"
-    poller = types.SimpleNamespace(mode=name, index=1, rid=3 if etag else None, flags_initial=etag)
+    poller = types.SimpleNamespace(mode=name, index=1, rid=3 if etag else None, flags_initial=etag,
+                                   row_extra=lambda followup: {})
     pollers._Poller.record(poller, o, 1800, not etag)
     user = types.SimpleNamespace(mode=name, index=1, worker=0, rid=3 if etag else None, t_join_ns=1000)
     fleet.FleetPoller._record(user, o, 1800, not etag)

@@ -20,7 +20,7 @@ from bench.analysis.security import security_section
 from bench.analysis.stats import latency_stats, percentile, wilson_interval
 from bench.analysis.tables import Tables
 from bench.config import ChangesCfg
-from bench.modes import HYBRID, MODELLED_PROCESSES, THIN, Workload, kind_of
+from bench.modes import HYBRID, MODELLED_PROCESSES, THIN, ModeKind, Workload, kind_of
 from bench.results import Kind, RunStatus, status_keys, version_keys
 
 __all__ = ["Window", "summarize", "detections", "LAG_P99_LIMIT_MS", "LATE_SEND_LIMIT"]
@@ -113,6 +113,10 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
         out["style"] = kind.style
         out["rtt_ms_p50"] = float(np.median(rtt)) if requests else None
         out["send_late_ms_p99"] = percentile(np.sort(late.to_numpy(dtype=float)), 99) if requests else None
+    if polls["interval_s"].notna().any():  # an adaptive poller: the intervals its policy chose, the advice it got
+        iv = polls["interval_s"].dropna().to_numpy(dtype=float)
+        out["interval_s"] = {"mean": float(iv.mean()), "p50": float(np.median(iv)), "max": float(iv.max())}
+        out["advised_requests"] = int(polls["advice_s"].notna().sum())
     if kind.is_push:
         d = t.deliveries
         # rows of jobs dropped without an attempt (subscription disabled or deleted) are not requests
@@ -150,6 +154,9 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
         "bytes_per_change": _ratio(nbytes, n), "cpu_s_per_change": _ratio(cpu, n),
         "latency_ms": latency_stats(lat), "model": _model(mode, scenario, out.get("rtt_ms_p50")),
     })
+    sd = out["model"].get("wasted_fraction_sd_per_poll")
+    if sd is not None and requests:  # a model whose polls are not independent says how far apart they spread
+        out["model"]["wasted_fraction_se"] = sd / math.sqrt(requests)
     return out
 
 
@@ -159,6 +166,15 @@ def _live_rate_and_interval(scenario: dict[str, Any]) -> tuple[float, float]:
     ch = ChangesCfg(**scenario["changes"])
     lam = ch.rate_per_resource(scenario["resources"]["count"]) * scale  # a trace is read (once) for its rate
     return lam, scenario["polling"]["interval"] / scale
+
+
+def _live_options(kind: ModeKind, scenario: dict[str, Any]) -> dict[str, Any]:
+    """The keys `kind` declares, as the run used them: durations divided by run.time_scale (a rate in polls per
+    second, advise_above, is left nominal: no model reads it). A key missing from an older run's scenario gets
+    its default."""
+    section, scale = scenario.get(kind.section) or {}, scenario["run"]["time_scale"]
+    out = {k: section.get(k, f.default) for k, f in kind.fields.items()}
+    return {k: v / scale if kind.fields[k].kind == "duration" and v is not None else v for k, v in out.items()}
 
 
 def _model(mode: str, scenario: dict[str, Any], rtt_ms: float | None) -> dict[str, Any]:
@@ -172,12 +188,17 @@ def _model(mode: str, scenario: dict[str, Any], rtt_ms: float | None) -> dict[st
     if kind is HYBRID:  # its poll is the reconciliation poll
         w = Workload(process, lam, reconcile_interval_s(scenario), scenario["resources"]["count"])
         return reconcile_model(w, ch["process"], rtt_ms)
-    m: dict[str, Any] = kind.model(Workload(process, lam, T, scenario["resources"]["count"])) if kind.model else {}
+    w = Workload(process, lam, T, scenario["resources"]["count"], _live_options(kind, scenario), scenario["seed"])
+    m: dict[str, Any] = kind.model(w) if kind.model else {}
     if kind.formulas.wasted is None or kind.formulas.latency is None:
         return m
-    m["latency_mean_ms"] = m["latency_mean_ms"] + (rtt_ms or 0.0)
-    m["note"] = (f"analytic: wasted = {kind.formulas.wasted(process)}; latency = {kind.formulas.latency(process)}"
-                 " + measured median round trip")
+    for key in ("latency_mean_ms", "latency_p50_ms", "latency_p99_ms"):
+        if key in m:
+            m[key] = m[key] + (rtt_ms or 0.0)
+    m["note"] = (f"{m.pop('method', 'analytic')}: wasted = {kind.formulas.wasted(process)}; "
+                 f"latency = {kind.formulas.latency(process)} + measured median round trip")
+    if m.get("caveat"):  # what the model leaves out, said where the model is shown
+        m["note"] += f"; {m['caveat']}"
     if process != ch["process"]:
         m["note"] += f"; the {ch['process']} stream is modelled as Poisson with the same mean rate"
         m["assumes"] = "poisson_same_mean_rate"

@@ -23,9 +23,11 @@ I64, F64, STR, BOOL, NI64 = "int64", "float64", "string", "bool", "Int64"
 
 SCHEMAS: dict[str, dict[str, str]] = {
     "changes": {"change_id": STR, "resource_id": I64, "seq": I64, "version": I64, "t_change_ns": I64},
+    # interval_s: the interval an adaptive poller's policy chose before this poll; advice_s: the wait the
+    # producer's answer asked for (X-Poll-Interval, or Retry-After on a 429/503); both null for other pollers
     "polls": {"mode": STR, "user": I64, "resource_id": NI64, "t_intended_ns": I64, "t_send_ns": I64,
               "t_recv_ns": I64, "status": I64, "empty": BOOL, "n_new": I64, "bytes": I64, "error": STR,
-              "followup": BOOL, "initial": BOOL},
+              "followup": BOOL, "initial": BOOL, "interval_s": F64, "advice_s": F64},
     # via: "push" (a delivery brought it) or "pull" (a push mode's own poll did: a hybrid's reconciliation);
     # null: the mode's only way (a poller's rows, or older runs)
     "observations": {"mode": STR, "user": I64, "change_id": STR, "t_obs_ns": I64, "via": STR},

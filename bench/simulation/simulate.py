@@ -19,6 +19,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from bench.adaptive import AdaptivePolicy, replay
 from bench.analysis.stats import latency_stats
 from bench.config import Scenario
 from bench.errors import RunDirError, ScenarioError
@@ -158,13 +159,15 @@ def _model(sc: Scenario, mode: str, *, virtual: bool = True) -> dict[str, Any]:
     rate. `virtual`: the note says that there is no round trip in virtual time (a poll model's)."""
     R, ch = sc.resources.count, sc.changes
     process = ch.process if ch.process in MODELLED_PROCESSES else "poisson"
-    model = kind_of(mode).model
-    m: dict[str, Any] = model(Workload(process, ch.rate_per_resource(R), sc.polling.interval, R)) if model else {}
+    kind = kind_of(mode)
+    options = {k: getattr(getattr(sc, kind.section), k) for k in kind.fields}
+    w = Workload(process, ch.rate_per_resource(R), sc.polling.interval, R, options, sc.seed)
+    m: dict[str, Any] = kind.model(w) if kind.model else {}
     if not virtual:
         return m
     what = ("" if process == ch.process
             else f"Poisson with the {ch.process} process's mean rate (a reference, not a prediction); ")
-    m["note"] = f"analytic: {what}no round trip in virtual time"
+    m["note"] = f"{m.pop('method', 'analytic')}: {what}no round trip in virtual time"
     return m
 
 
@@ -248,9 +251,31 @@ def _webhook(st: _Stream, mode: str, rng: np.random.Generator) -> _Mode:
     }, pd.DataFrame(), 0)
 
 
+def _adaptive(st: _Stream, mode: str, rng: np.random.Generator) -> _Mode:
+    """One subscriber reads the feed at the adaptive policy's intervals (bench.adaptive, the live poller's rule),
+    replayed over the drawn stream; its first poll (at a phase in the shortest interval) sees all history."""
+    sc, t, rid, window, W, end, grace = st.sc, st.t, st.rid, st.window, st.W, st.end, st.grace
+    policy = AdaptivePolicy.from_options(sc.polling.options)
+    r = replay(policy, t, float(rng.uniform(0.0, policy.min_s)), grace + policy.max_s)
+    counted = (r.t >= W) & (r.t < end)
+    n_new = r.n_new[counted]
+    followups = int((np.ceil(n_new / sc.polling.cursor_limit) - 1).clip(min=0).sum())
+    first = r.first_poll_after(t)
+    t_poll = np.append(r.t, np.inf)[first]
+    obs = window & (t_poll <= grace)
+    seq = np.flatnonzero(obs)
+    summary = _polling_summary(sc, mode, int(counted.sum()), int((n_new > 0).sum()), followups, int(window.sum()),
+                               int(obs.sum()), 0, (t_poll[obs] - t[obs]) * 1e3)
+    iv = policy.ladder()[r.step[counted]]
+    if iv.size:
+        summary["interval_s"] = {"mean": float(iv.mean()), "p50": float(np.median(iv)), "max": float(iv.max())}
+    summary["advised_requests"] = 0  # virtual time has no producer under load
+    return _Mode(summary, _detections(mode, seq, rid[obs], t[obs], t_poll[obs]), int((r.t <= grace).sum()))
+
+
 # mode kind (bench.modes) -> its simulator; a kind declared `simulated` must have one (tests check it)
 SIMULATORS: dict[str, Callable[[_Stream, str, np.random.Generator], _Mode]] = {
-    "cursor": _cursor, "etag": _etag, "webhook": _webhook}
+    "cursor": _cursor, "etag": _etag, "webhook": _webhook, "adaptive": _adaptive}
 
 
 def _faults_configured(sc: Scenario) -> list[str]:

@@ -17,6 +17,7 @@ from bench.records import JsonlWriter
 
 from ..common import loop_lag_ctx
 from . import events  # noqa: F401  (registers GET PATH_EVENT, a thin event's fetch, on views.routes)
+from .advice import install_advice
 from .dispatcher import Dispatcher
 from .generator import ChangeGenerator, generation_seed
 from .keys import DEFAULT_DELIVERY, DISPATCHER, GENERATOR, LEDGER, MARKS, NOTIFIER, SNAPSHOT, STORE
@@ -165,7 +166,9 @@ def create_app(scenario: Scenario, *, db_path: str | Path, records_dir: str | Pa
     _add_routes(app, ledger)
     app[LEDGER] = ledger
     app[MARKS] = MarkLog(records / "marks.jsonl" if records else None)
-    app[SNAPSHOT] = lambda: {**ledger.snapshot(), "pid": os.getpid(), "generation": generation}
+    advice = install_advice(app, scenario)  # X-Poll-Interval under load: only when the scenario asks for it
+    extra = advice.snapshot if advice is not None else dict
+    app[SNAPSHOT] = lambda: {**ledger.snapshot(), "pid": os.getpid(), "generation": generation, **extra()}
     app[DEFAULT_DELIVERY] = scenario.webhook.subscriptions[0]
     app[EMPTY_POLLS] = empty_polls
     app[NOTIFIER] = ChangeNotifier()
