@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from aiohttp import ClientSession, ClientTimeout, TCPConnector
 
-from bench.errors import HookbenchError, RunError
+from bench.errors import HookbenchError, RunError, ScenarioError
 from bench.manifest import collect_metadata
 from bench.modes import MODE_LONG
 from bench.orchestration.procs import ProcessGroup
@@ -55,8 +55,9 @@ class HeldSettings:
     def check(self) -> None:
         c = self.counts
         if not 2 <= len(c) <= 20 or list(c) != sorted(set(c)) or c[0] < 0 or c[-1] > MAX_WAITERS:
-            raise RunError(f"bench.perf held: --counts {','.join(map(str, c))}: expected 2 to 20 increasing "
-                           f"whole numbers from 0 to {MAX_WAITERS}, e.g. 0,250,500,1000")
+            raise ScenarioError("python -m bench.perf held", "--counts", ",".join(map(str, c)),
+                                f"expected 2 to 20 increasing whole numbers from 0 to {MAX_WAITERS}, "
+                                "e.g. 0,250,500,1000")
 
 
 def _fd_headroom(need: int) -> None:
@@ -244,12 +245,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     a = _parser().parse_args(argv)
     try:
-        counts = tuple(int(x) for x in a.counts.split(",") if x.strip())
-    except ValueError:
-        print(f"bench.perf held: --counts {a.counts!r}: expected a comma list of whole numbers, e.g. 0,250,500,1000",
-              file=sys.stderr)
-        return 2
-    try:
+        try:
+            counts = tuple(int(x) for x in a.counts.split(","))
+        except ValueError:
+            raise ScenarioError("python -m bench.perf held", "--counts", a.counts,
+                                "expected a comma list of whole numbers, e.g. 0,250,500,1000") from None
         result = run(HeldSettings(counts=counts, out=a.out))
     except HookbenchError as e:
         print(e, file=sys.stderr)
