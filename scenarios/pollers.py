@@ -5,6 +5,8 @@ resource) re-reads its resource, GET /resources/{id} with If-None-Match. Every u
 interval with a seeded random phase and records each poll's *intended* send time, so lateness under
 load stays visible (Locust's own timings hide it: coordinated omission). With --hb-records, every
 process writes polls-<pid>.jsonl and observations-<pid>.jsonl there.
+LongPoller (one user, style "long") long-polls the feed instead: no interval, the next request as soon as an
+answer arrives, its intended time that arrival.
 The requests, and what their answers teach, are scenarios/_poll_core.py's (shared with fleet.py); this
 file keeps the schedule and the rows the run's analysis reads.
 
@@ -158,6 +160,9 @@ class EtagPoller(_Poller):
         self.target = EtagResource(self.rid)
 
 
+LONG_POLL_RETRY_NS = 1_000_000_000  # a failed long poll is retried after this (a timed-out one at once)
+
+
 class LongPoller(_Poller):
     """Long polling on the feed: each request is held by the producer until a change or --hb-long-wait, and the
     next is sent as soon as an answer arrives (its intended time: that arrival); a failed one 1 s later, so a
@@ -180,9 +185,6 @@ class LongPoller(_Poller):
     def record(self, o: Outcome, intended_ns: int, followup: bool) -> None:
         super().record(o, intended_ns, followup)
         self.next_ns = o.t_recv_ns + (LONG_POLL_RETRY_NS if o.error is not None else 0)
-
-
-LONG_POLL_RETRY_NS = 1_000_000_000  # a failed long poll is retried after this (a timed-out one at once)
 
 USERS: dict[str, type[_Poller]] = {cls.__name__: cls for cls in (CursorPoller, EtagPoller, LongPoller)}  # by name
 
