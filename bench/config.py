@@ -25,6 +25,7 @@ from typing import Any
 
 from bench.errors import MISSING, ScenarioError
 from bench.modes import (
+    MODE_KINDS,
     MODE_WEBHOOK,
     default_styles,
     is_push_name,
@@ -33,7 +34,7 @@ from bench.modes import (
     push_name_words,
     scenario_modes,
 )
-from bench.protocol import ATTACK_KINDS, ATTACK_NEEDS, SCHEMES
+from bench.protocol import ATTACK_KINDS, ATTACK_NEEDS, LONG_WAIT_MAX_S, SCHEMES
 from bench.schema import DURATION_HELP, Field, parse_duration, validate_table
 from bench.traces import Trace, TraceError, load_trace
 
@@ -518,6 +519,13 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
         raise ScenarioError(src("attack.enabled"), "attack.enabled", True,
                             "needs webhook.enabled = true: the attack aims at a webhook endpoint")
     _check_adaptive(v["polling"], src)
+    for kind in MODE_KINDS:  # a held poll's live wait must be one the producer accepts
+        if kind.wait_key is not None and kind.style in v["polling"]["styles"]:
+            wait, scale = v["polling"][kind.wait_key], v["run"]["time_scale"]
+            if wait / scale > LONG_WAIT_MAX_S:
+                raise ScenarioError(src(f"polling.{kind.wait_key}"), f"polling.{kind.wait_key}", wait,
+                                    f"divided by run.time_scale ({scale:g}) must be at most {LONG_WAIT_MAX_S:g} s, "
+                                    "the longest wait the producer holds a poll for")
     f = v["faults"]
     duration = v["run"]["duration"]
     for i, c in enumerate(f["producer_crash"]):

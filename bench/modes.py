@@ -11,6 +11,7 @@ loss, simulation, sweeps, the reproduction readings, the producer and the report
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from enum import Enum
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from bench.adaptive import SHRINK_RULES, adaptive_model
 from bench.model import poll_model
+from bench.protocol import LONG_WAIT_MAX_S
 from bench.schema import DURATION_HELP, Field
 
 if TYPE_CHECKING:
@@ -86,6 +88,10 @@ class ModeKind:
     coalesces: bool  # state polling: changes overwritten before a poll saw them are coalesced, not lost
     simulated: bool  # whether bench.simulation.simulate reproduces it in virtual time
     by_default: bool = False  # a pull/stream kind run when a scenario does not list polling.styles
+    # Long polling: the [polling] key of how long the producer holds a request that finds nothing. Its model's
+    # interval T is that wait; the round trip its latency adds is measured on the requests that timed out (their
+    # round trip less the wait), as the round trip of its other requests is mostly time spent waiting.
+    wait_key: str | None = None
     _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -127,6 +133,28 @@ def _poll(state: bool, per_feed: bool) -> Callable[[Workload], dict[str, Any]]:
         return poll_model(w.process, w.rate, w.interval, w.resources if per_feed else 1, state=state)
 
     return model
+
+
+def _long_poll(w: Workload) -> dict[str, Any]:
+    """Long polling on the feed (`w.interval` = the wait W; a model, labelled so in reports). Changes reach the
+    feed at L = R*lambda per second; a request that finds nothing is held min(X, W), X the time to the next
+    change. Poisson: X ~ Exp(L), so a fraction e^(-L*W) of requests time out empty and each of the others brings
+    the one change that woke it: requests per change = 1/(1 - e^(-L*W)). Latency: the answer's way back, about
+    one round trip d, which the caller adds (measured); a change that comes while no request is held waits for
+    the next one too, at most d more, which the model neglects with every other term in L*d (d << 1/L, W).
+    Constant: with R independent uniform phases, no change within W with probability max(0, 1 - W/I)^R."""
+    feed = w.rate * w.resources
+    lw = feed * w.interval
+    if w.process == "poisson":
+        p_empty = math.exp(-lw)
+    elif w.process == "constant":
+        p_empty = max(0.0, 1.0 - w.interval * w.rate) ** w.resources
+    else:
+        raise ValueError(f"no model for change process {w.process!r}")
+    useful = 1.0 - p_empty
+    return {"wasted_fraction": p_empty, "latency_mean_ms": 0.0,
+            "requests_per_change": 1.0 / useful if useful > 0 else None,
+            "changes_per_useful_poll": 1.0, "lambda_T": lw}
 
 
 def _one_delivery(_w: Workload) -> dict[str, Any]:
@@ -199,11 +227,15 @@ ETAG = ModeKind(
 LONG = ModeKind(
     name="long", pattern="polling_long", default_name="polling_long", observes=Observation.PULL,
     summary_kind="polling", section="polling", style="long",
-    fields={"long_wait": Field("duration", 30.0, lambda x: 0 < x <= 300, "must be a duration in (0, 300s], "
+    fields={"long_wait": Field("duration", 30.0, lambda x: 0 < x <= LONG_WAIT_MAX_S,
+                               f"must be a duration in (0, {LONG_WAIT_MAX_S:g}s], "
                                'e.g. "30s": how long the producer holds a poll that finds nothing')},
-    charged_route="changes", users_per_run=lambda _r: 1, locust_user="LongPoller", model=None,
-    formulas=Formulas(), label="long polling", policy_words="long-poll catch-up", colour="#d62728",
-    coalesces=False, simulated=False)
+    charged_route="changes", users_per_run=lambda _r: 1, locust_user="LongPoller", model=_long_poll,
+    formulas=Formulas(lambda p: "e^(-R*lambda*W)" if p == "poisson" else "max(0, 1 - W/I)^R",
+                      lambda _p: "0 at the producer (answered when the change comes)",
+                      "1/(1 - e^(-R·λ·W))"),
+    label="long polling", policy_words="long-poll catch-up", colour="#d62728",
+    coalesces=False, simulated=False, wait_key="long_wait")
 
 ADAPTIVE = ModeKind(
     name="adaptive", pattern="polling_adaptive", default_name="polling_adaptive", observes=Observation.PULL,

@@ -11,7 +11,7 @@ from typing import Any, TypedDict
 from urllib.parse import quote
 
 __all__ = [
-    "SCHEMES", "ATTACK_KINDS",
+    "SCHEMES", "ATTACK_KINDS", "LONG_WAIT_MAX_S",
     "ATTACK_NEEDS", "ChangeEvent", "change_event", "encode_event", "encode_thin_event", "event_path", "etag_for",
     "msg_id_for", "READY_PREFIX",
 ]
@@ -31,13 +31,17 @@ PATH_HEALTH = "/health"
 PATH_STATS = "/stats"
 # Producer
 PATH_RESOURCE = "/resources/{id}"
-PATH_CHANGES = "/changes"  # ?after=SEQ&limit=N[&wait=S: long polling, held until a change or S seconds]
+# ?after=SEQ&limit=N[&wait=S]. wait (long polling): a plain number of seconds in (0, LONG_WAIT_MAX_S], e.g. wait=30
+# or wait=0.25 (not "30s"). With nothing past `after`, the answer is held until a change is committed, S seconds
+# pass, or the producer stops; then it is what the same poll without wait answers (an empty page on timeout).
+PATH_CHANGES = "/changes"
 PATH_STREAM = "/changes/stream"  # Server-Sent Events: id = seq, Last-Event-ID resumes, heartbeat comments
 PATH_EVENT = "/events/{change_id}"  # a thin event's fetch: the change it names
 PATH_SUBSCRIPTIONS = "/subscriptions"
 PATH_SUBSCRIPTION = "/subscriptions/{id}"
 PATH_CONTROL_MARK = "/control/mark"  # POST {"name": "..."}: snapshot counters (window start/end)
-PATH_CONTROL_CHANGES = "/control/changes"  # POST {"running": false}: stop the change generator
+# POST {"running": false}: stop the change generator; {"apply": N}: make N changes at once (1..1000, off schedule)
+PATH_CONTROL_CHANGES = "/control/changes"
 
 # Receiver: /hooks/<endpoint name, or its secret token when receiver.path_token is on>[/<forced status>]
 PATH_HOOKS = "/hooks"
@@ -47,6 +51,7 @@ PATH_INSPECT_JSON = "/inspect.json"
 # Every other path, /hooks... included, goes through the webhook pipeline: a hostile request to any path is audited
 PATH_RECEIVER_ANY = "/{tail:.*}"
 ATTACK_LABEL_HEADER = "x-hookbench-attack"  # set by the attack load, kept in the audit log, never used to decide
+LONG_WAIT_MAX_S = 300.0  # the longest `wait` of a long poll the producer accepts
 # Set by hookbench's own consumers on producer requests: the mode the producer charges the request to (a
 # measurement label, never a decision; not counted in the request's bytes). Without it a route's first kind pays.
 MODE_LABEL_HEADER = "x-hookbench-mode"

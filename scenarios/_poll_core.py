@@ -24,6 +24,7 @@ __all__ = ["Change", "Outcome", "Wording", "TERSE", "DETAILED", "CursorFeed", "E
            "run_poll"]
 
 NAME_RESOURCE = PATH_RESOURCE.replace("{id}", "[id]")  # one row in Locust's statistics for all the resources
+NAME_LONG_POLL = PATH_CHANGES + "?wait"  # long polls: their own row (their times are mostly the producer's wait)
 _BAD_BODY = (ValueError, KeyError, TypeError, AttributeError)  # JSON errors are ValueErrors
 RETRY_AFTER_STATUSES = (429, 503)  # answers whose Retry-After an adaptive poller honours
 
@@ -112,19 +113,22 @@ class _Target:
 
 
 class CursorFeed(_Target):
-    """A reader of the whole change feed from seq 0; its catch-up pages are its initial sync."""
+    """A reader of the whole change feed from seq 0; its catch-up pages are its initial sync. With `wait`
+    (seconds) it long-polls: each request asks the producer to hold it until a change or the wait ends."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, wait: float | None = None) -> None:
         self.limit = limit
         self.after = 0  # the last seq seen
         self.synced = False  # caught up once (a page without has_more)
+        self._wait = "" if wait is None else f"&wait={wait:g}"  # plain seconds, as bench.protocol says
+        self._name = PATH_CHANGES if wait is None else NAME_LONG_POLL
 
     @property
     def initial(self) -> bool:
         return not self.synced
 
     def request(self) -> tuple[str, str, dict[str, str] | None]:
-        return f"{PATH_CHANGES}?after={self.after}&limit={self.limit}", PATH_CHANGES, None
+        return f"{PATH_CHANGES}?after={self.after}&limit={self.limit}{self._wait}", self._name, None
 
     def parse(self, body: Any, headers: Any) -> tuple[list[tuple[int, Change]], int, bool]:
         changes = [(int(c["seq"]), Change(str(c["change_id"]), int(c["t_change_ns"]))) for c in body["changes"]]

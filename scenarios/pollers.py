@@ -7,6 +7,8 @@ interval with a seeded random phase and records each poll's *intended* send time
 load stays visible (Locust's own timings hide it: coordinated omission). AdaptivePoller (one user) reads
 the feed at the interval bench.adaptive's policy chooses, and honours the producer's X-Poll-Interval.
 With --hb-records, every process writes polls-<pid>.jsonl and observations-<pid>.jsonl there.
+LongPoller (one user, style "long") long-polls the feed instead: no interval, the next request as soon as an
+answer arrives, its intended time that arrival.
 The requests, and what their answers teach, are scenarios/_poll_core.py's (shared with fleet.py); this
 file keeps the schedule and the rows the run's analysis reads.
 
@@ -41,6 +43,7 @@ from bench.modes import (  # noqa: E402
     MODE_CURSOR,
     MODE_ETAG,
     MODE_KINDS,
+    MODE_LONG,
     default_styles,
     mode_fields,
     option_flag,
@@ -249,7 +252,38 @@ class AdaptivePoller(_Poller):
 AdaptivePoller.tasks = [AdaptivePoller.poll]  # Locust adds a base class's @task to a subclass's: replace, not add
 
 
-USERS: dict[str, type[_Poller]] = {cls.__name__: cls for cls in (CursorPoller, EtagPoller, AdaptivePoller,
+LONG_POLL_RETRY_NS = 1_000_000_000  # a failed long poll is retried after this (a timed-out one at once)
+
+
+class LongPoller(_Poller):
+    """Long polling on the feed: each request is held by the producer until a change or --hb-long-wait, and the
+    next is sent as soon as an answer arrives (its intended time: that arrival); a failed one 1 s later, so a
+    producer that is down is not hammered. Locust's stop kills a held request at once (_stop_long_polls)."""
+
+    mode = MODE_LONG
+    default_headers = {MODE_LABEL_HEADER: MODE_LONG}  # the producer charges its requests to polling_long
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.target = CursorFeed(CFG.hb_cursor_limit, wait=CFG.hb_long_wait)
+
+    def on_start(self) -> None:
+        self.next_ns = time.time_ns()  # no phase: it is due at once
+
+    @task
+    def poll(self) -> None:
+        run_poll(self.target, self.client, DETAILED, self.next_ns, self.record)
+
+    def record(self, o: Outcome, intended_ns: int, followup: bool) -> None:
+        super().record(o, intended_ns, followup)
+        self.next_ns = o.t_recv_ns + (LONG_POLL_RETRY_NS if o.error is not None else 0)
+
+
+
+LongPoller.tasks = [LongPoller.poll]  # Locust adds a base class's @task to a subclass's: replace, not add
+
+
+USERS: dict[str, type[_Poller]] = {cls.__name__: cls for cls in (CursorPoller, EtagPoller, LongPoller, AdaptivePoller,
                                                                   ReconcilePoller)}  # by class name
 
 
@@ -277,6 +311,7 @@ def _configure(opts: Any) -> list[str]:
                 cls.fixed_count = len(reconcile) * kind.users_per_run(values["hb_resources"])
             cls.weight = 0  # fixed counts only: a larger -u must not spawn extra pollers
             cls.network_timeout = cls.connection_timeout = values["hb_timeout"]
+    LongPoller.network_timeout = values["hb_timeout"] + values["hb_long_wait"]  # a held answer is not late
     return []
 
 
@@ -310,6 +345,18 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         log.error("pollers: not starting: %s", "; ".join(errors))
         if environment.runner is not None:
             gevent.spawn(environment.runner.stop)  # start() goes on spawning after this event: stop after it
+
+
+@events.test_stopping.add_listener
+@events.quitting.add_listener
+def _stop_long_polls(environment: Environment, **_: Any) -> None:
+    """A held long poll is a wait, not a task to let finish: kill it now, or Locust's stop would wait up to
+    --stop-timeout for it and SIGTERM would leave its greenlet to a blocking read (the request is not recorded)."""
+    runner = environment.runner
+    users = [g.args[0] for g in runner.user_greenlets if g.args] if runner is not None else []
+    for user in users:
+        if isinstance(user, LongPoller) and not user.greenlet.dead:
+            user.stop(force=True)  # kills and waits: gone from Locust's group before it stops the others
 
 
 @events.test_stop.add_listener

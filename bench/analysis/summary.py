@@ -152,7 +152,7 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
         "errors": errors, "observed": observed, "lost": n - observed - coalesced, "duplicates": duplicates,
         "coalesced": coalesced, "requests_per_change": _ratio(requests, n),
         "bytes_per_change": _ratio(nbytes, n), "cpu_s_per_change": _ratio(cpu, n),
-        "latency_ms": latency_stats(lat), "model": _model(mode, scenario, out.get("rtt_ms_p50")),
+        "latency_ms": latency_stats(lat), "model": _model(mode, scenario, out.get("rtt_ms_p50"), polls),
     })
     sd = out["model"].get("wasted_fraction_sd_per_poll")
     if sd is not None and requests:  # a model whose polls are not independent says how far apart they spread
@@ -177,11 +177,27 @@ def _live_options(kind: ModeKind, scenario: dict[str, Any]) -> dict[str, Any]:
     return {k: v / scale if kind.fields[k].kind == "duration" and v is not None else v for k, v in out.items()}
 
 
-def _model(mode: str, scenario: dict[str, Any], rtt_ms: float | None) -> dict[str, Any]:
-    """The mode kind's analytic model on the live workload, with the measured median round trip added."""
+def _held_round_trip_ms(polls: pd.DataFrame, wait_s: float) -> float | None:
+    """A long poll's round trip without its wait: the median over the requests that timed out (empty, no
+    error) of their round trip less the wait; None when none timed out."""
+    timed_out = polls[polls["empty"] & polls["error"].isna()]
+    if timed_out.empty:
+        return None
+    return float(np.median((timed_out["t_recv_ns"] - timed_out["t_send_ns"]) / 1e6)) - wait_s * 1e3
+
+
+def _model(mode: str, scenario: dict[str, Any], rtt_ms: float | None, polls: pd.DataFrame) -> dict[str, Any]:
+    """The mode kind's analytic model on the live workload, with the measured median round trip added (a long
+    poll's: measured on its timed-out requests, and its model's interval is its wait)."""
     kind = kind_of(mode)
     ch = scenario["changes"]
     lam, T = _live_rate_and_interval(scenario)
+    round_trip = "measured median round trip"
+    if kind.wait_key is not None:
+        T = scenario["polling"][kind.wait_key] / scenario["run"]["time_scale"]
+        rtt_ms = _held_round_trip_ms(polls, T)
+        round_trip = ("measured median round trip of the timed-out requests less the wait" if rtt_ms is not None
+                      else "its round trip, not measured (no request timed out)")
     # bursty and traced streams have no closed form here: the model shown is Poisson at the same mean rate,
     # which is what the claim's arithmetic assumes (a bursty stream wastes more polls than it)
     process = ch["process"] if ch["process"] in MODELLED_PROCESSES else "poisson"
@@ -194,9 +210,9 @@ def _model(mode: str, scenario: dict[str, Any], rtt_ms: float | None) -> dict[st
         return m
     for key in ("latency_mean_ms", "latency_p50_ms", "latency_p99_ms"):
         if key in m:
-            m[key] = m[key] + (rtt_ms or 0.0)
+            m[key] = None if kind.wait_key is not None and rtt_ms is None else m[key] + (rtt_ms or 0.0)
     m["note"] = (f"{m.pop('method', 'analytic')}: wasted = {kind.formulas.wasted(process)}; "
-                 f"latency = {kind.formulas.latency(process)} + measured median round trip")
+                 f"latency = {kind.formulas.latency(process)} + {round_trip}")
     if m.get("caveat"):  # what the model leaves out, said where the model is shown
         m["note"] += f"; {m['caveat']}"
     if process != ch["process"]:

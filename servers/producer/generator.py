@@ -39,6 +39,7 @@ class ChangeGenerator:
         self.running = False
         self.late_max_s = 0.0  # worst lateness against the schedule: a sign the producer could not keep up
         self._task: asyncio.Task[None] | None = None
+        self._extra = random.Random(self.seed + 2)  # resources and values of changes made off schedule
 
     def start(self) -> None:
         self.running = True
@@ -48,6 +49,14 @@ class ChangeGenerator:
         self.running = False
         if self._task is not None:
             self._task.cancel()
+
+    def apply_now(self) -> ChangeEvent:
+        """One change made at once, off the schedule, handed on as scheduled ones are (POST /control/changes
+        {"apply": N}: `python -m bench.perf held` wakes its held long polls with one)."""
+        rid = self._extra.randrange(self.scenario.resources.count)
+        change = self.store.apply_change(rid, time.time_ns(), self._extra.randrange(1 << 30))
+        self.on_change(change)
+        return change
 
     async def close(self) -> None:
         self.stop()

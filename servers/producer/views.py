@@ -25,6 +25,7 @@ from bench.protocol import (
 )
 
 from .keys import DEFAULT_DELIVERY, DISPATCHER, GENERATOR, LEDGER, MARKS, SNAPSHOT, STORE
+from .longpoll import hold_while_empty, wait_param
 from .subscribe import EXAMPLE, SubscriptionError, parse_subscription
 
 __all__ = ["routes", "EMPTY_POLLS", "EMPTY_POLL_MODES"]
@@ -102,7 +103,10 @@ async def get_resource(request: web.Request) -> web.StreamResponse:
 async def get_changes(request: web.Request) -> web.Response:
     after = _int_param(request, "after", 0, 0, 2**62)
     limit = _int_param(request, "limit", 100, 1, 10_000)
+    wait = wait_param(request)
     store = request.app[STORE]
+    if wait is not None:  # long polling: held while nothing is past `after`, then answered as below
+        await hold_while_empty(request, after, wait)
     if after >= store.head_seq and request.app[EMPTY_POLLS] == "memory":
         changes: list[ChangeEvent] = []
         has_more = False
@@ -166,6 +170,11 @@ async def mark(request: web.Request) -> web.Response:
 async def control_changes(request: web.Request) -> web.Response:
     data = await request.json()
     gen = request.app[GENERATOR]
+    apply = data.get("apply", 0)
+    if type(apply) is not int or not 0 <= apply <= 1000:
+        raise web.HTTPBadRequest(text=f"apply={apply!r}: expected the number of changes to make now, 0..1000")
     if data.get("running") is False:
         gen.stop()
+    for _ in range(apply):
+        gen.apply_now()
     return web.json_response({"running": gen.running, "changes": request.app[LEDGER].changes})
