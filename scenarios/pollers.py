@@ -3,7 +3,8 @@
 CursorPoller (one user) reads the whole change feed, GET /changes?after=SEQ; EtagPoller (one user per
 resource) re-reads its resource, GET /resources/{id} with If-None-Match. Every user polls at a fixed
 interval with a seeded random phase and records each poll's *intended* send time, so lateness under
-load stays visible (Locust's own timings hide it: coordinated omission). With --hb-records, every
+load stays visible (Locust's own timings hide it: coordinated omission). SseListener (one user) holds
+GET /changes/stream open instead and resumes with Last-Event-ID after a disconnect. With --hb-records, every
 process writes polls-<pid>.jsonl and observations-<pid>.jsonl there.
 The requests, and what their answers teach, are scenarios/_poll_core.py's (shared with fleet.py); this
 file keeps the schedule and the rows the run's analysis reads.
@@ -19,6 +20,7 @@ Run on its own against a producer (-u must be (cursor ? 1 : 0) + (etag ? R : 0);
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
 import sys
@@ -27,12 +29,23 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import events, task
+from locust import User, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
+from locust.exception import StopUser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench`, `scenarios` importable from any cwd
-from bench.modes import MODE_CURSOR, MODE_ETAG, MODE_KINDS, default_styles, mode_fields, option_flag, poll_styles  # noqa: E402,E501
+from bench.modes import (  # noqa: E402
+    MODE_CURSOR,
+    MODE_ETAG,
+    MODE_KINDS,
+    MODE_SSE,
+    default_styles,
+    mode_fields,
+    option_flag,
+    poll_styles,
+)
+from bench.protocol import MODE_LABEL_HEADER, PATH_STREAM  # noqa: E402
 from scenarios._locust_common import (  # noqa: E402
     Option,
     RecordFile,
@@ -43,9 +56,11 @@ from scenarios._locust_common import (  # noqa: E402
     finite_positive,
     option_values,
     print_help,
+    short_error,
     stamp_layout,
 )
 from scenarios._poll_core import DETAILED, CursorFeed, EtagResource, Outcome, run_poll  # noqa: E402
+from scenarios._sse_core import EventStream, SseParser, StreamBroken  # noqa: E402
 
 log = logging.getLogger("hookbench.pollers")
 STYLES = poll_styles()  # one per polling mode kind of bench.modes
@@ -148,7 +163,104 @@ class EtagPoller(_Poller):
         self.target = EtagResource(self.rid)
 
 
-USERS: dict[str, type[_Poller]] = {cls.__name__: cls for cls in (CursorPoller, EtagPoller)}  # by class name
+SSE_BACKOFF_S = (0.2, 2.0)  # a failed (re)connect waits 0.2 s, doubling up to 2 s; after a stream ends: at once
+_listening: set[SseListener] = set()
+
+
+class SseListener(User):
+    """One subscriber holding GET /changes/stream (Server-Sent Events) open; after a disconnect it reconnects
+    with Last-Event-ID = the last event's id, so the producer replays exactly what it missed.
+
+    Rows: an observation per event, stamped when its bytes arrived; a polls row per connection (attempts that
+    failed included), written when the connection ends, or when Locust stops (test_stopping closes the socket):
+    t_intended_ns = t_send_ns = when it connected, t_recv_ns = when it ended, n_new = its events, bytes = its
+    body. A connection that hears nothing for 2 heartbeats + --hb-timeout is taken for dead and replaced.
+    """
+
+    mode = MODE_SSE
+    fixed_count = 0  # set from the options in _configure()
+    network_timeout = connection_timeout = 5.0
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.index = _indices.next()
+        self.last_id: str | None = None  # the Last-Event-ID of the next connection (None: start at the head)
+        self.backoff = SSE_BACKOFF_S[0]
+        self.stream: EventStream | None = None
+        self.stopping = False
+
+    def wait_time(self) -> float:
+        return 0.0  # the task waits itself (the back-off), between connections only
+
+    def on_start(self) -> None:
+        _listening.add(self)
+
+    def on_stop(self) -> None:
+        _listening.discard(self)
+
+    def stop_listening(self) -> None:
+        """Locust is stopping: end the held connection now (its row is written) rather than be killed in it."""
+        self.stopping = True
+        if self.stream is not None:
+            self.stream.close()  # the read blocked on it raises at once
+
+    @task
+    def listen(self) -> None:
+        if self.stopping:
+            raise StopUser()  # Locust is stopping: no new connection
+        if self.connect() or self.stopping:
+            return
+        gevent.sleep(self.backoff)
+        self.backoff = min(SSE_BACKOFF_S[1], self.backoff * 2)
+
+    def connect(self) -> bool:
+        """One connection, to its end; whether the producer accepted it (HTTP 200)."""
+        headers = {MODE_LABEL_HEADER.title(): self.mode}  # as aiohttp's clients send it: not charged as bytes
+        if self.last_id is not None:
+            headers["Last-Event-ID"] = self.last_id
+        status, events, nbytes, error, t_head = 0, 0, 0, None, None
+        t_send = time.time_ns()
+        try:
+            self.stream = EventStream(self.host or "", PATH_STREAM, headers, CFG.hb_timeout,
+                                      CFG.hb_timeout + 2 * CFG.hb_sse_heartbeat)
+            status, t_head = self.stream.status, time.time_ns()
+            if status != 200:
+                error = f"HTTP {status}"
+                return False
+            self.backoff = SSE_BACKOFF_S[0]
+            parser = SseParser()
+            for piece in self.stream.body():
+                t_obs = time.time_ns()
+                nbytes += len(piece)
+                for event in parser.feed(piece):
+                    change_id = json.loads(event.data)["change_id"]
+                    self.last_id = event.id  # only once the event is whole and read: a cut one is replayed
+                    events += 1
+                    _observations.write({"mode": self.mode, "user": self.index, "change_id": change_id,
+                                         "t_obs_ns": t_obs})
+            return True
+        except (OSError, StreamBroken) as exc:  # refused, reset, cut off (a producer killed), silent too long
+            if not self.stopping:  # the socket we closed ourselves at the end of the run is no error
+                error = short_error(exc)
+            return status == 200  # a stream that was running: reconnect at once, then back off
+        except (ValueError, KeyError, TypeError) as exc:  # not a change: resume after the last good event, later
+            error = "bad event: " + short_error(exc)
+            return False
+        finally:  # also when Locust kills the greenlet: a connection always leaves its row
+            if self.stream is not None:
+                self.stream.close()
+                self.stream = None
+            t_end = time.time_ns()
+            _polls.write({"mode": self.mode, "user": self.index, "resource_id": None, "t_intended_ns": t_send,
+                          "t_send_ns": t_send, "t_recv_ns": t_end, "status": status, "empty": events == 0,
+                          "n_new": events, "bytes": nbytes, "error": error, "followup": False, "initial": False})
+            self.environment.events.request.fire(
+                request_type="GET", name=PATH_STREAM, response_time=((t_head or t_end) - t_send) / 1e6,
+                response_length=nbytes, exception=StreamBroken(error) if error else None, context={},
+                response=None, url=PATH_STREAM)
+
+
+USERS: dict[str, type[User]] = {cls.__name__: cls for cls in (CursorPoller, EtagPoller, SseListener)}  # by name
 
 
 def _configure(opts: Any) -> list[str]:
@@ -160,7 +272,7 @@ def _configure(opts: Any) -> list[str]:
     vars(CFG).update(values, styles=styles)
     _polls.directory = _observations.directory = values["hb_records"]
     for kind in MODE_KINDS:  # each polling kind names its user and how many it needs (bench.modes)
-        if kind.locust_user is not None and kind.users_per_run is not None:
+        if kind.locust_user in USERS and kind.users_per_run is not None:  # (kinds whose user is not here yet)
             cls = USERS[kind.locust_user]
             cls.fixed_count = kind.users_per_run(values["hb_resources"]) if kind.style in styles else 0
             cls.weight = 0  # fixed counts only: a larger -u must not spawn extra pollers
@@ -198,6 +310,12 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         log.error("pollers: not starting: %s", "; ".join(errors))
         if environment.runner is not None:
             gevent.spawn(environment.runner.stop)  # start() goes on spawning after this event: stop after it
+
+
+@events.test_stopping.add_listener
+def _stop_listening(**_: Any) -> None:
+    for listener in list(_listening):
+        listener.stop_listening()
 
 
 @events.test_stop.add_listener
