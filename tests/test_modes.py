@@ -90,14 +90,14 @@ def test_every_simulated_kind_has_a_simulator_and_no_other_does() -> None:
 
 
 def test_pull_kinds_declare_a_route_the_producer_names_and_a_locust_user_that_exists() -> None:
-    views = (REPO / "servers" / "producer" / "views.py").read_text()
-    route_names = {kw.value.value for node in ast.walk(ast.parse(views)) if isinstance(node, ast.Call)
+    route_names = {kw.value.value for path in (REPO / "servers" / "producer").glob("*.py")  # views.py, stream.py...
+                   for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Call)
                    for kw in node.keywords if kw.arg == "name" and isinstance(kw.value, ast.Constant)}
     # the pollers' locustfile is not imported here: importing locust gevent-patches the test process
     pollers = ast.parse((REPO / "scenarios" / "pollers.py").read_text())
     classes = {n.name for n in ast.walk(pollers) if isinstance(n, ast.ClassDef)}
     for k in MODE_KINDS:
-        if k.observes is Observation.PULL:
+        if k.observes in (Observation.PULL, Observation.STREAM):  # the consumer asks: its route, its user
             assert k.charged_route in route_names, k.name
             assert k.locust_user in classes, k.name
             assert k.users_per_run is not None and k.model is not None and k.style is not None

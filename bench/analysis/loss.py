@@ -77,6 +77,8 @@ def faults_section(t: Tables, window: Window, scenario: dict[str, Any], det: pd.
             first = attempts.sort_values("attempt").groupby("change_id")["t_send_ns"].min()
             row["attempted_during_outage"] = int(_inside(first, outages).sum())
             row["gave_up"] = int((attempts["outcome"] == "gave_up").sum())
+        if kind_of(mode).is_stream:  # each reconnect resumes after the last event seen (Last-Event-ID)
+            row["reconnects"] = s.get("reconnects")
         if not s["coalesced"]:  # with coalescing, unseen is not the same as lost
             seen = set(det.loc[det["mode"] == mode, "change_id"])
             row["lost_change_ids"] = [c for c in changes["change_id"] if c not in seen][:20]
