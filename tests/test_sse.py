@@ -12,9 +12,12 @@ import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 from support import WAIT_S, change, wait_until
+from test_analysis import CHANGES, MARKS, SCENARIO, W, ms
 from test_producer import async_test, producer
 
 import scenarios._sse_core as core
+from bench.analysis.summary import summarize
+from bench.analysis.tables import Tables
 from bench.config import scenario_from_dict
 from bench.modes import MODE_SSE, SSE_HEARTBEAT_BYTES, Workload, model_for, sse_event_bytes
 from bench.protocol import MODE_LABEL_HEADER, PATH_STREAM
@@ -297,3 +300,35 @@ async def test_the_client_reads_and_resumes_the_real_producers_stream(tmp_path: 
         assert [e.id for e in await asyncio.to_thread(listen, "3", 1)] == ["4"]
         with pytest.raises(ConnectionRefusedError):
             EventStream("http://127.0.0.1:1", PATH_STREAM, {}, 5, 5)
+
+
+# --- the summary of a stream mode ---------------------------------------------------------------------------------
+
+
+def test_a_streams_requests_are_the_connections_open_in_the_window() -> None:
+    def conn(t_send: float, t_recv: float, status: int, n: int, error: str | None) -> dict[str, Any]:
+        return {"mode": MODE_SSE, "user": 1, "resource_id": None, "t_intended_ns": ms(t_send), "t_send_ns": ms(t_send),
+                "t_recv_ns": ms(t_recv), "status": status, "empty": n == 0, "n_new": n, "bytes": 100 * n,
+                "error": error, "followup": False, "initial": False}
+
+    connections = [conn(100, 400, 200, 1, "StreamBroken: cut"),  # before the window: not one of its requests
+                   conn(500, 1400, 200, 3, "StreamBroken: cut"),  # opened in the warm-up, held into the window
+                   conn(1401, 1401, 0, 0, "ConnectionRefusedError"), conn(1600, 1600, 0, 0, "ConnectionRefusedError"),
+                   conn(1800, 2600, 200, 2, None),  # the resumed stream
+                   conn(2600, 2600, 0, 0, "ConnectionRefusedError")]  # after the window
+    t = Tables.from_frames(
+        changes=[{"change_id": c, "resource_id": r, "seq": i + 1, "version": v, "t_change_ns": ms(t)}
+                 for i, (c, r, v, t) in enumerate(CHANGES)],
+        observations=[{"mode": MODE_SSE, "user": 1, "change_id": c, "t_obs_ns": ms(t + 1)}
+                      for c, _r, _v, t in CHANGES[1:6]],
+        polls=connections)
+    s = summarize(t, W, SCENARIO, MARKS, modes=[MODE_SSE])
+    m = s["modes"][MODE_SSE]
+    assert (m["kind"], m["style"]) == ("stream", "sse")
+    assert (m["requests"], m["empty_requests"], m["errors"], m["reconnects"]) == (4, 2, 3, 3)
+    assert m["requests_per_change"] == 4 / 5
+    assert (m["observed"], m["lost"], m["duplicates"]) == (5, 0, 0)
+    assert m["latency_ms"]["p50"] == 1.0
+    assert "rtt_ms_p50" not in m  # a connection's duration is no round trip
+    assert m["model"]["event_bytes"] == sse_event_bytes(3) and m["model"]["heartbeats_per_change"] < 1e-12
+    assert s["faults"]["modes"][MODE_SSE]["reconnects"] == 3 and s["faults"]["modes"][MODE_SSE]["lost"] == 0
