@@ -9,7 +9,8 @@ process writes polls-<pid>.jsonl and observations-<pid>.jsonl there.
 The requests, and what their answers teach, are scenarios/_poll_core.py's (shared with fleet.py); this
 file keeps the schedule and the rows the run's analysis reads.
 
-Run on its own against a producer (-u must be (cursor ? 1 : 0) + (etag ? R : 0); it defaults to that):
+Run on its own against a producer (-u must be (cursor ? 1 : 0) + (etag ? R : 0) + (sse ? 1 : 0); it defaults
+to that):
 
     locust -f scenarios/pollers.py --host http://127.0.0.1:PORT --hb-resources 50     # web UI
     locust -f scenarios/pollers.py --host http://127.0.0.1:PORT --headless -u 51 -r 51 -t 30s \\
@@ -224,6 +225,8 @@ class SseListener(User):
             self.stream = EventStream(self.host or "", PATH_STREAM, headers, CFG.hb_timeout,
                                       CFG.hb_timeout + 2 * CFG.hb_sse_heartbeat)
             status, t_head = self.stream.status, time.time_ns()
+            if self.stopping:  # Locust began stopping while this connection was being made
+                return status == 200
             if status != 200:
                 error = f"HTTP {status}"
                 return False
