@@ -7,13 +7,18 @@ the last of several Poisson events sits nearer the interval's end: its mean late
 1/lam - T*e^(-lam*T)/(1-e^(-lam*T)) (slightly under T/2; equal to it as lam*T -> 0). For a target changing
 every I seconds with a uniform random phase, and k such targets behind one poll (a feed):
 P(empty) = max(0, 1 - T/I)^k.
+
+An event stream (SSE) has no poll to wait for: each change is written to the held connection once committed,
+so its latency is the one-way delivery time alone (not modelled). Its bytes per change are one event plus the
+heartbeats of the idle gaps: a gap G between changes (Poisson, total rate Lambda) gets floor(G/H) heartbeats,
+and E[floor(G/H)] = sum_k P(G >= kH) = 1/(e^(Lambda*H) - 1) per change.
 """
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["poll_model"]
+__all__ = ["poll_model", "stream_model"]
 
 
 def poll_model(process: str, lam: float, T: float, targets: int = 1, *, state: bool = False) -> dict[str, float | None]:
@@ -44,3 +49,14 @@ def poll_model(process: str, lam: float, T: float, targets: int = 1, *, state: b
         "changes_per_useful_poll": lt / useful if useful > 0 else None,
         "lambda_T": lt,
     }
+
+
+def stream_model(lam_total: float, heartbeat: float, event_bytes: float, heartbeat_bytes: float) -> dict[str, float]:
+    """Model of one event stream carrying every change (Poisson, `lam_total` changes/s in all) with a heartbeat
+    after `heartbeat` seconds of silence: heartbeats and bytes per change (bytes as sent, framing included)."""
+    if lam_total <= 0 or heartbeat <= 0:
+        raise ValueError("lam_total and heartbeat must be > 0")
+    x = lam_total * heartbeat
+    beats = math.exp(-x) / -math.expm1(-x)  # 1/(e^x - 1), without overflow for large x
+    return {"heartbeats_per_change": beats, "event_bytes": float(event_bytes),
+            "bytes_per_change": event_bytes + heartbeat_bytes * beats}

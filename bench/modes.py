@@ -11,15 +11,17 @@ loss, simulation, sweeps, the reproduction readings, the producer and the report
 
 from __future__ import annotations
 
+import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable
 
 from bench.adaptive import SHRINK_RULES, adaptive_model
-from bench.model import poll_model
-from bench.protocol import LONG_WAIT_MAX_S
+from bench.model import poll_model, stream_model
+from bench.protocol import LONG_WAIT_MAX_S, change_event
 from bench.schema import DURATION_HELP, Field
 
 if TYPE_CHECKING:
@@ -196,6 +198,28 @@ def _adaptive_latency(process: str) -> str:
             else "simulated: mean time from a change to the poll that returns it")
 
 
+SSE_HEARTBEAT_BYTES = 11  # ": hb\n\n" in a chunk of its own: "6\r\n" + 6 bytes + "\r\n"
+
+
+def sse_event_bytes(resources: int, seq: int = 100) -> int:
+    """Bytes on the wire of one change streamed alone (servers/producer/stream.py): "id: SEQ", "data: JSON", the
+    blank line and the chunk framing; for a 3-digit seq by default (each further digit adds 2 bytes)."""
+    data = json.dumps(change_event(f"ch{seq}", resources - 1, seq, 1, 1_800_000_000_000_000_000), separators=(",", ":"))
+    body = len(f"id: {seq}\ndata: {data}\n\n")
+    return body + len(f"{body:x}") + 4
+
+
+def _stream(w: Workload) -> dict[str, Any]:
+    """SSE: every change of the R resources on one held connection, a heartbeat per sse_heartbeat of silence."""
+    heartbeat = w.options.get("sse_heartbeat", SSE.fields["sse_heartbeat"].default)
+    m: dict[str, Any] = stream_model(w.rate * w.resources, heartbeat, sse_event_bytes(w.resources),
+                                     SSE_HEARTBEAT_BYTES)
+    m["note"] = ("analytic: no poll wait (latency = one-way delivery, not modelled); bytes per change = one event "
+                 "(3-digit seq) + heartbeats 1/(e^(R*lambda*H) - 1) per change"
+                 + ("" if w.process == "poisson" else f"; the {w.process} changes of R resources taken as Poisson"))
+    return m
+
+
 def _wasted(targets: str) -> Callable[[str], str]:
     return lambda process: "e^(-lambda*T)" if process == "poisson" else f"max(0, 1 - T/I)^{targets}"
 
@@ -264,7 +288,7 @@ SSE = ModeKind(
     summary_kind="stream", section="polling", style="sse",
     fields={"sse_heartbeat": Field("duration", 5.0, lambda x: 0 < x <= 300, "must be a duration in (0, 300s], "
                                    'e.g. "15s": a comment line the producer sends on an idle stream')},
-    charged_route="stream", users_per_run=lambda _r: 1, locust_user="SseListener", model=None,
+    charged_route="stream", users_per_run=lambda _r: 1, locust_user="SseListener", model=_stream,
     formulas=Formulas(requests_per_change="1 connection per run"), label="server-sent events",
     policy_words="SSE resume (Last-Event-ID)", colour="#9467bd", coalesces=False, simulated=False)
 

@@ -1,18 +1,24 @@
 """Locust pollers: the polling side of hookbench.
 
-CursorPoller (one user) reads the whole change feed, GET /changes?after=SEQ; EtagPoller (one user per
-resource) re-reads its resource, GET /resources/{id} with If-None-Match; ReconcilePoller (one user per hybrid
-subscription, --hb-reconcile) reads the feed every --hb-reconcile-interval. Every user polls at a fixed
-interval with a seeded random phase and records each poll's *intended* send time, so lateness under
-load stays visible (Locust's own timings hide it: coordinated omission). AdaptivePoller (one user) reads
-the feed at the interval bench.adaptive's policy chooses, and honours the producer's X-Poll-Interval.
-With --hb-records, every process writes polls-<pid>.jsonl and observations-<pid>.jsonl there.
-LongPoller (one user, style "long") long-polls the feed instead: no interval, the next request as soon as an
-answer arrives, its intended time that arrival.
+One user class per consumer-driven mode kind (bench.modes):
+- CursorPoller (one user) reads the whole change feed, GET /changes?after=SEQ;
+- EtagPoller (one user per resource) re-reads its resource, GET /resources/{id} with If-None-Match;
+- LongPoller (one user) long-polls the feed, GET /changes?after=SEQ&wait=W, asking again as soon as an answer
+  arrives (its intended time: that arrival);
+- AdaptivePoller (one user) reads the feed at the interval bench.adaptive's policy chooses, and honours the
+  producer's X-Poll-Interval / Retry-After;
+- SseListener (one user) holds GET /changes/stream open and resumes with Last-Event-ID after a disconnect;
+- ReconcilePoller (one user per hybrid subscription, --hb-reconcile) reads the feed every
+  --hb-reconcile-interval, the safety net under that subscription's webhooks.
+Fixed-interval users poll with a seeded random phase and record each poll's *intended* send time, so lateness
+under load stays visible (Locust's own timings hide it: coordinated omission). Every request but the cursor
+and ETag pollers' carries the mode label the producer charges it to. With --hb-records, every process writes
+polls-<pid>.jsonl and observations-<pid>.jsonl there.
 The requests, and what their answers teach, are scenarios/_poll_core.py's (shared with fleet.py); this
 file keeps the schedule and the rows the run's analysis reads.
 
-Run on its own against a producer (-u must be (cursor ? 1 : 0) + (etag ? R : 0) + hybrids; it defaults to that):
+Run on its own against a producer (-u must be (cursor ? 1 : 0) + (etag ? R : 0) + 1 for each of long, adaptive
+and sse + 1 per hybrid subscription; it defaults to that):
 
     locust -f scenarios/pollers.py --host http://127.0.0.1:PORT --hb-resources 50     # web UI
     locust -f scenarios/pollers.py --host http://127.0.0.1:PORT --headless -u 51 -r 51 -t 30s \\
@@ -23,6 +29,7 @@ Run on its own against a producer (-u must be (cursor ? 1 : 0) + (etag ? R : 0) 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import random
 import sys
@@ -31,9 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import gevent
-from locust import events, task
+from locust import User, events, task
 from locust.contrib.fasthttp import FastHttpUser
 from locust.env import Environment
+from locust.exception import StopUser
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench`, `scenarios` importable from any cwd
 from bench.adaptive import AdaptivePolicy, Schedule  # noqa: E402
@@ -44,12 +52,13 @@ from bench.modes import (  # noqa: E402
     MODE_ETAG,
     MODE_KINDS,
     MODE_LONG,
+    MODE_SSE,
     default_styles,
     mode_fields,
     option_flag,
     poll_styles,
 )
-from bench.protocol import MODE_LABEL_HEADER  # noqa: E402
+from bench.protocol import MODE_LABEL_HEADER, PATH_STREAM  # noqa: E402
 from scenarios._locust_common import (  # noqa: E402
     Option,
     RecordFile,
@@ -60,9 +69,11 @@ from scenarios._locust_common import (  # noqa: E402
     finite_positive,
     option_values,
     print_help,
+    short_error,
     stamp_layout,
 )
 from scenarios._poll_core import DETAILED, AdvisedFeed, CursorFeed, EtagResource, Outcome, run_poll  # noqa: E402
+from scenarios._sse_core import EventStream, SseParser, StreamBroken  # noqa: E402
 
 log = logging.getLogger("hookbench.pollers")
 STYLES = poll_styles()  # one per polling mode kind of bench.modes
@@ -283,8 +294,107 @@ class LongPoller(_Poller):
 LongPoller.tasks = [LongPoller.poll]  # Locust adds a base class's @task to a subclass's: replace, not add
 
 
-USERS: dict[str, type[_Poller]] = {cls.__name__: cls for cls in (CursorPoller, EtagPoller, LongPoller, AdaptivePoller,
-                                                                  ReconcilePoller)}  # by class name
+SSE_BACKOFF_S = (0.2, 2.0)  # a failed (re)connect waits 0.2 s, doubling up to 2 s; after a stream ends: at once
+_listening: set[SseListener] = set()
+
+
+class SseListener(User):
+    """One subscriber holding GET /changes/stream (Server-Sent Events) open; after a disconnect it reconnects
+    with Last-Event-ID = the last event's id, so the producer replays exactly what it missed.
+
+    Rows: an observation per event, stamped when its bytes arrived; a polls row per connection (attempts that
+    failed included), written when the connection ends, or when Locust stops (test_stopping closes the socket):
+    t_intended_ns = t_send_ns = when it connected, t_recv_ns = when it ended, n_new = its events, bytes = its
+    body. A connection that hears nothing for 2 heartbeats + --hb-timeout is taken for dead and replaced.
+    """
+
+    mode = MODE_SSE
+    fixed_count = 0  # set from the options in _configure()
+    network_timeout = connection_timeout = 5.0
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        self.index = _indices.next()
+        self.last_id: str | None = None  # the Last-Event-ID of the next connection (None: start at the head)
+        self.backoff = SSE_BACKOFF_S[0]
+        self.stream: EventStream | None = None
+        self.stopping = False
+
+    def wait_time(self) -> float:
+        return 0.0  # the task waits itself (the back-off), between connections only
+
+    def on_start(self) -> None:
+        _listening.add(self)
+
+    def on_stop(self) -> None:
+        _listening.discard(self)
+
+    def stop_listening(self) -> None:
+        """Locust is stopping: end the held connection now (its row is written) rather than be killed in it."""
+        self.stopping = True
+        if self.stream is not None:
+            self.stream.close()  # the read blocked on it raises at once
+
+    @task
+    def listen(self) -> None:
+        if self.stopping:
+            raise StopUser()  # Locust is stopping: no new connection
+        if self.connect() or self.stopping:
+            return
+        gevent.sleep(self.backoff)
+        self.backoff = min(SSE_BACKOFF_S[1], self.backoff * 2)
+
+    def connect(self) -> bool:
+        """One connection, to its end; whether the producer accepted it (HTTP 200)."""
+        headers = {MODE_LABEL_HEADER.title(): self.mode}  # as aiohttp's clients send it: not charged as bytes
+        if self.last_id is not None:
+            headers["Last-Event-ID"] = self.last_id
+        status, events, nbytes, error, t_head = 0, 0, 0, None, None
+        t_send = time.time_ns()
+        try:
+            self.stream = EventStream(self.host or "", PATH_STREAM, headers, CFG.hb_timeout,
+                                      CFG.hb_timeout + 2 * CFG.hb_sse_heartbeat)
+            status, t_head = self.stream.status, time.time_ns()
+            if self.stopping:  # Locust began stopping while this connection was being made
+                return status == 200
+            if status != 200:
+                error = f"HTTP {status}"
+                return False
+            self.backoff = SSE_BACKOFF_S[0]
+            parser = SseParser()
+            for piece in self.stream.body():
+                t_obs = time.time_ns()
+                nbytes += len(piece)
+                for event in parser.feed(piece):
+                    change_id = json.loads(event.data)["change_id"]
+                    self.last_id = event.id  # only once the event is whole and read: a cut one is replayed
+                    events += 1
+                    _observations.write({"mode": self.mode, "user": self.index, "change_id": change_id,
+                                         "t_obs_ns": t_obs})
+            return True
+        except (OSError, StreamBroken) as exc:  # refused, reset, cut off (a producer killed), silent too long
+            if not self.stopping:  # the socket we closed ourselves at the end of the run is no error
+                error = short_error(exc)
+            return status == 200  # a stream that was running: reconnect at once, then back off
+        except (ValueError, KeyError, TypeError) as exc:  # not a change: resume after the last good event, later
+            error = "bad event: " + short_error(exc)
+            return False
+        finally:  # also when Locust kills the greenlet: a connection always leaves its row
+            if self.stream is not None:
+                self.stream.close()
+                self.stream = None
+            t_end = time.time_ns()
+            _polls.write({"mode": self.mode, "user": self.index, "resource_id": None, "t_intended_ns": t_send,
+                          "t_send_ns": t_send, "t_recv_ns": t_end, "status": status, "empty": events == 0,
+                          "n_new": events, "bytes": nbytes, "error": error, "followup": False, "initial": False})
+            self.environment.events.request.fire(
+                request_type="GET", name=PATH_STREAM, response_time=((t_head or t_end) - t_send) / 1e6,
+                response_length=nbytes, exception=StreamBroken(error) if error else None, context={},
+                response=None, url=PATH_STREAM)
+
+
+USERS: dict[str, type[User]] = {cls.__name__: cls for cls in (CursorPoller, EtagPoller, LongPoller, AdaptivePoller,
+                                                              SseListener, ReconcilePoller)}  # by class name
 
 
 def _configure(opts: Any) -> list[str]:
@@ -345,6 +455,12 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         log.error("pollers: not starting: %s", "; ".join(errors))
         if environment.runner is not None:
             gevent.spawn(environment.runner.stop)  # start() goes on spawning after this event: stop after it
+
+
+@events.test_stopping.add_listener
+def _stop_listening(**_: Any) -> None:
+    for listener in list(_listening):
+        listener.stop_listening()
 
 
 @events.test_stopping.add_listener

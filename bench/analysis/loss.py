@@ -80,6 +80,8 @@ def faults_section(t: Tables, window: Window, scenario: dict[str, Any], det: pd.
         if kind_of(mode) is HYBRID:  # what its safety net saw first, and what only it saw
             row["recovered_by_reconcile"] = s["recovered_by_reconcile"]
             row["reconcile_only"] = s["reconcile_only"]
+        if kind_of(mode).is_stream:  # each reconnect resumes after the last event seen (Last-Event-ID)
+            row["reconnects"] = s.get("reconnects")
         if not s["coalesced"]:  # with coalescing, unseen is not the same as lost
             seen = set(det.loc[det["mode"] == mode, "change_id"])
             row["lost_change_ids"] = [c for c in changes["change_id"] if c not in seen][:20]

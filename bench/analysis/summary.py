@@ -104,10 +104,17 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
     # thin event's fetches) are polls rows; what the producer sent are delivery attempts. A mode may have both.
     polls = t.polls[(t.polls["mode"] == mode) & ~t.polls["initial"]
                     & (t.polls["t_intended_ns"] >= w.start_ns) & (t.polls["t_intended_ns"] < w.end_ns)]
+    if kind.is_stream:  # a request is a connection; the one opened in the warm-up and held into the window counts:
+        # every connection open at some time in the window (a held stream's cost is in bytes and CPU per change)
+        mine = t.polls[t.polls["mode"] == mode]
+        polls = mine[(mine["t_send_ns"] < w.end_ns) & (mine["t_recv_ns"] >= w.start_ns)]
+        first = mine["t_send_ns"].min()  # attempts after the mode's first connection, made in the window
+        out.update(style=kind.style, reconnects=int(((polls["t_send_ns"] >= w.start_ns)
+                                                     & (polls["t_send_ns"] > first)).sum()))
     requests = int(len(polls))
     empty = int(polls["empty"].sum())
     errors = int(polls["error"].notna().sum())
-    if kind.style is not None:
+    if kind.is_pull:
         rtt = (polls["t_recv_ns"] - polls["t_send_ns"]) / 1e6
         late = (polls["t_send_ns"] - polls["t_intended_ns"]) / 1e6
         out["style"] = kind.style

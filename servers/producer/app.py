@@ -17,10 +17,11 @@ from bench.records import JsonlWriter
 
 from ..common import loop_lag_ctx
 from . import events  # noqa: F401  (registers GET PATH_EVENT, a thin event's fetch, on views.routes)
+from . import stream as _stream  # noqa: F401  (registers GET /changes/stream on the views' routes)
 from .advice import install_advice
 from .dispatcher import Dispatcher
 from .generator import ChangeGenerator, generation_seed
-from .keys import DEFAULT_DELIVERY, DISPATCHER, GENERATOR, LEDGER, MARKS, NOTIFIER, SNAPSHOT, STORE
+from .keys import DEFAULT_DELIVERY, DISPATCHER, GENERATOR, LEDGER, MARKS, NOTIFIER, SNAPSHOT, SSE_HEARTBEAT, STORE
 from .ledger import METER, POLL_CPU_SAMPLE_NS, Ledger, Meter, header_bytes
 from .marks import MarkLog
 from .notify import ChangeNotifier
@@ -172,6 +173,7 @@ def create_app(scenario: Scenario, *, db_path: str | Path, records_dir: str | Pa
     app[DEFAULT_DELIVERY] = scenario.webhook.subscriptions[0]
     app[EMPTY_POLLS] = empty_polls
     app[NOTIFIER] = ChangeNotifier()
+    app[SSE_HEARTBEAT] = scenario.polling.sse_heartbeat / scenario.run.time_scale
 
     async def release_held(app: web.Application) -> None:  # before aiohttp waits for handlers to finish
         app[NOTIFIER].close()

@@ -27,3 +27,5 @@ SNAPSHOT: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("snapshot")
 DEFAULT_DELIVERY: web.AppKey["DeliveryCfg"] = web.AppKey("default_delivery")
 # wakes held requests (long polls, streams) on every committed change
 NOTIFIER: web.AppKey["ChangeNotifier"] = web.AppKey("notifier")
+# seconds of silence after which an event stream gets a heartbeat comment (live: polling.sse_heartbeat / time_scale)
+SSE_HEARTBEAT: web.AppKey[float] = web.AppKey("sse_heartbeat", float)

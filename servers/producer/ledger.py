@@ -41,8 +41,9 @@ class Meter:
 
     The wrapper reads thread CPU around the whole handler, which is only right for a handler that never
     awaits. One that does calls `pause()` before each wait and `resume()` after it, so the CPU of other
-    requests served meanwhile is not charged to it; `hold()`/`release()` count it as a held connection; and
-    `sent(n)` adds the bytes it streamed itself (the wrapper counts only a response's head and fixed body).
+    requests served meanwhile is not charged to it; `hold()`/`release()` count it as a held connection;
+    `sent(n)` adds the bytes it streamed itself (the wrapper counts only a response's head and fixed body); and
+    `charge()` books the CPU counted so far at once (a stream that lasts the whole run).
     """
 
     __slots__ = ("cost", "timed", "cpu_ns", "_t0", "_held")
@@ -62,6 +63,12 @@ class Meter:
     def resume(self) -> None:
         if self.timed:
             self._t0 = time.thread_time_ns()
+
+    def charge(self) -> None:
+        """Charge the CPU counted so far to the mode now rather than when the request ends (call it paused): a
+        stream held across the window marks must show its CPU between them."""
+        self.cost.cpu_ns += self.cpu_ns
+        self.cpu_ns = 0
 
     def stop(self) -> int:
         """The CPU counted so far (the wrapper calls it once, when the handler is done)."""
