@@ -91,11 +91,18 @@ def test_every_simulated_kind_has_a_simulator_and_no_other_does() -> None:
 
 
 def test_kinds_declare_routes_the_producer_names_and_locust_users_that_exist() -> None:
-    route_names = set()
-    for module in (REPO / "servers" / "producer").glob("*.py"):
-        route_names |= {kw.value.value for node in ast.walk(ast.parse(module.read_text()))
-                        if isinstance(node, ast.Call) for kw in node.keywords
-                        if kw.arg == "name" and isinstance(kw.value, ast.Constant) and isinstance(kw.value.value, str)}
+    import bench.modes as registry
+
+    def route_name(value: ast.expr) -> str | None:  # name="changes", or name=THIN.charged_route
+        if isinstance(value, ast.Constant) and isinstance(value.value, str):
+            return value.value
+        if isinstance(value, ast.Attribute) and value.attr == "charged_route" and isinstance(value.value, ast.Name):
+            return getattr(registry, value.value.id).charged_route
+        return None
+
+    route_names = {route_name(kw.value) for module in (REPO / "servers" / "producer").glob("*.py")
+                   for node in ast.walk(ast.parse(module.read_text())) if isinstance(node, ast.Call)
+                   for kw in node.keywords if kw.arg == "name"} - {None}
     # the pollers' locustfile is not imported here: importing locust gevent-patches the test process
     pollers = ast.parse((REPO / "scenarios" / "pollers.py").read_text())
     classes = {n.name for n in ast.walk(pollers) if isinstance(n, ast.ClassDef)}
