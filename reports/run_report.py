@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from bench.modes import CURSOR, ETAG, find_kind
 from reports.document import Block, Bullets, CodeBlock, Heading, Image, Notice, Para, Row, Strong, Table
 from reports.figures import FigureOutcome
 from reports.fmt import (
@@ -262,6 +263,12 @@ ROWS: tuple[RowSpec, ...] = (
 )
 
 
+def _fixed_poll(mode: str) -> bool:
+    """A fixed-interval poll (cursor or ETag), whose wasted fraction is e^(−λT) for Poisson changes."""
+    kind = find_kind(mode)
+    return kind is not None and kind in (CURSOR, ETAG)
+
+
 def _results(run: RunData) -> list[Block]:
     modes = run.modes
     if not modes:
@@ -271,7 +278,9 @@ def _results(run: RunData) -> list[Block]:
         if spec.only_if is not None and all(get(section, *spec.only_if) is None for section in modes.values()):
             continue
         label = spec.label
-        if label == MODEL_WASTED and run.change_process == "poisson":
+        if label == MODEL_WASTED and run.change_process == "poisson" and all(
+                get(section, "model", "wasted_fraction") is None or _fixed_poll(name)
+                for name, section in modes.items()):  # other modes' models have other formulas (see the notes)
             label += " e^(−λT)"
         rows.append(Row(label, tuple(spec.cell(section) for section in modes.values()), spec.model))
     caption = ("One column per mode. Rows marked “model” are analytic predictions, not measurements "

@@ -148,8 +148,9 @@ def _mode_summary(t: Tables, w: Window, mode: str, scenario: dict[str, Any], mar
                     & (t.events["t_ns"] >= w.start_ns) & (t.events["t_ns"] <= w.end_ns)]["held"].dropna()
     if len(held):
         out["held_connections"] = {"max": int(held.max()), "mean": float(held.mean()), "samples": int(len(held))}
-    p = _ratio(empty, requests)
-    ci = wilson_interval(empty, requests)
+    # a held stream's "requests" are its few connections: a share of empty ones is no waste rate (left null)
+    p = None if kind.is_stream else _ratio(empty, requests)
+    ci = None if kind.is_stream else wilson_interval(empty, requests)
     nbytes, cpu = _cost(marks, mode)
     lat = det.loc[det["mode"] == mode, "latency_ms"]
     out.update({
