@@ -32,3 +32,13 @@ def test_product_code_never_needs_shared() -> None:
     for package in ("bench", "servers", "scenarios", "reports"):
         for path in (REPO / package).rglob("*.py"):
             assert "../shared" not in path.read_text(), path
+
+
+def test_no_merge_conflict_markers_are_committed() -> None:
+    markers = ("<<<<<<< ", ">>>>>>> ")
+    tracked = [p for top in ("bench", "servers", "scenarios", "reports", "docs", "tests", "notebooks")
+               for p in (REPO / top).rglob("*") if p.is_file() and p.suffix in {".py", ".md", ".toml", ".ipynb"}]
+    tracked += [REPO / "README.md", REPO / "pyproject.toml", REPO / "Makefile"]
+    found = [str(p.relative_to(REPO)) for p in tracked
+             if any(line.startswith(markers) for line in p.read_text(encoding="utf-8").splitlines())]
+    assert not found, f"merge conflict markers left in: {found}"
