@@ -6,6 +6,7 @@ the verdicts its header comment promises, against the producer's ground truth.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,23 @@ def test_receiver_outage(tmp_path: Path) -> None:
     assert abs(ff["lost"] - f["changes_in_outage"]) <= 2
     for mode in ("webhook", "webhook_outbox", "polling"):
         assert f["modes"][mode]["lost"] == 0, mode
-    for mode in ("webhook", "webhook_ff", "webhook_outbox"):
+    for mode in ("webhook", "webhook_ff", "webhook_outbox", "hybrid_ff"):
         assert f["modes"][mode]["duplicates_processed"] == 0, mode
+    # webhook + reconciliation (issue 10): the same fire-and-forget policy loses nothing, because every change
+    # whose one attempt failed was seen by its reconcile poll only
+    hybrid = f["modes"]["hybrid_ff"]
+    assert hybrid["lost"] == 0 and hybrid["reconcile_only"] == hybrid["gave_up"] > 0
+    m = s["modes"]["hybrid_ff"]
+    assert m["recovered_by_reconcile"] >= m["reconcile_only"]
+    assert m["requests"] == m["delivery_attempts"] + m["reconcile_requests"] and m["reconcile_requests"] > 0
+    # a missed change is seen by the next reconcile poll: within T_rec (+ the poll's round trip and lateness)
+    T_rec = m["reconcile_interval_s"]
+    extra = m["reconcile_extra_latency_ms"]
+    assert extra["n"] == m["recovered_by_reconcile"]
+    assert 0 <= extra["p50"] <= T_rec * 1e3 + 500
+    # model: uniform over the poll's period, mean T_rec/2 + round trip, s.e. T_rec/sqrt(12 n)
+    se_ms = T_rec * 1e3 / math.sqrt(12 * extra["n"])
+    assert abs(extra["mean"] - m["model"]["reconcile_latency_mean_ms"]) <= 3 * se_ms, (extra, m["model"])
 
 
 def test_producer_crash(tmp_path: Path) -> None:
@@ -47,6 +63,11 @@ def test_producer_crash(tmp_path: Path) -> None:
     assert f["modes"]["polling"]["lost"] == 0  # the feed is the store: the cursor catches up
     assert f["modes"]["webhook"]["lost"] > 0  # in-memory retries lost their queue with the process
     assert f["modes"]["webhook_outbox"]["duplicates_processed"] == 0
+    # webhook + reconciliation (issue 10): the same in-memory retries lose nothing; what no delivery brought,
+    # the reconcile poll did
+    assert f["modes"]["hybrid"]["lost"] == 0 and f["modes"]["hybrid"]["duplicates_processed"] == 0
+    m = s["modes"]["hybrid"]
+    assert m["reconcile_only"] > 0 and m["recovered_by_reconcile"] >= m["reconcile_only"]
 
 
 def test_attack_mix(tmp_path: Path) -> None:

@@ -161,7 +161,7 @@ def test_c6_counts_a_reconciled_webhook_as_keeping_a_copy() -> None:
 
 
 def test_pollers_get_one_reconcile_user_per_hybrid_and_the_live_interval(tmp_path) -> None:
-    sc = load_scenario(REPO / "scenarios" / "faults" / "hybrid_outage.toml",
+    sc = load_scenario(REPO / "scenarios" / "faults" / "receiver_outage.toml",
                        ["run.time_scale=4", 'webhook.subscriptions=[{name="hybrid"},{name="webhook"},'
                         '{name="hybrid_ff", policy="fire_and_forget"}]'])
     argv = poller_argv(sc, REPO / "scenarios" / "pollers.py", "http://127.0.0.1:1", tmp_path, 10)
