@@ -85,7 +85,7 @@ def test_every_output_file_is_written(default_run: tuple[Path, str]) -> None:
     figures = sorted(p.name for p in (run_dir / "figures").glob("*.png"))
     assert figures == ["frontier.png", "latency_cdf.png", "requests_per_change.png", "wasted_fraction.png"]
     html = (run_dir / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3
+    assert html.count("data:image/png;base64,") == 4
     assert f"report: {run_dir / 'report.html'}" in stdout
 
 
