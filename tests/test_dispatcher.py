@@ -28,7 +28,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from support import WAIT_S, change, read_jsonl, wait_until
 
 from bench.config import Scenario, scenario_from_dict
-from bench.protocol import READY_PREFIX, encode_event, msg_id_for
+from bench.protocol import READY_PREFIX, change_event, encode_event, msg_id_for
 from bench.signing import SCHEMES, make_scheme, new_secret, new_secret_for
 from servers.producer import create_app
 from servers.producer.endpoint import parse_retry_after
@@ -663,3 +663,27 @@ async def test_each_scheme_signs_what_the_receiver_verifies(tmp_path: Path, sche
     assert sorted(verdicts) == sorted(msg_id_for(c["change_id"]) for c in made)
     for hit in cap.hits:
         assert hit.body == encode_event(json.loads(hit.body)["data"]).encode()
+
+
+def test_each_change_starts_with_the_next_subscription_in_turn() -> None:
+    # The first subscription served after a change pays for cold caches: always serving them in one order
+    # charged three identical subscriptions 148, 38 and 22 µs per change. Rotating by seq spreads it evenly.
+    from types import SimpleNamespace
+
+    from servers.producer.dispatcher import Dispatcher
+
+    order: list[tuple[int, str]] = []
+
+    def endpoint(name: str) -> SimpleNamespace:
+        queue = SimpleNamespace(put_nowait=lambda job: order.append((job.change["seq"], name)))
+        return SimpleNamespace(outbox=False, jobs=0, queue=queue)
+
+    d = Dispatcher.__new__(Dispatcher)
+    d.enabled = True
+    d.endpoints = {name: endpoint(name) for name in ("a", "b", "c")}
+    for seq in (1, 2, 3, 4):
+        d.submit(change_event(f"ch{seq}", 0, seq, seq, seq))
+    firsts = [name for i, (_seq, name) in enumerate(order) if i % 3 == 0]
+    assert firsts == ["b", "c", "a", "b"]  # seq % 3 picks who goes first
+    assert sorted(order[:3]) == [(1, "a"), (1, "b"), (1, "c")]  # and every subscription still gets every change
+    assert all(ep.jobs == 4 for ep in d.endpoints.values())

@@ -173,7 +173,13 @@ class Dispatcher:
         """A change was committed: queue it for every in-memory subscription, wake the outbox pumps."""
         if not self.enabled:
             return
-        for ep in self.endpoints.values():
+        # Each change starts with the next subscription in turn: the first one served after the change pays for
+        # the cold caches (measured: three identical subscriptions, always served in one order, were charged
+        # 148, 38 and 22 µs of CPU per change, and their p50 latencies rose in the same order), so a fixed
+        # order would bias every per-mode comparison of push modes. Rotating spreads that cost evenly.
+        eps = list(self.endpoints.values())
+        k = change["seq"] % len(eps) if eps else 0
+        for ep in eps[k:] + eps[:k]:
             if ep.outbox:
                 ep.wake.set()  # the row is already in the store (apply_change)
             else:
