@@ -232,21 +232,29 @@ def _cached_trace(csv: str | None, git: str | None) -> Trace:
     return load_trace(csv=csv, git=git)
 
 
-@dataclass(frozen=True)
-class PollingCfg:
-    """[polling]: the keys every polling mode shares, and `options`, the keys its mode kinds declare in
-    bench.modes (e.g. cursor_limit), read as attributes: `polling.cursor_limit`."""
+class _ModeOptions:
+    """A section whose mode kinds add keys (bench.modes `fields`): they are held in `options` and read as
+    attributes, `polling.cursor_limit`, `webhook.reconcile_interval`."""
 
-    interval: float  # nominal seconds
-    styles: tuple[str, ...]
-    timeout: float
-    options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    _section = ""
 
     def __getattr__(self, name: str) -> Any:
         options = self.__dict__.get("options") or {}
         if name in options:
             return options[name]
-        raise AttributeError(f"[polling] has no key {name!r}")
+        raise AttributeError(f"[{self._section}] has no key {name!r}")
+
+
+@dataclass(frozen=True)
+class PollingCfg(_ModeOptions):
+    """[polling]: the keys every polling mode shares, and `options`, the keys its mode kinds declare in
+    bench.modes (e.g. cursor_limit), read as attributes: `polling.cursor_limit`."""
+
+    _section = "polling"
+    interval: float  # nominal seconds
+    styles: tuple[str, ...]
+    timeout: float
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -288,20 +296,15 @@ class DeliveryCfg:
 
 
 @dataclass(frozen=True)
-class WebhookCfg:
+class WebhookCfg(_ModeOptions):
     """[webhook]: the delivery defaults, the subscriptions, and `options`, the keys its mode kinds declare in
     bench.modes (e.g. reconcile_interval), read as attributes: `webhook.reconcile_interval`."""
 
+    _section = "webhook"
     enabled: bool
     slo: float
     subscriptions: tuple[DeliveryCfg, ...]
     options: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def __getattr__(self, name: str) -> Any:
-        options = self.__dict__.get("options") or {}
-        if name in options:
-            return options[name]
-        raise AttributeError(f"[webhook] has no key {name!r}")
 
 
 @dataclass(frozen=True)
