@@ -73,15 +73,17 @@ def _exit_code(status: RunStatus, error: str | None, what: str) -> int:
 
 
 def _print_faults(s: Summary) -> None:
+    from reports.fmt import fmt_policy
+
     f = s.faults or {}
     if not (f.get("receiver_down") or f.get("producer_crashes")):
         return
     outages = ", ".join(f"{o['duration_s']:.1f} s ({o['mode']})" for o in f["receiver_down"]) or "none"
     print(f"\nfaults: receiver down {outages}; producer crashes {len(f['producer_crashes'])}; "
           f"{f['changes_in_outage']} changes made during outages")
-    print(f"{'mode':16} {'policy':16} {'lost':>5} {'dup dlv':>8} {'dup proc':>8} {'late':>5} {'max delay ms':>13}")
-    for mode, m in f["modes"].items():
-        print(f"{mode:16} {m['policy']:16} {m['lost']:>5} {m['duplicates_delivered']:>8} "
+    print(f"{'mode':16} {'policy':40} {'lost':>5} {'dup dlv':>8} {'dup proc':>8} {'late':>5} {'max delay ms':>13}")
+    for mode, m in f["modes"].items():  # the policy in the registry's words, as the report says it
+        print(f"{mode:16} {fmt_policy(m['policy'], mode):40.40} {m['lost']:>5} {m['duplicates_delivered']:>8} "
               f"{_f(m['duplicates_processed'], 'd'):>8} {m['late']:>5} {_f(m['max_delay_ms'], '.0f'):>13}")
 
 
