@@ -13,8 +13,7 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
-__all__ = ["PROFILE_NAMES", "DELIVERY_KEYS", "INFO_KEYS", "STATUSES", "load_profiles", "profile_values",
-           "unsimulated_rules"]
+__all__ = ["PROFILE_NAMES", "DELIVERY_KEYS", "INFO_KEYS", "STATUSES", "load_profiles", "profile_values"]
 
 PROFILE_NAMES = ("stripe", "github", "shopify", "slack", "svix", "square", "standard")
 # keys of a profile that become delivery keys (bench.config._DELIVERY) ...
@@ -53,8 +52,3 @@ def profile_values(name: str) -> dict[str, Any]:
     table = load_profiles()[name]
     return {k: table[k]["value"] for k in DELIVERY_KEYS if k in table and "value" in table[k]}
 
-
-def unsimulated_rules(name: str) -> list[str]:
-    """Disable rules the provider has (by the data file) that hookbench does not simulate."""
-    rule = load_profiles()[name].get("disable_rule", {})
-    return [rule["value"]] if "value" in rule and "not simulated" in rule.get("note", "") else []
