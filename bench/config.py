@@ -34,6 +34,7 @@ from bench.modes import (
     push_name_words,
     scenario_modes,
 )
+from bench.profiles import PROFILE_NAMES, profile_values
 from bench.protocol import ATTACK_KINDS, ATTACK_NEEDS, LONG_WAIT_MAX_S, SCHEMES
 from bench.schema import DURATION_HELP, Field, parse_duration, validate_table
 from bench.traces import Trace, TraceError, load_trace
@@ -57,6 +58,8 @@ _fraction = lambda x: 0 <= x < 1  # noqa: E731
 # --- what a scenario holds ------------------------------------------------------------------------
 
 _DELIVERY: dict[str, Field] = {  # one webhook subscription's delivery policy ([webhook] gives defaults)
+    # a provider's documented values (bench/data/delivery_profiles.toml) for the keys the scenario leaves unset
+    "profile": Field("choice", None, choices=PROFILE_NAMES),
     "scheme": Field("choice", "standard", choices=SCHEMES),
     "policy": Field("choice", "retry", choices=POLICIES),
     "timeout": Field("duration", 2.0, _pos, DURATION_HELP),
@@ -72,6 +75,14 @@ _DELIVERY: dict[str, Field] = {  # one webhook subscription's delivery policy ([
     "breaker_failure_ratio": Field("float", 0.5, lambda x: 0 < x <= 1, "must be a fraction in (0, 1]"),
     "breaker_window": Field("int", 20, lambda n: 1 <= n <= 10_000, "must be an integer from 1 to 10000"),
     "breaker_open": Field("duration", 5.0, _pos, DURATION_HELP),
+    "disable_after_failures": Field("int", 0, lambda n: 0 <= n <= 1_000_000,
+                                    "must be an integer >= 0: consecutive failed attempts that disable the "
+                                    "subscription (0 = never)"),
+    "disable_after": Field("duration", 0.0, _nonneg, _NONNEG_HELP + ": continuous failure that disables the "
+                           "subscription (0 = never)"),
+    "delay_scale": Field("float", 1.0, lambda x: 0 < x <= 1e9,
+                         "must be a number in (0, 1e9]: retry delays and disable_after are divided by it "
+                         "(1 = as written)"),
 }
 
 _SCHEMA: dict[str, dict[str, Field]] = {
@@ -276,6 +287,10 @@ class DeliveryCfg:
     breaker_failure_ratio: float
     breaker_window: int
     breaker_open: float
+    profile: str | None = None  # the provider profile the unset keys came from (bench.profiles)
+    disable_after_failures: int = 0  # consecutive failed attempts that disable the subscription; 0: never
+    disable_after: float = 0.0  # nominal seconds of continuous failure that disable it; 0: never
+    delay_scale: float = 1.0  # retry delays and disable_after are divided by it (a 3-day schedule in seconds)
 
     @property
     def attempts(self) -> int:
@@ -283,10 +298,16 @@ class DeliveryCfg:
         return 1 if self.policy == "fire_and_forget" else self.max_attempts
 
     def nominal_delay(self, attempt: int) -> float:
-        """Delay after failed attempt `attempt` (1-based) before jitter: the list, or base*factor^(n-1) capped."""
+        """Delay after failed attempt `attempt` (1-based) before jitter: the list (its last entry repeats), or
+        base*factor^(n-1) capped; divided by `delay_scale`."""
         if self.retry_delays:
-            return self.retry_delays[min(attempt, len(self.retry_delays)) - 1]
-        return min(self.backoff_cap, self.backoff_base * self.backoff_factor ** (attempt - 1))
+            return self.retry_delays[min(attempt, len(self.retry_delays)) - 1] / self.delay_scale
+        return min(self.backoff_cap, self.backoff_base * self.backoff_factor ** (attempt - 1)) / self.delay_scale
+
+    @property
+    def live_disable_after(self) -> float:
+        """Seconds of continuous failure that disable the subscription (0: never), after `delay_scale`."""
+        return self.disable_after / self.delay_scale
 
     @property
     def retry_window_s(self) -> float:
@@ -494,6 +515,8 @@ def scenario_from_dict(data: dict[str, Any], source: str, overrides: list[str] |
         hit = any(key == k or key.startswith(k + ".") or key.startswith(k + "[") for k in overridden)
         return f"--set (over {source})" if hit else source
 
+    if isinstance(data.get("webhook"), dict):
+        data["webhook"] = _with_profile(data["webhook"], "webhook", src)
     sections = set(_SCHEMA) - {"", "fleet"}
     v = {"": validate_table(data, _SCHEMA[""], "", src, extra_allowed=sections | {"fleet"})}
     for section in sections:
@@ -616,6 +639,18 @@ def _changes(ch: dict[str, Any], src: Any, base_dir: Path | None) -> dict[str, A
     return ch
 
 
+def _with_profile(table: dict[str, Any], where: str, src: Any) -> dict[str, Any]:
+    """`table` with the delivery keys of its `profile` filled in where it sets none itself."""
+    name = table.get("profile")
+    if name is None:
+        return table
+    if not isinstance(name, str) or name not in PROFILE_NAMES:
+        key = f"{where}.profile" if where else "profile"
+        raise ScenarioError(src(key), key, name, "must be one of the known delivery profiles: "
+                            f"{', '.join(PROFILE_NAMES)} (bench/data/delivery_profiles.toml)")
+    return {**profile_values(name), **table}
+
+
 def _delivery(values: dict[str, Any], name: str, where: str, src: Any) -> DeliveryCfg:
     d = DeliveryCfg(name=name, **{k: values[k] for k in _DELIVERY})
     if d.backoff_cap < d.backoff_base:
@@ -635,6 +670,9 @@ def _webhook(raw: dict[str, Any], values: dict[str, Any], src: Any) -> WebhookCf
         # each subscription inherits every delivery key it does not set from [webhook]
         fields = {k: replace(f, default=values[k]) for k, f in _DELIVERY.items()}
         fields["name"] = Field("str", MISSING, is_push_name, push_name_words())
+        # a subscription's own profile replaces what it would inherit; its explicit keys win over both
+        rows = [_with_profile(row, f"webhook.subscriptions[{i}]", src) if isinstance(row, dict) else row
+                for i, row in enumerate(rows)]
         subs = tuple(_delivery(validate_table(row, fields, f"webhook.subscriptions[{i}]", src), row["name"],
                                f"webhook.subscriptions[{i}]", src) for i, row in enumerate(rows))
         names = [d.name for d in subs]
@@ -657,6 +695,8 @@ def delivery_from_dict(data: dict[str, Any], source: str) -> DeliveryCfg:
     """A DeliveryCfg from plain data (e.g. the JSON body of POST /subscriptions); ScenarioError if invalid."""
     fields = dict(_DELIVERY)
     fields["name"] = Field("str", MISSING, is_push_name, push_name_words())
+    if isinstance(data, dict):
+        data = _with_profile(data, "", lambda _k: source)
     values = validate_table(data, fields, "", lambda _k: source)
     return _delivery(values, values["name"], "", lambda _k: source)
 

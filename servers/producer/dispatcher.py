@@ -8,8 +8,10 @@ Policies (`DeliveryCfg.policy`):
   `outbox.pump` delivers, retries and dead-letters those rows, resuming them after a restart.
 
 Each subscription is an `Endpoint` with its own workers, concurrency limit and circuit breaker, so one
-failing endpoint never stalls another. A 410 Gone disables the subscription. Every attempt is recorded
-(deliveries.jsonl), its cost charged to the subscription's mode name.
+failing endpoint never stalls another. A 410 Gone disables the subscription, and so do the disable rules a
+provider profile (bench/data/delivery_profiles.toml) or the scenario sets: `disable_after_failures` consecutive
+failed attempts, or `disable_after` seconds of continuous failure (both across all of the subscription's
+changes). Every attempt is recorded (deliveries.jsonl), its cost charged to the subscription's mode name.
 """
 
 from __future__ import annotations
@@ -130,12 +132,14 @@ class Dispatcher:
             self._close_endpoint(ep, "subscription deleted")
 
     def disable(self, ep: Endpoint) -> None:
-        """The endpoint answered 410 Gone: deactivate the subscription in the store and stop delivering to it."""
+        """A disable rule fired (`ep.disable_why`: 410 Gone, or a failure rule): deactivate the subscription in
+        the store and stop delivering to it."""
         if ep.closed:
             return
-        self.store.remove_subscription(ep.sub.id, "410 Gone")
-        log.warning("subscription %s (%s) answered 410 Gone: disabled", ep.sub.id, ep.cfg.name)
-        self._close_endpoint(ep, "subscription disabled (410 Gone)")
+        why = ep.disable_why or "410 Gone"
+        self.store.remove_subscription(ep.sub.id, why)
+        log.warning("subscription %s (%s) disabled: %s", ep.sub.id, ep.cfg.name, why)
+        self._close_endpoint(ep, f"subscription disabled ({why})")
 
     def _close_endpoint(self, ep: Endpoint, reason: str) -> None:
         ep.closed = True
@@ -197,15 +201,35 @@ class Dispatcher:
         ep.attempts += 1
         if a.ok:
             ep.ok += 1
+            ep.fail_streak, ep.failing_since_ns = 0, None
         else:
             ep.failed += 1
+            ep.fail_streak += 1
+            if ep.failing_since_ns is None:
+                ep.failing_since_ns = a.t_send
         return a
+
+    @staticmethod
+    def disable_rule(ep: Endpoint, a: Attempt) -> str | None:
+        """Why the failed attempt `a` disables the subscription, or None: 410 Gone, N consecutive failed
+        attempts (`disable_after_failures`), or failing continuously for `disable_after` (over `delay_scale`)."""
+        if a.status == GONE:
+            return "410 Gone"
+        cfg = ep.cfg
+        if cfg.disable_after_failures and ep.fail_streak >= cfg.disable_after_failures:
+            return f"{ep.fail_streak} consecutive failed attempts"
+        limit = cfg.live_disable_after
+        if limit and ep.failing_since_ns is not None and (a.t_done - ep.failing_since_ns) / 1e9 >= limit:
+            return f"failing continuously for {(a.t_done - ep.failing_since_ns) / 1e9:.3g} s (limit {limit:g} s)"
+        return None
 
     def decide(self, ep: Endpoint, a: Attempt) -> tuple[str, float]:
         """The attempt's outcome and, for RETRY, the seconds to wait before the next one."""
         if a.ok:
             return OK, 0.0
-        if a.status == GONE:
+        why = self.disable_rule(ep, a)
+        if why is not None:
+            ep.disable_why = ep.disable_why or why
             return DISABLED, 0.0
         if ep.closed:
             return ABANDONED, 0.0

@@ -99,6 +99,11 @@ class Endpoint:
         self.closed = False
         self.close_reason = ""
         self.attempts = self.ok = self.failed = 0
+        # the current run of failed attempts (any change): its length and when its first attempt was sent (ns);
+        # the disable rules (delivery keys disable_after_failures, disable_after) read them
+        self.fail_streak = 0
+        self.failing_since_ns: int | None = None
+        self.disable_why = ""  # why the dispatcher disabled it ("410 Gone", "8 consecutive failed attempts")
         self.in_flight = self.max_in_flight = 0
         # retry / fire_and_forget: jobs queued, waiting on a timer, or held by a worker
         self.queue: asyncio.Queue[Job | None] = asyncio.Queue()

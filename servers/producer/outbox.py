@@ -64,7 +64,7 @@ async def _send(d: Dispatcher, ep: Endpoint, row: OutboxRow, probe: bool) -> Non
             store.outbox_retry(sid, seq, a.t_done + int(delay * 1e9))
             d.record(ep, a, outcome)
         elif outcome == "disabled":
-            _dead(d, ep, a, outcome, "disabled: 410 Gone")
+            _dead(d, ep, a, outcome, f"disabled: {ep.disable_why}")
             d.disable(ep)
         elif outcome == "abandoned":
             _dead(d, ep, a, outcome, f"abandoned: {ep.close_reason}")
