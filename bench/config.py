@@ -72,6 +72,7 @@ _DELIVERY: dict[str, Field] = {  # one webhook subscription's delivery policy ([
     "jitter": Field("float", 0.2, _fraction, "must be a fraction in [0, 1)"),
     "concurrency": Field("int", 16, lambda n: 1 <= n <= 1024, "must be an integer from 1 to 1024"),
     "retry_after_cap": Field("duration", 60.0, _pos, DURATION_HELP),
+    "breaker": Field("bool", True),  # hookbench's circuit breaker; a provider profile turns it off (none documents one)
     "breaker_failure_ratio": Field("float", 0.5, lambda x: 0 < x <= 1, "must be a fraction in (0, 1]"),
     "breaker_window": Field("int", 20, lambda n: 1 <= n <= 10_000, "must be an integer from 1 to 10000"),
     "breaker_open": Field("duration", 5.0, _pos, DURATION_HELP),
@@ -284,6 +285,7 @@ class DeliveryCfg:
     jitter: float
     concurrency: int
     retry_after_cap: float
+    breaker: bool
     breaker_failure_ratio: float
     breaker_window: int
     breaker_open: float

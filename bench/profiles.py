@@ -18,7 +18,7 @@ __all__ = ["PROFILE_NAMES", "DELIVERY_KEYS", "INFO_KEYS", "STATUSES", "load_prof
 PROFILE_NAMES = ("stripe", "github", "shopify", "slack", "svix", "square", "standard")
 # keys of a profile that become delivery keys (bench.config._DELIVERY) ...
 DELIVERY_KEYS = ("timeout", "retry_delays", "max_attempts", "backoff_base", "backoff_factor", "backoff_cap",
-                 "disable_after_failures", "disable_after", "scheme")
+                 "disable_after_failures", "disable_after", "scheme", "breaker")
 # ... and keys kept for the reader only (the span the provider states; a rule in words)
 INFO_KEYS = ("retry_window", "disable_rule")
 STATUSES = ("documented", "secondary", "derived", "assumed", "not documented", "mapped")

@@ -352,6 +352,22 @@ async def test_fire_and_forget_does_not_wait_behind_an_open_breaker(tmp_path: Pa
     assert len(cap.hits) == 6
 
 
+@async_test
+async def test_with_the_breaker_off_every_attempt_goes_out_while_the_endpoint_fails(tmp_path: Path) -> None:
+    records = tmp_path / "rec"
+    async with capture(lambda hit: status(500)) as cap:
+        async with producer(tmp_path, records=records) as (app, client):
+            sid = await subscribe(client, cap.url(), delivery=delivery(  # the same breaker as above, but off
+                policy="retry", max_attempts=1, concurrency=1, breaker=False, breaker_window=2,
+                breaker_failure_ratio=0.5, breaker_open="60s"))
+            d = app[DISPATCHER]
+            for r in range(6):
+                change(app, r % 3)
+            await wait_until(lambda: d.attempts == 6 and d.pending() == 0, "every change attempted once")
+            assert d.endpoints[sid].breaker.state == "off" and d.endpoints[sid].breaker.opened == 0
+    assert len(cap.hits) == 6
+
+
 def test_breaker_ratio_needs_a_full_window() -> None:
     from servers.producer.breaker import Breaker
 

@@ -26,7 +26,7 @@ from servers.producer.dispatcher import backoff_delay
 from servers.producer.keys import DISPATCHER, STORE
 
 REPO = Path(__file__).resolve().parents[1]
-READ = date(2026, 12, 4)
+READ = {date(2026, 12, 4), date(2026, 12, 5)}  # the days the pages were read
 SECRETS = [new_secret_for("standard")]
 BASE = {"name": "profiles", "run": {"duration": "10s"}, "resources": {"count": 1}, "changes": {"rate": 1.0},
         "polling": {"interval": "1s"}, "receiver": {"dedup_ttl": "30d"}}
@@ -60,12 +60,14 @@ def test_the_data_file_names_every_profile_and_every_value_its_page_and_date() -
         assert set(table) <= set(DELIVERY_KEYS + INFO_KEYS), name
         for key, entry in table.items():
             where = f"[{name}].{key}"
-            assert entry["source"].startswith("https://") and entry["read"] == READ, where
+            assert entry["source"].startswith("https://") and entry["read"] in READ, where
             assert entry["status"] in STATUSES, where
             if entry["status"] != "documented":  # anything not read verbatim says why
                 assert entry.get("note") or entry.get("quote"), where
-            if entry["status"] == "not documented" and key in DELIVERY_KEYS and key != "scheme":
+            if entry["status"] == "not documented" and key in DELIVERY_KEYS and key not in ("scheme", "breaker"):
                 assert "value" not in entry, where  # never an invented number where the page is silent
+        # no provider documents a circuit breaker: every profile turns hookbench's off
+        assert table["breaker"]["value"] is False and table["breaker"]["status"] == "not documented", name
 
 
 def test_the_data_file_ships_as_package_data() -> None:
@@ -104,6 +106,12 @@ def test_explicit_keys_win_over_the_profile() -> None:
     assert over.timeout == 2.0 and over.retry_delays == svix.retry_delays
     to_svix = scenario({"profile": "github"}, ("webhook.profile=svix",)).webhook.subscriptions[0]
     assert to_svix.timeout == svix.timeout and to_svix.profile == "svix"
+
+
+def test_a_profile_turns_hookbenchs_breaker_off_unless_the_scenario_turns_it_on() -> None:
+    assert scenario({}).webhook.subscriptions[0].breaker is True  # no profile: hookbench's default
+    assert all(resolved(name).breaker is False for name in PROFILE_NAMES)
+    assert resolved("github", breaker=True).breaker is True
 
 
 def test_a_subscription_profile_replaces_what_it_inherits_and_its_own_keys_win() -> None:
@@ -182,8 +190,7 @@ async def test_the_dispatcher_runs_the_profile_schedule_against_an_endpoint_that
         async with producer(tmp_path, records=records) as (app, client):
             resp = await client.post("/subscriptions", json={
                 "url": cap.url(), "secrets": [new_secret_for(cfg.scheme)],
-                "delivery": {"name": "webhook_p", "profile": name, "delay_scale": scale, "concurrency": 1,
-                             "breaker_window": 1000}})
+                "delivery": {"name": "webhook_p", "profile": name, "delay_scale": scale, "concurrency": 1}})
             assert resp.status == 201, await resp.text()
             change(app)
             d = app[DISPATCHER]

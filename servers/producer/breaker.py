@@ -3,7 +3,8 @@
 closed -> open when the last `window` attempt outcomes are all in and at least `failure_ratio` of them
 failed; open -> half-open after `open_s` seconds; half-open admits exactly one probe attempt: its success
 closes the breaker (with a fresh window), its failure opens it again. While open or half-open, callers
-wait in `admit()`: their jobs are neither failed nor attempted.
+wait in `admit()`: their jobs are neither failed nor attempted. A breaker made with `enabled=False` (a
+provider profile: no provider documents one) admits every attempt and never opens; its state is "off".
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import asyncio
 import time
 from collections import deque
 
-__all__ = ["Breaker", "CLOSED", "OPEN", "HALF_OPEN"]
+__all__ = ["Breaker", "CLOSED", "OPEN", "HALF_OPEN", "OFF"]
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
+CLOSED, OPEN, HALF_OPEN, OFF = "closed", "open", "half_open", "off"
 
 
 class Breaker:
-    def __init__(self, window: int, failure_ratio: float, open_s: float) -> None:
+    def __init__(self, window: int, failure_ratio: float, open_s: float, enabled: bool = True) -> None:
         self.window, self.failure_ratio, self.open_s = window, failure_ratio, open_s
-        self.state = CLOSED
+        self.enabled = enabled
+        self.state = CLOSED if enabled else OFF
         self.opened = 0  # times it opened
         self.transitions: deque[tuple[int, str]] = deque(maxlen=1000)  # (wall clock ns, new state)
         self._outcomes: deque[bool] = deque(maxlen=window)  # True = success
@@ -42,6 +44,8 @@ class Breaker:
 
     async def admit(self) -> bool | None:
         """Wait until an attempt may start. True: it is the half-open probe; False: closed; None: stopped."""
+        if not self.enabled:
+            return None if self._stopped else False
         loop = asyncio.get_running_loop()
         while not self._stopped:
             if self.state == OPEN and loop.time() >= self._until:
@@ -62,6 +66,8 @@ class Breaker:
 
     def record(self, ok: bool, probe: bool) -> None:
         """The outcome of an attempt admitted by `admit()` (`probe` is what it returned)."""
+        if not self.enabled:
+            return
         if probe:
             self._probing = False
             if ok:

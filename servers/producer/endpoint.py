@@ -94,7 +94,7 @@ class Endpoint:
         self.authorization = basic_authorization(*sub.basic_auth) if sub.basic_auth is not None else None
         # the body its kind sends: a thin subscription's carries ids only (its consumer fetches the change)
         self.encode = encode_thin_event if find_kind(sub.name) is THIN else encode_event
-        self.breaker = Breaker(cfg.breaker_window, cfg.breaker_failure_ratio, cfg.breaker_open)
+        self.breaker = Breaker(cfg.breaker_window, cfg.breaker_failure_ratio, cfg.breaker_open, cfg.breaker)
         self.slots = asyncio.Semaphore(cfg.concurrency)
         self.closed = False
         self.close_reason = ""
