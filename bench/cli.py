@@ -89,6 +89,10 @@ def _print_faults(s: Summary) -> None:
 
 def _print_security(s: Summary) -> None:
     sec = s.security or {}
+    foreign = sec.get("foreign") or {}
+    if foreign.get("accepted") or foreign.get("duplicates"):
+        print(f"\nforeign senders (not hookbench's change events; no mode's observations): {foreign['accepted']} "
+              f"events accepted, {foreign['duplicates']} duplicates")
     if not sec.get("hostile_sent"):
         return
     legit = sec["legit"]

@@ -104,6 +104,8 @@ def _checks(section: dict[str, Any]) -> tuple[Row, ...]:
     complete = audit.get("complete")
     counts = (f"{fmt_count(audit.get('rows'))} rows: {fmt_count(audit.get('hostile_rows'))} hostile, "
               f"{fmt_count(audit.get('legit_rows'))} legitimate")
+    if (number(audit.get("foreign_rows")) or 0) > 0:  # another sender's events: neither hostile nor ours
+        counts += f", {fmt_count(audit.get('foreign_rows'))} from foreign senders"
     audit_text = f"{fmt_text(complete) if isinstance(complete, bool) else DASH} ({counts})"
     return (
         Row("hostile requests processed", (count_failed_if_positive(section.get("hostile_accepted")),)),

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -34,6 +35,21 @@ async def wait_until(cond: Callable[[], bool], what: str, timeout: float = WAIT_
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def changes_db(path: Path, changes: list[tuple[int, str, int]]) -> Path:
+    """A producer change log (the analysis's ground truth) holding (seq, change_id, t_change_ns) on resource 0."""
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE changes (seq INTEGER, change_id TEXT, resource_id INTEGER, version INTEGER, "
+                "t_change_ns INTEGER)")
+    con.executemany("INSERT INTO changes VALUES (?, ?, 0, 1, ?)", changes)
+    con.commit()
+    con.close()
+    return path
 
 
 def change(app: web.Application, resource_id: int = 0, value: int = 1) -> ChangeEvent:

@@ -79,6 +79,7 @@ def test_attack_mix(tmp_path: Path) -> None:
     assert sec["hostile_accepted"] == 0 and sec["receiver_5xx"] == 0
     assert sec["legit"]["accepted_fraction"] == 1.0
     assert sec["audit"]["complete"] is True
+    assert sec["foreign"]["accepted"] == 0 and sec["audit"]["foreign_rows"] == 0  # no request counted as a sender's
     assert s["modes"]["webhook"]["lost"] == 0
 
 

@@ -122,7 +122,8 @@ def test_security_section() -> None:
     assert s["kinds"]["replayed_id"]["deduplicated"] == 1 and s["kinds"]["replayed_id"]["accepted"] == 0
     assert s["kinds"]["tampered_body"]["accepted"] == 1  # a defence failed: the summary says so
     assert s["legit"] == {"sent": 12, "answered_2xx": 8, "accepted_fraction": 8 / 12}  # 4 refused in the outage
-    assert s["audit"] == {"rows": 14, "hostile_rows": 5, "legit_rows": 9, "complete": True}
+    assert s["audit"] == {"rows": 14, "hostile_rows": 5, "legit_rows": 9, "foreign_rows": 0, "complete": True}
+    assert s["foreign"] == {"accepted": 0, "duplicates": 0, "endpoints": {}}
     assert s["receiver_5xx"] == 0
 
 

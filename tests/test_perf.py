@@ -224,9 +224,11 @@ def test_receiver_stats_count_every_outcome(tmp_path: Path) -> None:
 
     zero, s = asyncio.run(run())
     assert zero == {"requests": 0, "in_flight": 0, "max_in_flight": 0, "accepted": 0, "duplicate": 0,
-                    "rejected": {}, "shed_503": 0, "errors": 0, "forced": 0}
+                    "rejected": {}, "shed_503": 0, "errors": 0, "forced": 0, "foreign_accepted": 0,
+                    "foreign_duplicate": 0}
     assert s == {"requests": 7, "in_flight": 0, "max_in_flight": 1, "accepted": 2, "duplicate": 1,
-                 "rejected": {"400": 1, "401": 1, "404": 1}, "shed_503": 0, "errors": 0, "forced": 1}
+                 "rejected": {"400": 1, "401": 1, "404": 1}, "shed_503": 0, "errors": 0, "forced": 1,
+                 "foreign_accepted": 0, "foreign_duplicate": 0}
     assert _invariant(s) == s["requests"]
 
 

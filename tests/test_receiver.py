@@ -35,8 +35,8 @@ from servers.receiver.tls import server_context
 REPO = Path(__file__).resolve().parents[1]
 SECRET = new_secret_for("standard")
 TOKEN = "0123456789abcdef0123456789abcdef"
-AUDIT_KEYS = {"t_ns", "t_obs_ns", "endpoint", "remote", "method", "path", "headers", "msg_id", "change_id", "status",
-              "verdict", "reason", "latency_ms"}
+AUDIT_KEYS = {"t_ns", "t_obs_ns", "endpoint", "remote", "method", "path", "headers", "msg_id", "change_id", "foreign",
+              "status", "verdict", "reason", "latency_ms"}
 JSON = {"Content-Type": "application/json"}
 
 Request = tuple[bytes, dict[str, str]]
@@ -150,27 +150,39 @@ def test_bad_signatures_are_401_malformed_ones_400(tmp_path: Path) -> None:
     assert health["counts"] == {"rejected": 8}
 
 
-@pytest.mark.parametrize("body", [b"not json", b"", b'{"type":"resource.changed","data":{}}', b'{"data":"ch1"}',
-                                  b"[1,2,3]", b'{"change_id":"ch1"}', b"null", b'{"data":{"change_id":""}}',
-                                  b'{"data":{"change_id":7}}', b"[" * 100_000])
-def test_validly_signed_non_event_body_is_400(tmp_path: Path, body: bytes) -> None:
+@pytest.mark.parametrize("body", [b"not json", b"", b"[" * 100_000, b'{"data":{"change_id":"x"}'])
+def test_validly_signed_non_json_body_is_400(tmp_path: Path, body: bytes) -> None:
     answers, rows, _ = exchange(tmp_path, [signed(body, "msg_odd")])
     assert answers[0][0] == 400
     (row,) = rows
-    assert (row["msg_id"], row["change_id"], row["status"], row["verdict"]) == ("msg_odd", None, 400, "rejected")
-    assert row["reason"].startswith("body is not")
+    assert (row["msg_id"], row["change_id"], row["foreign"], row["status"], row["verdict"], row["reason"]) == \
+        ("msg_odd", None, None, 400, "rejected", "body is not JSON")
+
+
+@pytest.mark.parametrize("body", [b'{"type":"resource.changed","data":{}}', b'{"data":"ch1"}', b"[1,2,3]",
+                                  b'{"change_id":"ch1"}', b"null", b'{"data":{"change_id":"ch1"}}',
+                                  b'{"type":"resource.changed","data":{"change_id":7}}'])
+def test_validly_signed_json_that_is_not_our_event_is_accepted_as_foreign(tmp_path: Path, body: bytes) -> None:
+    """Any verified JSON is accepted; only our own change events (type resource.changed, data.change_id) carry a
+    change_id, so nothing else can become an observation."""
+    answers, rows, health = exchange(tmp_path, [signed(body, "msg_odd"), signed(body, "msg_odd")])
+    assert [a[0] for a in answers] == [204, 200]
+    assert [(r["msg_id"], r["change_id"], r["foreign"], r["verdict"]) for r in rows] == \
+        [("msg_odd", None, True, "accepted"), ("msg_odd", None, True, "duplicate")]
+    assert health["counts"] == {"accepted": 1, "duplicate": 1}
 
 
 @pytest.mark.parametrize("body", [
-    b'\xef\xbb\xbf{"data":{"change_id":"bom"}}',  # a UTF-8 BOM: json.loads takes it, orjson does not
-    b'{"data":{"change_id":"nan"},"x":NaN}',  # NaN and huge numbers: json only
-    b'{"data":{"change_id":"big"},"x":1e400}',
-    b'{"data":{"change_id":"\\ud800"}}',  # a lone surrogate escape: json only
+    b'\xef\xbb\xbf{"type":"resource.changed","data":{"change_id":"bom"}}',  # a BOM: json.loads takes it, orjson not
+    b'{"type":"resource.changed","data":{"change_id":"nan"},"x":NaN}',  # NaN and huge numbers: json only
+    b'{"type":"resource.changed","data":{"change_id":"big"},"x":1e400}',
+    b'{"type":"resource.changed","data":{"change_id":"\\ud800"}}',  # a lone surrogate escape: json only
 ])
 def test_bodies_only_json_parses_are_still_accepted(tmp_path: Path, body: bytes) -> None:
-    """parse_change tries orjson first; what it refuses is parsed by json, so the accepted bodies did not change."""
+    """classify_body tries orjson first; what it refuses is parsed by json, so the accepted bodies did not change."""
     answers, rows, _ = exchange(tmp_path, [signed(body, "msg_odd")])
     assert answers[0][0] == 204 and rows[0]["verdict"] == "accepted" and rows[0]["change_id"]
+    assert rows[0]["foreign"] is False
 
 
 def test_audit_rows_reach_the_disk_without_a_later_write_or_shutdown(tmp_path: Path) -> None:

@@ -590,6 +590,18 @@ def test_security_failures_stand_out(tmp_path: Path) -> None:
     assert '<td class="fail">1,188 of 1,200 (99.00%)</td>' in page
 
 
+def test_security_audit_row_names_foreign_senders_rows_apart(tmp_path: Path) -> None:
+    summary = _fault_summary()
+    summary["security"]["audit"].update(rows=1503, foreign_rows=5)
+    summary["security"]["foreign"] = {"accepted": 4, "duplicates": 1, "endpoints": {"webhook": {"accepted": 4,
+                                                                                                 "duplicates": 1}}}
+    sec = _section(build_report(make_fault_run(tmp_path, summary))["md"].read_text(encoding="utf-8"),
+                   "Security under attack")
+    assert _md_row(sec, "audit log complete") == ["yes (1,503 rows: 298 hostile, 1,200 legitimate, 5 from foreign "
+                                                  "senders)"]
+    assert _md_row(sec, "legitimate deliveries answered 2xx") == ["1,200 of 1,200 (100.00%)"]
+
+
 def test_security_section_only_when_an_attack_ran(tmp_path: Path) -> None:
     summary = _fault_summary()
     summary["security"].update(attack_enabled=False, hostile_sent=0, kinds={}, hostile_as_expected=0)

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from support import change, read_jsonl, wait_until
+from support import change, changes_db, read_jsonl, wait_until, write_jsonl
 from test_producer import async_test, make_scenario
 
 import servers.receiver.fetch as fetch_module
@@ -305,20 +305,12 @@ def test_the_orchestrator_tells_the_receiver_where_the_producer_is() -> None:
 
 def test_thin_observation_is_the_fetch_and_its_requests_include_the_fetches(tmp_path: Path) -> None:
     """A thin arrival is not an observation (its fetch is); requests = attempts + fetches; the model says 2."""
-    import sqlite3
-
-    db = tmp_path / "p.db"
-    con = sqlite3.connect(db)
-    con.execute("CREATE TABLE changes (seq INTEGER, change_id TEXT, resource_id INTEGER, version INTEGER, "
-                "t_change_ns INTEGER)")
-    con.executemany("INSERT INTO changes VALUES (?, ?, 0, 1, ?)", [(1, "ch1", 1_000), (2, "ch2", 2_000)])
-    con.commit()
-    con.close()
+    db = changes_db(tmp_path / "p.db", [(1, "ch1", 1_000), (2, "ch2", 2_000)])
     rec = tmp_path / "records"
     rec.mkdir()
 
     def jsonl(name: str, rows: list[dict[str, Any]]) -> None:
-        (rec / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_jsonl(rec / name, rows)
 
     arrival = {"endpoint": "thin", "verdict": "accepted", "status": 204, "method": "POST", "path": "/hooks/thin"}
     jsonl("audit.jsonl", [{**arrival, "t_ns": 1_100, "t_obs_ns": 1_100, "change_id": "ch1", "msg_id": "msg_ch1"},

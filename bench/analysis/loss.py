@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from bench.analysis.tables import Tables
+from bench.analysis.tables import Tables, is_foreign
 from bench.modes import HYBRID, kind_of
 
 if TYPE_CHECKING:
@@ -58,7 +58,8 @@ def faults_section(t: Tables, window: Window, scenario: dict[str, Any], det: pd.
     outages = down_intervals(t.events, window.grace_end_ns)
     slo_ms = scenario["webhook"]["slo"] * 1e3
     policies = {d["name"]: d["policy"] for d in scenario["webhook"]["subscriptions"]}
-    legit = t.arrivals[t.arrivals["attack"].isna() & t.arrivals["change_id"].isin(changes["change_id"])]
+    legit = t.arrivals[t.arrivals["attack"].isna() & ~is_foreign(t.arrivals)
+                       & t.arrivals["change_id"].isin(changes["change_id"])]
     modes: dict[str, Any] = {}
     for mode, s in mode_summaries.items():
         lat = det.loc[det["mode"] == mode, "latency_ms"].to_numpy(dtype=float)

@@ -3,16 +3,30 @@
 Sent and status counts come from the attacker's own records; what the receiver decided (accepted =
 processed as new, duplicate = answered but not processed again) comes from its audit log, joined by
 the attack label each hostile request carries. Legitimate traffic is every delivery attempt the
-producer made.
+producer made. A foreign sender's events (verified JSON that is not a hookbench change event) are neither: they
+are counted apart, in `foreign`, and never as legitimate deliveries, observations or losses.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.analysis.tables import Tables
+from bench.analysis.tables import Tables, is_foreign
 
-__all__ = ["security_section"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["security_section", "foreign_counts"]
+
+
+def foreign_counts(mine: pd.DataFrame) -> dict[str, Any]:
+    """Of a foreign sender's arrivals (`mine`): accepted (processed as new) and duplicates, in all and per endpoint."""
+    by_endpoint = {str(ep): {"accepted": int((rows["verdict"] == "accepted").sum()),
+                             "duplicates": int((rows["verdict"] == "duplicate").sum())}
+                   for ep, rows in mine.groupby(mine["endpoint"].fillna(""), sort=True)}
+    return {"accepted": int((mine["verdict"] == "accepted").sum()),
+            "duplicates": int((mine["verdict"] == "duplicate").sum()),
+            "endpoints": by_endpoint}
 
 
 def security_section(t: Tables, attack_enabled: bool) -> dict[str, Any]:
@@ -33,7 +47,9 @@ def security_section(t: Tables, attack_enabled: bool) -> dict[str, Any]:
             "deduplicated": int((seen["verdict"] == "duplicate").sum()),
             "audited": int(len(seen)),
         }
-    legit_audit = audit[audit["attack"].isna()]
+    foreign = is_foreign(audit)
+    legit_audit = audit[audit["attack"].isna() & ~foreign]
+    foreign_audit = audit[audit["attack"].isna() & foreign]
     d = t.deliveries[~(t.deliveries["outcome"].fillna("").eq("abandoned") & t.deliveries["status"].eq(0))]
     legit_ok = d["status"].between(200, 299)
     hostile_sent = int(len(attacks))
@@ -49,8 +65,10 @@ def security_section(t: Tables, attack_enabled: bool) -> dict[str, Any]:
             "answered_2xx": int(legit_ok.sum()),
             "accepted_fraction": float(legit_ok.mean()) if len(d) else None,
         },
+        "foreign": foreign_counts(foreign_audit),
         "audit": {
             "rows": int(len(audit)), "hostile_rows": int(len(hostile_audit)), "legit_rows": int(len(legit_audit)),
+            "foreign_rows": int(len(foreign_audit)),
             # every request either side sent is in the audit log (requests that never got an answer aside)
             "complete": bool(len(hostile_audit) >= int((attacks["status"] > 0).sum())
                              and len(legit_audit) >= int((d["status"] > 0).sum())),

@@ -17,9 +17,10 @@ import pandas as pd
 from bench.modes import THIN, find_kind
 from bench.protocol import ATTACK_LABEL_HEADER
 
-__all__ = ["Tables", "SCHEMAS", "typed", "read_jsonl", "load_records", "write_parquet", "read_parquet", "read_marks"]
+__all__ = ["Tables", "SCHEMAS", "typed", "read_jsonl", "load_records", "write_parquet", "read_parquet", "read_marks",
+           "is_foreign"]
 
-I64, F64, STR, BOOL, NI64 = "int64", "float64", "string", "bool", "Int64"
+I64, F64, STR, BOOL, NI64, NBOOL = "int64", "float64", "string", "bool", "Int64", "boolean"
 
 SCHEMAS: dict[str, dict[str, str]] = {
     "changes": {"change_id": STR, "resource_id": I64, "seq": I64, "version": I64, "t_change_ns": I64},
@@ -34,9 +35,10 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "deliveries": {"mode": STR, "msg_id": STR, "change_id": STR, "subscription_id": STR, "attempt": I64,
                    "t_send_ns": I64, "t_done_ns": I64, "status": I64, "latency_ms": F64, "bytes_out": I64,
                    "bytes_in": I64, "error": STR, "retry_after_s": F64, "outcome": STR},
-    # the receiver's audit log: one row per request, legitimate or hostile
+    # the receiver's audit log: one row per request, legitimate or hostile; foreign: a verified JSON body that is
+    # not a hookbench change event (a foreign sender's), false for our own events, null when never classified
     "arrivals": {"t_ns": I64, "t_obs_ns": NI64, "endpoint": STR, "remote": STR, "method": STR, "path": STR,
-                 "msg_id": STR, "change_id": STR, "status": NI64, "verdict": STR, "reason": STR,
+                 "msg_id": STR, "change_id": STR, "foreign": NBOOL, "status": NI64, "verdict": STR, "reason": STR,
                  "latency_ms": F64, "attack": STR},
     "attacks": {"kind": STR, "t_send_ns": I64, "t_recv_ns": I64, "status": I64, "expected_status": I64,
                 "bytes": I64},
@@ -109,16 +111,22 @@ def _audit_rows(paths: list[Path]) -> list[dict[str, Any]]:
     return rows
 
 
+def is_foreign(arrivals: pd.DataFrame) -> pd.Series:
+    """Which arrivals were a foreign sender's events (never observations, losses or legitimate deliveries)."""
+    return arrivals["foreign"].fillna(False).astype(bool)
+
+
 def load_records(records_dir: Path, db_path: Path) -> Tables:
     """Gather what every process recorded during a run into typed tables."""
     r = Path(records_dir)
     arrivals = typed("arrivals", _audit_rows(list(r.glob("audit*.jsonl"))))
     observations = typed("observations", read_jsonl(list(r.glob("observations*.jsonl"))))
-    # A verified arrival carrying a change is an observation by that endpoint's consumer; hostile
-    # requests (the attack load's labelled replays) are not the sender's deliveries. A thin event carries only
-    # ids: its consumer observes the change when the fetch returns it (the receiver's own observations rows).
+    # A verified arrival carrying one of our changes is an observation by that endpoint's consumer; hostile
+    # requests (the attack load's labelled replays) are not the sender's deliveries, nor is a foreign sender's
+    # event (it has no change_id either). A thin event carries only ids: its consumer observes the change when the
+    # fetch returns it (the receiver's own observations rows).
     hooked = arrivals[arrivals["verdict"].isin(["accepted", "duplicate"]) & arrivals["change_id"].notna()
-                      & arrivals["attack"].isna() & arrivals["endpoint"].notna()]
+                      & arrivals["attack"].isna() & arrivals["endpoint"].notna() & ~is_foreign(arrivals)]
     hooked = hooked[~hooked["endpoint"].map(lambda ep: find_kind(ep) is THIN).astype(bool)]
     webhook_obs = pd.DataFrame({"mode": hooked["endpoint"], "user": 0, "change_id": hooked["change_id"],
                                 "t_obs_ns": hooked["t_obs_ns"].fillna(hooked["t_ns"]), "via": "push"})

@@ -1,6 +1,6 @@
 """Receiver app factory and routes: POST /hooks[/<name-or-token>[/<status>]] through the defences, dedup and faults
-(a thin endpoint's accepted deliveries then fetched, fetch.py); GET /health, GET /stats, POST /control/start,
-GET /inspect and /inspect.json."""
+(any sender's verified JSON accepted; a thin endpoint's own accepted deliveries then fetched, fetch.py);
+GET /health, GET /stats, POST /control/start, GET /inspect and /inspect.json."""
 
 from __future__ import annotations
 
@@ -140,7 +140,8 @@ async def hook(request: web.Request) -> web.StreamResponse:
                 headers=request.headers, endpoint=target.endpoint.name if target.endpoint else None)
     try:
         resp = await rx.handle(request, target, a)
-        if a.verdict == "accepted" and rx.fetcher is not None and target.endpoint is not None \
+        # only hookbench's own thin events name a change to fetch; a foreign sender's event is recorded, not fetched
+        if a.verdict == "accepted" and not a.foreign and rx.fetcher is not None and target.endpoint is not None \
                 and rx.setup.fetches(target.endpoint):
             assert a.msg_id is not None and a.change_id is not None and a.body is not None  # accepted: checked
             rx.fetcher.submit(target.endpoint.name, a.change_id, a.body, (target.endpoint.name, a.msg_id))
@@ -159,7 +160,7 @@ async def hook(request: web.Request) -> web.StreamResponse:
         resp = answer(500, a.reason)
     finally:
         a.latency_ms = (time.perf_counter() - started) * 1e3
-        rx.stats.end(a.verdict, a.status, shed)
+        rx.stats.end(a.verdict, a.status, shed, bool(a.foreign))
         rx.audit.record(a)
     return resp
 

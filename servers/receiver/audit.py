@@ -39,7 +39,10 @@ class Arrival:
     t_obs_ns: int | None = None
     body: bytes | None = None
     msg_id: str | None = None
-    change_id: str | None = None
+    change_id: str | None = None  # set for hookbench's own change events only
+    # True: a verified JSON body that is not a hookbench change event (a foreign sender's); False: one of ours;
+    # None: the request stopped before its body was classified
+    foreign: bool | None = None
     status: int | None = None
     verdict: str = "error"
     reason: str | None = None
@@ -119,7 +122,7 @@ class AuditLog:
         row = {"t_ns": a.t_ns, "t_obs_ns": a.t_obs_ns, "endpoint": a.endpoint, "remote": a.remote,
                "method": a.method, "path": a.path, "headers": audit_headers(a.headers, r),
                "msg_id": None if msg_id is None else _cut(r.text(msg_id)),
-               "change_id": None if change_id is None else _cut(r.text(change_id)),
+               "change_id": None if change_id is None else _cut(r.text(change_id)), "foreign": a.foreign,
                "status": a.status, "verdict": a.verdict,
                "reason": None if reason is None else _cut(r.text(reason), 512),
                "latency_ms": a.latency_ms}

@@ -1,5 +1,6 @@
-"""The receiver's defence pipeline, in order: path/token, method, Basic Auth, body size, content type, signature, event.
-Each check passes or raises `Reject` (status to answer, reason to audit); the attack label is never read."""
+"""The receiver's defence pipeline, in order: path/token, method, Basic Auth, body size, content type, signature, JSON.
+Each check passes or raises `Reject` (status to answer, reason to audit); the attack label is never read. A verified
+JSON body is accepted whatever its shape: hookbench's own change events are told apart from a foreign sender's."""
 
 from __future__ import annotations
 
@@ -15,13 +16,14 @@ from typing import Any, Callable, Mapping
 import orjson
 from aiohttp import StreamReader, web
 
-from bench.protocol import PATH_HOOKS
+from bench.protocol import EVENT_TYPE, H_ID, PATH_HOOKS
 from bench.signing import Scheme, SignatureError
+from bench.signing.github import H_DELIVERY
 
 from .audit import Arrival
 from .config import Endpoint, ReceiverSetup
 
-__all__ = ["Reject", "Target", "resolve", "check_request", "read_body", "parse_change", "check_basic_auth",
+__all__ = ["Reject", "Target", "resolve", "check_request", "read_body", "classify_body", "check_basic_auth",
            "answer", "FORCED_MIN", "FORCED_MAX"]
 
 FORCED_MIN, FORCED_MAX = 200, 599
@@ -144,22 +146,35 @@ async def read_body(content: StreamReader, max_body: int) -> bytes:
             return chunk if len(chunks) == 1 else b"".join(chunks)
 
 
+# Where each scheme carries the id a delivery is deduplicated on, when it is a header (Stripe's is the body's "id",
+# whose absence its verify() already names). A signed request without it is refused: it could not be deduplicated.
+_ID_HEADERS = {"standard": H_ID, "github": H_DELIVERY}
+
+
 def check_signature(scheme: Scheme, body: bytes, headers: Mapping[str, str], now: float) -> str:
     """The id to deduplicate on, from the endpoint's scheme; 400 (missing/malformed) or 401 (mismatch/stale)."""
     try:
         msg_id = scheme.verify(body, headers, now=now)
     except SignatureError as e:
-        raise Reject(e.status if e.status in (400, 401) else 401, f"signature: {e.reason}") from None
+        reason = f"signature: {e.reason}"
+        id_header = _ID_HEADERS.get(scheme.name)
+        if e.status == 400 and id_header is not None and not headers.get(id_header):
+            reason += f" ({id_header} is the id deliveries are deduplicated on: a sender cannot be deduplicated " \
+                      "without one)"
+        raise Reject(e.status if e.status in (400, 401) else 401, reason) from None
     if not isinstance(msg_id, str) or not msg_id:
         raise Reject(400, "signature: verified, but there is no message id to deduplicate on")
     return msg_id
 
 
-def parse_change(body: bytes) -> str:
-    """The change_id of a change event body; 400 unless it is JSON with a non-empty string data.change_id.
+def classify_body(body: bytes) -> str | None:
+    """The change_id if the body is one of hookbench's own change events, None for any other JSON (a foreign
+    sender's event); 400 unless the body is JSON.
 
-    orjson parses the usual body (several times faster); whatever it refuses (a BOM, NaN, a lone surrogate escape,
-    UTF-16...) goes to json, so what is accepted is exactly what json.loads accepts.
+    Own events are what bench.protocol encodes: an object with "type" EVENT_TYPE and a non-empty string
+    data.change_id (thin events included). orjson parses the usual body (several times faster); whatever it
+    refuses (a BOM, NaN, a lone surrogate escape, UTF-16...) goes to json, so what is accepted is exactly what
+    json.loads accepts.
     """
     try:
         event: Any = orjson.loads(body)
@@ -168,16 +183,17 @@ def parse_change(body: bytes) -> str:
             event = json.loads(body)
         except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
             raise Reject(400, "body is not JSON") from None
-    data = event.get("data") if isinstance(event, dict) else None
+    if not isinstance(event, dict) or event.get("type") != EVENT_TYPE:
+        return None
+    data = event.get("data")
     change_id = data.get("change_id") if isinstance(data, dict) else None
-    if not isinstance(change_id, str) or not change_id:
-        raise Reject(400, "body is not a change event: data.change_id must be a non-empty string")
-    return change_id
+    return change_id if isinstance(change_id, str) and change_id else None
 
 
 async def check_request(request: web.Request, ep: Endpoint, setup: ReceiverSetup, scheme: Scheme,
                         arrival: Arrival, wall_clock: Callable[[], float] = time.time) -> None:
-    """Run every check after routing, in order, filling `arrival` (body, msg_id, change_id); Reject on failure."""
+    """Run every check after routing, in order, filling `arrival` (body, msg_id, change_id, foreign); Reject on
+    failure."""
     cfg = setup.receiver
     if request.method != "POST":
         raise Reject(405, f"method {request.method} not allowed: POST a webhook", headers={"Allow": "POST"})
@@ -196,4 +212,5 @@ async def check_request(request: web.Request, ep: Endpoint, setup: ReceiverSetup
         if request.content_type.lower() != "application/json":
             raise Reject(415, f"content type {_cut(request.content_type, 64)!r} is not application/json")
     arrival.msg_id = check_signature(scheme, body, request.headers, wall_clock())
-    arrival.change_id = parse_change(body)
+    arrival.change_id = classify_body(body)
+    arrival.foreign = arrival.change_id is None

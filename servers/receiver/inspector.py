@@ -1,4 +1,5 @@
 """The inspector: what arrived lately, as JSON (/inspect.json) and as a small self-contained HTML page (/inspect).
+A foreign sender's event (verified JSON that is not a hookbench change event) is marked "(foreign)" beside its verdict.
 
 Entries come from the audit log already redacted; every value is HTML-escaped here, since all of it is request data.
 """
@@ -54,7 +55,7 @@ def _row(e: dict[str, Any]) -> str:
         f"<td>{_e(e['method'])} <code>{_e(e['path'])}</code><br><small>from {_e(e['remote'])}"
         f"{' to ' + _e(e['endpoint']) if e.get('endpoint') else ''}</small></td>"
         f"<td>{_e(e['status'] if e['status'] is not None else 'no answer')}</td>"
-        f'<td class="{_e(verdict)}">{_e(verdict)}</td>'
+        f'<td class="{_e(verdict)}">{_e(verdict)}{" (foreign)" if e.get("foreign") else ""}</td>'
         f"<td>{_e(e.get('reason') or '')}"
         f"{'<br><small>id ' + _e(e['msg_id']) + '</small>' if e.get('msg_id') else ''}"
         f"{'<br><small>change ' + _e(e['change_id']) + '</small>' if e.get('change_id') else ''}</td>"
