@@ -23,10 +23,11 @@ import pandas as pd
 from bench.analysis.stats import percentile, wilson_interval
 from bench.config import DeliveryCfg, delivery_from_dict
 from bench.delivery import fires, jittered, nominal_offsets
-from bench.errors import RunDirError, ScenarioError
+from bench.errors import ScenarioError
 from bench.manifest import collect_metadata
 from bench.profiles import DELIVERY_KEYS, INFO_KEYS, PROFILE_NAMES, load_profiles
 from bench.results import Kind, RunStatus, manifest_keys, status_keys, version_keys, write_manifest, write_summary
+from bench.simulation.simulate import empty_run_dir
 
 __all__ = ["DEFAULT_PROFILES", "RECEIVERS", "DEFAULT_RATE", "DEFAULT_CHANGES", "GRID_MIN_S", "GRID_MAX_S",
            "MAX_EVENTS", "Fate", "profile_cfg", "outage_lengths", "check_parameters", "profile_findings", "play",
@@ -261,14 +262,7 @@ def write_outage_run(run_dir: Path, *, repo: Path, profiles: tuple[str, ...] = D
                      jitter: float | None = None, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Simulate and write `run_dir` (created; refused if not empty): outage.parquet, manifest.json, summary.json
     (kind "outage"). Returns the summary."""
-    run_dir = Path(run_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if any(run_dir.iterdir()):
-            raise RunDirError(f"{run_dir}: not empty; a run directory is never overwritten, pass a new --out")
-    except OSError as e:
-        raise RunDirError(f"{run_dir}: cannot create the run directory there ({e.strerror}); "
-                          "pass a writable --out DIR") from None
+    run_dir = empty_run_dir(run_dir)
     wall0 = time.perf_counter()
     table, cfgs = simulate_outage(profiles, lengths, rate=rate, changes=changes, seed=seed, receiver=receiver,
                                   jitter=jitter, progress=progress)
