@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from bench.errors import RunDirError
 from bench.results import Kind, read_manifest, read_summary
+from bench.schema import duration_text
 from reports.build import ReportFiles, write_atomic
 from reports.document import Block, Bullets, CodeBlock, Heading, Image, Notice, Para, Row, Strong, Table
 from reports.figures import DPI
@@ -39,12 +40,7 @@ SHOWN_LENGTHS = (1, 60, 600, 3600, 6 * 3600, 86400, 2 * 86400, 3 * 86400)  # the
 def fmt_duration(seconds: Any) -> str:
     """Seconds as the largest unit that keeps the number readable: 45 s, 12.5 min, 27.6 h, 3 d."""
     x = number(seconds)
-    if x is None:
-        return DASH
-    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
-        if x >= size * (2 if unit == "d" else 1):
-            return f"{x / size:.3g} {unit}"
-    return f"{x:.3g} s"
+    return DASH if x is None else duration_text(x)
 
 
 def build_outage_report(run_dir: Path) -> ReportFiles:

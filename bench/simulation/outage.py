@@ -232,6 +232,7 @@ def profile_findings(table: pd.DataFrame, cfgs: dict[str, DeliveryCfg]) -> dict[
             "disabled_from_s": float(dis["outage_s"].iloc[0]) if len(dis) else None,
             "disabled_by": dis["disabled_by"].iloc[0] if len(dis) else None,
             "nominal_span_s": float(nominal_offsets(cfg)[-1]), "jitter": cfg.jitter, "attempts": cfg.attempts,
+            "shortest_outage_s": float(rows["outage_s"].iloc[0]) if len(rows) else None,
             "longest_outage_s": float(rows["outage_s"].iloc[-1]) if len(rows) else None,
             "loss_fraction_at_longest": float(rows["loss_fraction"].iloc[-1]) if len(rows) else None,
         }
