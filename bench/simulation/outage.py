@@ -89,14 +89,15 @@ class Fate:
 
 def play(cfg: DeliveryCfg, outage: float, t: np.ndarray, replica: np.ndarray, replicas: int, u: np.ndarray,
          receiver: str = "refuse") -> Fate:
-    """Play the schedule of every change at times `t` (s after the outage starts) in replica `replica`; `u` are
-    the jitter draws, shape (len(t), cfg.attempts - 1), uniform in [0, 1). Exact for these draws."""
+    """Play the schedule of every change at times `t` (s after the outage starts; a change before it, t < 0, is
+    delivered at once) in replica `replica`; `u` are the jitter draws, shape (len(t), cfg.attempts - 1), uniform in
+    [0, 1). Exact for these draws."""
     n, a = len(t), cfg.attempts
     hang = cfg.timeout if receiver == "hang" else 0.0
     nominal = np.array([cfg.nominal_delay(k) for k in range(1, a)])
     step = jittered(nominal[None, :], cfg.jitter, u) + hang  # a hanging attempt ends its timeout later
     send = t[:, None] + np.concatenate([np.zeros((n, 1)), np.cumsum(step, axis=1)], axis=1)
-    ok = send >= outage
+    ok = (send < 0) | (send >= outage)  # the receiver is up before the outage and from L on
     has_ok = ok.any(axis=1)
     first_ok = np.where(has_ok, ok.argmax(axis=1), a - 1)
     made = np.arange(a)[None, :] <= first_ok[:, None]  # no attempt after a change's success
