@@ -31,7 +31,7 @@ from bench.simulation.simulate import empty_run_dir
 
 __all__ = ["DEFAULT_PROFILES", "RECEIVERS", "DEFAULT_RATE", "DEFAULT_CHANGES", "GRID_MIN_S", "GRID_MAX_S",
            "MAX_EVENTS", "Fate", "profile_cfg", "outage_lengths", "check_parameters", "profile_findings", "play",
-           "simulate_point", "simulate_outage", "write_outage_run", "TABLE", "NOT_MODELLED", "LABEL"]
+           "predict_changes", "simulate_point", "simulate_outage", "write_outage_run", "TABLE", "NOT_MODELLED", "LABEL"]
 
 RECEIVERS = ("refuse", "hang")  # refuse: an attempt fails at once; hang: it fails after the profile's timeout
 DEFAULT_RATE = 1 / 60  # changes per second: one a minute
@@ -125,6 +125,16 @@ def play(cfg: DeliveryCfg, outage: float, t: np.ndarray, replica: np.ndarray, re
     success = np.where(has_ok, send[np.arange(n), first_ok], np.nan)
     delivered = has_ok & (success < disabled_at[replica])
     return Fate(np.where(delivered, success, np.nan), disabled_at, by_count, int(made.sum()))
+
+
+def predict_changes(cfg: DeliveryCfg, outage: float, t: np.ndarray, seed: int = 1,
+                    receiver: str = "refuse") -> tuple[np.ndarray, float]:
+    """The model on given change times (s from the outage's start, e.g. a live run's changes table): which were
+    lost (a boolean per change) and when the subscription was disabled (inf: never). One outage, seeded jitter."""
+    t = np.asarray(t, dtype=float)
+    u = np.random.default_rng(seed).random((len(t), cfg.attempts - 1))
+    fate = play(cfg, outage, t, np.zeros(len(t), dtype=int), 1, u, receiver)
+    return np.isnan(fate.delivered_at), float(fate.disabled_at[0])
 
 
 def simulate_point(cfg: DeliveryCfg, outage: float, rate: float, changes: int, rng: np.random.Generator,
