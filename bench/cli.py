@@ -475,8 +475,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("reproduce", help="reproduce a claim: `zapier` (98.5%% wasted, 66x, latency) or `all`",
                         description="zapier: a live run at lambda*T = 0.0155, a simulated fleet calibrated to 30M "
                                     "polls / 460k useful, load and latency per change, sensitivity (about 1-2 min). "
-                                    "all: zapier plus the overload, crossover, loss and security runs (about 12 "
-                                    "min), into one claims page.")
+                                    "all: zapier plus the overload, crossover, loss and security runs and the "
+                                    "outage model (about 12 min), into one claims page.")
     rp.add_argument("what", choices=["zapier", "all"])
     rp.add_argument("--out", default="runs", help="parent directory of the reproduction (default: runs)")
     rp.add_argument("--quick", action="store_true",

@@ -113,9 +113,10 @@ def _document(title: str, s: dict[str, Any], m: dict[str, Any], table: pd.DataFr
                          "below)."))
     blocks.append(Para(Strong("Computed at: "), fmt_started_at(m.get("started_at")), "."))
     blocks += [Heading(2, "The model"), Para(
-        f"The receiver is down during [0, L). {fmt_text(s.get('receiver_model'))}. Changes arrive as a Poisson "
-        f"process at {fmt_text(_rate(params.get('rate_per_s')))}; about {fmt_count(params.get('changes_per_point'))} "
-        "changes made during the outage are drawn for each point (over as many independent outages as that takes). "
+        f"The receiver is down during [0, L). {_sentence(fmt_text(s.get('receiver_model')))}. Changes arrive as a "
+        f"Poisson process at {fmt_text(_rate(params.get('rate_per_s')))}; about "
+        f"{fmt_count(params.get('changes_per_point'))} changes made during the outage are drawn for each point "
+        "(over as many independent outages as that takes). "
         "Each change's attempts follow the profile's schedule with the dispatcher's jitter (seed "
         f"{fmt_text(s.get('seed'))}); an attempt sent at or after L succeeds. The disable rules act across the "
         "subscription's attempts in the order they end; once disabled, pending and later changes are lost."),
@@ -136,6 +137,10 @@ def _document(title: str, s: dict[str, Any], m: dict[str, Any], table: pd.DataFr
                     f"({fmt_count(s.get('rows'))} rows); docs/results-format.md lists its columns.")]
     blocks += [Heading(2, "Environment"), *environment_blocks(m, (("git commit", fmt_text(m.get("git_commit"))),))]
     return blocks
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _rate(rate: Any) -> str:

@@ -208,3 +208,19 @@ def test_bad_input_exits_2_with_the_flag_and_leaves_nothing(tmp_path: Path, caps
     err = capsys.readouterr().err
     assert fragment in err and "Traceback" not in err
     assert not tmp_path.exists() or not any(tmp_path.iterdir())
+
+
+def test_reproduce_all_writes_c9_by_provider_as_a_model_prediction(tmp_path: Path) -> None:
+    assert main(["reproduce", "all", "--only", "C9", "--quick", "--out", str(tmp_path)]) == 0
+    (cdir,) = tmp_path.iterdir()
+    doc = json.loads((cdir / "summary.json").read_text())
+    c9 = doc["claims"]["C9"]
+    assert c9["verdict"] == "holds only when" and c9["model"] is True and c9["measured"]["model_prediction"]
+    assert "github: any outage" in c9["verdict_text"] and "svix: outages of" in c9["verdict_text"]
+    assert set(c9["measured"]["by_provider"]) == {"stripe", "github", "shopify", "slack", "svix", "square",
+                                                  "standard"}
+    (run,) = c9["runs"]
+    assert (cdir / run / "outage.parquet").is_file() and (cdir / run / "report.html").is_file()
+    md = (cdir / "claims.md").read_text()
+    section = md.split("\n## C9: ")[1]
+    assert "**Model prediction (not measured):**" in section and "**Measured:**" not in section
