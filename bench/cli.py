@@ -279,6 +279,49 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _comma_list(flag: str, text: str | None) -> tuple[str, ...] | None:
+    if text is None:
+        return None
+    items = tuple(x.strip() for x in text.split(",") if x.strip())
+    if not items:
+        raise ScenarioError("hookbench outage", flag, text, "must be a non-empty comma list")
+    return items
+
+
+def cmd_outage(args: argparse.Namespace) -> int:
+    from bench.orchestration.session import new_run_dir
+    from bench.schema import parse_duration
+    from bench.simulation.outage import DEFAULT_PROFILES, check_parameters, write_outage_run
+    from reports import build_report
+    from reports.outage import fmt_duration
+
+    lengths = _comma_list("--lengths", args.lengths)
+    seconds: tuple[float, ...] | None = None
+    if lengths is not None:
+        try:
+            seconds = tuple(parse_duration(x) for x in lengths)
+        except ValueError as e:
+            raise ScenarioError("hookbench outage", "--lengths", args.lengths,
+                                f"must be a comma list of durations like 30s,5m,2h,3d ({e})") from None
+    profiles = tuple(p.lower() for p in _comma_list("--profiles", args.profiles) or DEFAULT_PROFILES)
+    check_parameters(profiles, seconds, args.rate, args.changes, args.receiver, args.jitter)
+    run_dir = new_run_dir(Path(args.out), "outage")
+    print(f"hookbench outage: model prediction in virtual time (no servers) -> {run_dir}")
+    s = write_outage_run(run_dir, repo=REPO, profiles=profiles, lengths=seconds, rate=args.rate, changes=args.changes,
+                         seed=args.seed, receiver=args.receiver, jitter=args.jitter,
+                         progress=lambda m: print(f"  {m}", flush=True))
+    paths = build_report(run_dir)
+    print(f"\n{'profile':10} {'loss begins at L >=':>20} {'all lost from':>14} {'disabled from':>14} "
+          f"{'schedule span':>14} {'loss at longest L':>18}")
+    for name, f in s["profiles"].items():
+        print(f"{name:10} {fmt_duration(f['loss_from_s']) if f['loss_from_s'] is not None else 'none':>20} "
+              f"{fmt_duration(f['all_lost_from_s']):>14} {fmt_duration(f['disabled_from_s']):>14} "
+              f"{fmt_duration(f['nominal_span_s']):>14} {_f(f['loss_fraction_at_longest'], '.2%'):>18}")
+    print(f"({s['label']}; {s['rows']} rows in {s['wall_s']:.1f} s)")
+    print(f"\nreport: {paths['html']}\n        {paths['md']}")
+    return 0
+
+
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from bench.analysis.claims import CLAIMS
     from bench.orchestration.load import run_load
@@ -411,11 +454,33 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--seed", type=int, help="random seed (overrides seed)")
     sim.set_defaults(func=cmd_simulate)
 
+    og = sub.add_parser("outage", help="model: loss and delivery delay vs receiver outage length, per provider "
+                                       "profile (virtual time, seconds)",
+                        description="Plays each provider profile's documented delivery schedule (retries, jitter, "
+                                    "disable rules; bench/data/delivery_profiles.toml) through a receiver outage of "
+                                    "length L, 1 s to 3 days, in virtual time. Writes outage.parquet, summary.json, "
+                                    "manifest.json and a report with one curve per profile. A model prediction, "
+                                    "not a measurement.")
+    og.add_argument("--profiles", metavar="P1,P2,...", help="profiles to play (default: all of them)")
+    og.add_argument("--lengths", metavar="L1,L2,...",
+                    help="outage lengths, e.g. 10s,5m,2h,3d (default: 1 s to 3 days, log-spaced, plus points "
+                         "around each schedule step)")
+    og.add_argument("--rate", type=float, default=1 / 60,
+                    help="changes per second, a Poisson process (default: 0.01667, one a minute)")
+    og.add_argument("--changes", type=int, default=2000,
+                    help="outage-time changes drawn per point, over as many outages as that takes (default: 2000)")
+    og.add_argument("--receiver", default="refuse",
+                    help="refuse (default: an attempt fails at once) or hang (it fails after the profile's timeout)")
+    og.add_argument("--jitter", type=float, help="override every profile's jitter (default: hookbench's, 0.2)")
+    og.add_argument("--seed", type=int, default=1, help="random seed (default: 1)")
+    og.add_argument("--out", default="runs", help="parent directory of the run directory (default: runs)")
+    og.set_defaults(func=cmd_outage)
+
     rp = sub.add_parser("reproduce", help="reproduce a claim: `zapier` (98.5%% wasted, 66x, latency) or `all`",
                         description="zapier: a live run at lambda*T = 0.0155, a simulated fleet calibrated to 30M "
                                     "polls / 460k useful, load and latency per change, sensitivity (about 1-2 min). "
-                                    "all: zapier plus the overload, crossover, loss and security runs (about 12 "
-                                    "min), into one claims page.")
+                                    "all: zapier plus the overload, crossover, loss and security runs and the "
+                                    "outage model (about 12 min), into one claims page.")
     rp.add_argument("what", choices=["zapier", "all"])
     rp.add_argument("--out", default="runs", help="parent directory of the reproduction (default: runs)")
     rp.add_argument("--quick", action="store_true",

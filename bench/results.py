@@ -36,6 +36,7 @@ class Kind(StrEnum):
     REPRODUCTION = "reproduction"  # `hookbench reproduce zapier`
     CLAIMS = "claims"  # `hookbench reproduce all`
     LOAD_COMPARISON = "load_comparison"  # `hookbench report RUN_DIR RUN_DIR ...`
+    OUTAGE = "outage"  # `hookbench outage`: the outage model (virtual time, a model prediction)
 
 
 # The format_version each kind is written with, and the versions this hookbench reads (older ones would be
@@ -54,6 +55,7 @@ _WRITTEN_BY = {
     Kind.REPRODUCTION: "a reproduction directory written by `hookbench reproduce zapier`",
     Kind.CLAIMS: "the claims file written by `hookbench reproduce all`",
     Kind.LOAD_COMPARISON: "a comparison directory written by `hookbench report RUN_DIR RUN_DIR ...`",
+    Kind.OUTAGE: "an outage model directory written by `hookbench outage`",
 }
 
 
@@ -275,6 +277,9 @@ def _check(path: Path, kind: Kind, doc: Mapping[str, Any]) -> None:
                 found = f"a {type(overload).__name__}"
             raise RunDirError(f"{path}: overload = {found}: a load run's summary needs an object with a list of steps;"
                               " re-run the analysis to rewrite summary.json")
+    elif kind is Kind.OUTAGE and not isinstance(doc.get("profiles"), dict):
+        raise RunDirError(f"{path}: profiles = {type(doc.get('profiles')).__name__}: expected an object of profile "
+                          f"-> findings ({_WRITTEN_BY[kind]})")
     elif kind is Kind.CLAIMS and not isinstance(doc.get("claims"), dict):
         raise RunDirError(f"{path}: claims = {type(doc.get('claims')).__name__}: expected {_WRITTEN_BY[kind]}")
 

@@ -38,6 +38,14 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
+def duration_text(seconds: float) -> str:
+    """Seconds in the largest unit that keeps the number readable: 45 s, 12.5 min, 27.6 h, 3 d (days from 2 d)."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size * (2 if unit == "d" else 1):
+            return f"{seconds / size:.3g} {unit}"
+    return f"{seconds:.3g} s"
+
+
 @dataclass(frozen=True)
 class Field:
     """One key: its kind, default (MISSING = required), a constraint and the words for a bad value.

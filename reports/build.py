@@ -1,7 +1,8 @@
 """Build a run's report: read the run directory, draw the figures, write report.md and report.html.
 
 A comparison run (`hookbench run`) gets the comparison report; a simulated run (`hookbench simulate`) the same
-report titled and trimmed for virtual time; a load run (`hookbench load`) the overload report.
+report titled and trimmed for virtual time; a load run (`hookbench load`) the overload report; the outage model
+(`hookbench outage`) its own report (reports/outage.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import os
 from pathlib import Path
 from typing import TypedDict
 
+from bench.errors import RunDirError
+from bench.results import SUMMARY, Kind, read_summary
 from reports.figures import make_figures
 from reports.load_report import build_overload_document, make_overload_figures
 from reports.render import to_html, to_markdown
@@ -36,6 +39,10 @@ def build_report(run_dir: Path) -> ReportFiles:
     Raises RunDirError when `run_dir` is not a complete run directory, FormatVersionError when a result file
     has a format_version this code does not read.
     """
+    if _kind(Path(run_dir)) is Kind.OUTAGE:
+        from reports.outage import build_outage_report  # it writes with this module's helpers
+
+        return build_outage_report(Path(run_dir))
     run = read_run(Path(run_dir))
     if isinstance(run, LoadRunData):
         figures = make_overload_figures(run, run.run_dir / FIGURES_DIR)
@@ -50,6 +57,16 @@ def build_report(run_dir: Path) -> ReportFiles:
     write_atomic(md_path, to_markdown(blocks))
     write_atomic(html_path, to_html(title, blocks))
     return {"md": md_path, "html": html_path, "figures": [f.path for f in figures if f.path is not None]}
+
+
+def _kind(run_dir: Path) -> Kind | None:
+    """The kind its summary.json names, or None when there is none to read (read_run then says what is wrong)."""
+    if not (run_dir / SUMMARY).is_file():
+        return None
+    try:
+        return read_summary(run_dir).kind
+    except RunDirError:
+        return None
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -37,7 +37,8 @@ def claim_blocks(c: dict[str, Any], run_links: list[Block]) -> list[Block]:
                    CodeBlock(fmt_text(c.get("command")))]
         return blocks
     if items := measured_items(c.get("measured") or {}):
-        blocks += [Para(Strong("Measured:")), Bullets(tuple(items))]
+        label = "Model prediction (not measured):" if c.get("model") else "Measured:"
+        blocks += [Para(Strong(label)), Bullets(tuple(items))]
     blocks += [Para(Strong("Conditions: "), fmt_text(c.get("conditions") or None)),
                Para(Strong("Rule: "), fmt_text(c.get("rule") or None)),
                Para(Strong("Command: "), fmt_text(c.get("command"))), *run_links]

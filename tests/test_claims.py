@@ -17,6 +17,7 @@ from bench.analysis.claims import (
     c6_loss,
     c7_security,
     c8_waste,
+    c9_outage,
     not_run,
 )
 from bench.analysis.readings import live_latency, live_part, load_part
@@ -138,7 +139,7 @@ def test_every_claim_has_an_entry_shape() -> None:
 
 
 @pytest.mark.parametrize("argv,fragment", [
-    (["all", "--only", "C1,C9"], "unknown: C9"),
+    (["all", "--only", "C1,C99"], "unknown: C99"),
     (["all", "--only", ","], "none given"),
     (["zapier", "--only", "C1"], "applies only to `hookbench reproduce all`"),
 ])
@@ -150,3 +151,20 @@ def test_reproduce_rejects_bad_only(tmp_path: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert err.startswith("hookbench: ") and "--only" in err and fragment in err
     assert not (tmp_path / "out").exists()  # nothing ran
+
+
+def test_c9_outage_rule() -> None:
+    def summary(**onsets: float | None) -> Summary:
+        profiles = {n: {"loss_from_s": o, "nominal_span_s": 60.0, "jitter": 0.2, "shortest_outage_s": 1.0,
+                        "longest_outage_s": 259200.0, "loss_fraction_at_longest": 1.0 if o else 0.0}
+                    for n, o in onsets.items()}
+        return Summary.from_dict({"kind": "outage", "profiles": profiles, "label": "model prediction",
+                                  "parameters": {"rate_per_s": 0.01, "receiver": "refuse"}})
+
+    split = c9_outage(summary(github=1.0, svix=90_000.0, square=None), "o")
+    assert split["verdict"] == "holds only when" and split["model"] is True and split["runs"] == ["o"]
+    assert "github: any outage" in split["verdict_text"] and "svix: outages of 25 h or more" in split["verdict_text"]
+    assert "square: none up to 3 d" in split["verdict_text"]
+    assert c9_outage(summary(github=1.0, other=1.0), "o")["verdict"] == "holds"
+    assert c9_outage(summary(svix=None, square=None), "o")["verdict"] == "does not hold"
+    assert c9_outage(Summary.from_dict({"kind": "outage"}), "o")["verdict"] == "not run"

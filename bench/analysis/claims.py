@@ -17,9 +17,10 @@ if TYPE_CHECKING:
     from bench.results import Summary, Sweep
 
 from bench.modes import HYBRID, find_kind, is_pull
+from bench.schema import duration_text
 
 __all__ = ["CLAIMS", "VERDICTS", "Claim", "not_run", "c1_wasted", "c2_load", "c3_latency", "c4_overload",
-           "c5_crossover", "c6_loss", "c7_security", "c8_waste", "CLAIMED_WASTED", "CLAIMED_LOAD_RATIO",
+           "c5_crossover", "c6_loss", "c7_security", "c8_waste", "c9_outage", "CLAIMED_WASTED", "CLAIMED_LOAD_RATIO",
            "RATIO_TOLERANCE"]
 
 VERDICTS = ("holds", "holds only when", "does not hold", "not run")
@@ -61,6 +62,10 @@ CLAIMS: dict[str, Claim] = {c.id: c for c in (
     Claim("C8", "polling must be wasteful",
           "common wisdom, after C1's 98.5%: the only alternative to wasted polls is webhooks",
           "hookbench run scenarios/all_modes.toml"),
+    Claim("C9", "webhooks lose data when the receiver is down",
+          "common wisdom; split by provider, each under its documented delivery policy "
+          "(bench/data/delivery_profiles.toml: retries, back-off, disable rules)",
+          "hookbench outage"),
 )}
 
 
@@ -261,3 +266,55 @@ def c8_waste(summary: Summary, run: str) -> dict[str, Any]:
                       "long polling and server-sent events wait for the change instead and pay in held connections",
                       {"modes": modes, "claimed_wasted_fraction": CLAIMED_WASTED}, rule, [run])
     return _entry("C8", "holds", text, "", {"modes": modes, "claimed_wasted_fraction": CLAIMED_WASTED}, rule, [run])
+
+
+# --- C9: the outage model ------------------------------------------------------------------------------
+
+def c9_outage(summary: Summary, run: str) -> dict[str, Any]:
+    """Rule (on the outage model's predictions, not measurements): per provider, the shortest outage length of the
+    grid that loses any change made during it. Holds when every provider loses changes at the shortest outage tried;
+    does not hold when none loses any up to the longest; otherwise holds only when the outage is longer than each
+    provider's onset (given per provider, with the disable rule that causes it where one does)."""
+    profiles = {k: v for k, v in (summary.section("profiles") or {}).items() if isinstance(v, dict)}
+    params = summary.section("parameters") or {}
+    if not profiles:
+        return not_run("C9", "the outage model wrote no profile")
+    rate = params.get("rate_per_s")
+    shortest = min((v.get("shortest_outage_s") or 1.0) for v in profiles.values())
+
+    def say(name: str, f: dict[str, Any]) -> str:
+        span = (f"last retry {duration_text(f['nominal_span_s'])} after the first attempt, jitter "
+                f"±{100 * (f.get('jitter') or 0):.0f}%" if f.get("nominal_span_s") else "no automatic retry")
+        if f.get("loss_from_s") is None:
+            return f"{name}: none up to {duration_text(f['longest_outage_s'])} ({span})"
+        onset = f["loss_from_s"]
+        where = "any outage" if onset <= shortest else f"outages of {duration_text(onset)} or more"
+        why = (f"; disabled by {f['disabled_by']} from {duration_text(f['disabled_from_s'])}"
+               if f.get("disabled_from_s") is not None else "")
+        longest = f.get("loss_fraction_at_longest")
+        part = (f"; {100 * longest:.2g}% lost at {duration_text(f['longest_outage_s'])}"
+                if longest is not None and longest < 0.5 else "")
+        return f"{name}: {where} ({span}{why}{part})"
+
+    text = "model: changes lost from " + "; ".join(say(n, f) for n, f in profiles.items())
+    onsets = [f.get("loss_from_s") for f in profiles.values()]
+    measured = {"model_prediction": True, "label": summary.value("label"), "rate_per_s": rate,
+                "receiver": params.get("receiver"),
+                "by_provider": {n: {k: f.get(k) for k in ("loss_from_s", "all_lost_from_s", "disabled_from_s",
+                                                          "disabled_by", "nominal_span_s",
+                                                          "loss_fraction_at_longest")}
+                                for n, f in profiles.items()}}
+    rule = ("a model prediction: per provider, the shortest outage length that loses a change made during it; holds "
+            "when all lose at the shortest length tried, does not hold when none loses up to the longest")
+    cond = (f"virtual time, receiver refusing connections for the whole outage, changes at {rate:.4g}/s; a disabled "
+            "subscription is not re-enabled; Slack's '95% fail in 60 min' rule and hookbench's own breaker are not "
+            "modelled; onsets are grid points (docs/method.md, Outage model)") if rate else ""
+    if all(o is not None and o <= shortest for o in onsets):
+        verdict = "holds"
+    elif all(o is None for o in onsets):
+        verdict = "does not hold"
+    else:
+        verdict = "holds only when"
+    entry = _entry("C9", verdict, text, cond, measured, rule, [run])
+    entry["model"] = True  # the figures are a model's predictions, not measurements
+    return entry

@@ -8,8 +8,8 @@ zapier (C1 "98.5% of polls are wasted", C2 "66x the load", C3 "webhooks arrive w
   4. latency -- polling's detection latency at each Zapier interval (simulated) vs the webhook's (live);
   5. sensitivity -- the required change interval per interval mix and spread, and a heatmap grid of the
      simulated wasted fraction over poll interval x change rate.
-all: zapier, then the overload (C4), crossover (C5), loss (C6), security (C7) and every-mode (C8) runs, into one
-claims page.
+all: zapier, then the overload (C4), crossover (C5), loss (C6), security (C7) and every-mode (C8) runs and the
+outage model (C9, virtual time, seconds), into one claims page.
 
 Writes the reproduction directory (summary.json with a `claims` section, manifest.json, Parquet tables); the
 reports package turns it into report.md/html. summary.json is rewritten after every part, so an interrupted
@@ -52,6 +52,7 @@ from bench.simulation.calibrate import (
     reproduce_fleet,
     sensitivity_table,
 )
+from bench.simulation.outage import DEFAULT_CHANGES, write_outage_run
 
 __all__ = ["reproduce_zapier", "reproduce_all", "Interrupted", "ZAPIER_INTERVALS_S"]
 
@@ -235,7 +236,9 @@ OTHER_RUNS = (  # claim, kind, scenario, extra
     ("C6", "run", "faults/producer_crash.toml"),
     ("C7", "run", "security/attack_mix.toml"),
     ("C8", "run", "all_modes.toml"),
+    ("C9", "outage", "outage (model)"),  # `hookbench outage`: virtual time, a few seconds
 )
+OUTAGE_CHANGES_QUICK = 300  # outage-time changes per point with --quick (the full page draws DEFAULT_CHANGES)
 CROSSOVER_GRID = [("changes.rate", ["0.002", "0.01", "0.05", "0.25", "1"])]
 
 
@@ -272,7 +275,13 @@ def reproduce_all(out: Path, *, repo: Path, scenarios_dir: Path, run_load: Calla
                 continue
             path = scenarios_dir / name
             log(f"== {cid}: {kind} {name}")
-            if kind == "load":
+            if kind == "outage":
+                od = new_run_dir(cdir, "outage")
+                write_outage_run(od, repo=repo, changes=OUTAGE_CHANGES_QUICK if quick else DEFAULT_CHANGES,
+                                 progress=lambda m: log("      " + m))
+                doc["runs"][name] = od.name
+                entries[cid] = cl.c9_outage(read_summary(od, expect=Kind.OUTAGE), od.name)
+            elif kind == "load":
                 if run_load is None:
                     entries[cid] = cl.not_run(cid, "no load runner was given")
                     continue

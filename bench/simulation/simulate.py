@@ -30,7 +30,7 @@ from bench.simulation.population import binomial_summary, simulate_fleet
 from bench.simulation.vpoll import poll_range, seen_by
 from bench.workload import change_times
 
-__all__ = ["simulate_scenario", "summary_lines", "SIMULATORS", "MAX_CHANGES", "MAX_TABLE_ROWS"]
+__all__ = ["simulate_scenario", "empty_run_dir", "summary_lines", "SIMULATORS", "MAX_CHANGES", "MAX_TABLE_ROWS"]
 
 MAX_CHANGES = 50_000_000  # changes drawn at once: about 1.2 GB of arrays
 MAX_TABLE_ROWS = 200_000  # longer per-change tables are written as a seeded uniform sample (flagged)
@@ -61,6 +61,20 @@ class _Stream:
     grace: float  # end of the drain
 
 
+def empty_run_dir(out_dir: str | Path) -> Path:
+    """`out_dir`, created if missing; RunDirError if it holds anything (a run directory is never overwritten) or
+    cannot be created."""
+    run_dir = Path(out_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if any(run_dir.iterdir()):
+            raise RunDirError(f"{run_dir}: not empty; a run directory is never overwritten, pass a new --out")
+    except OSError as e:
+        raise RunDirError(f"{run_dir}: cannot create the run directory there ({e.strerror}); "
+                          "pass a writable --out DIR") from None
+    return run_dir
+
+
 def simulate_scenario(scenario: Scenario, out_dir: str | Path, *, polls: int | None = None, seed: int | None = None,
                       progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Simulate `scenario` into the run directory `out_dir` (created if missing; refused if not empty).
@@ -70,14 +84,7 @@ def simulate_scenario(scenario: Scenario, out_dir: str | Path, *, polls: int | N
     receives a few one-line messages.
     """
     say = progress or (lambda _m: None)
-    run_dir = Path(out_dir)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if any(run_dir.iterdir()):
-            raise RunDirError(f"{run_dir}: not empty; a run directory is never overwritten, pass a new --out")
-    except OSError as e:
-        raise RunDirError(f"{run_dir}: cannot create the run directory there ({e.strerror}); "
-                          "pass a writable --out DIR") from None
+    run_dir = empty_run_dir(out_dir)
     sc = scenario
     seed = sc.seed if seed is None else seed
     if polls is not None and polls < 1:

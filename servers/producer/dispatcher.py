@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.config import DeliveryCfg
+from bench.delivery import disable_reason, retry_delay
 from bench.protocol import ChangeEvent, msg_id_for
 from bench.records import JsonlWriter
 
@@ -39,12 +39,8 @@ log = logging.getLogger("hookbench.producer")
 
 # `outcome` of a deliveries.jsonl row
 OK, RETRY, GAVE_UP, DISABLED, ABANDONED = "ok", "retry", "gave_up", "disabled", "abandoned"
-GONE = 410
-
-
-def backoff_delay(cfg: DeliveryCfg, attempt: int, rng: random.Random) -> float:
-    """Seconds to wait after failed attempt number `attempt` (1-based): the schedule's delay, +-jitter."""
-    return cfg.nominal_delay(attempt) * (1.0 + rng.uniform(-cfg.jitter, cfg.jitter))
+# the schedule's arithmetic lives in bench.delivery, shared with the outage model (bench.simulation.outage)
+backoff_delay = retry_delay
 
 
 class Dispatcher:
@@ -201,27 +197,17 @@ class Dispatcher:
         ep.attempts += 1
         if a.ok:
             ep.ok += 1
-            ep.fail_streak, ep.failing_since_ns = 0, None
         else:
             ep.failed += 1
-            ep.fail_streak += 1
-            if ep.failing_since_ns is None:
-                ep.failing_since_ns = a.t_send
+        ep.failures.record(a.ok, a.t_send / 1e9)
         return a
 
     @staticmethod
     def disable_rule(ep: Endpoint, a: Attempt) -> str | None:
         """Why the failed attempt `a` disables the subscription, or None: 410 Gone, N consecutive failed
-        attempts (`disable_after_failures`), or failing continuously for `disable_after` (over `delay_scale`)."""
-        if a.status == GONE:
-            return "410 Gone"
-        cfg = ep.cfg
-        if cfg.disable_after_failures and ep.fail_streak >= cfg.disable_after_failures:
-            return f"{ep.fail_streak} consecutive failed attempts"
-        limit = cfg.live_disable_after
-        if limit and ep.failing_since_ns is not None and (a.t_done - ep.failing_since_ns) / 1e9 >= limit:
-            return f"failing continuously for {(a.t_done - ep.failing_since_ns) / 1e9:.3g} s (limit {limit:g} s)"
-        return None
+        attempts (`disable_after_failures`), or failing continuously for `disable_after` (over `delay_scale`):
+        bench.delivery.disable_reason, the rule the outage model applies too."""
+        return disable_reason(ep.cfg, a.status, ep.failures, a.t_done / 1e9)
 
     def decide(self, ep: Endpoint, a: Attempt) -> tuple[str, float]:
         """The attempt's outcome and, for RETRY, the seconds to wait before the next one."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import aiohttp
 
+from bench.delivery import FailureRun
 from bench.modes import THIN, find_kind
 from bench.protocol import ChangeEvent, encode_event, encode_thin_event, msg_id_for
 from bench.signing import make_scheme
@@ -99,10 +100,9 @@ class Endpoint:
         self.closed = False
         self.close_reason = ""
         self.attempts = self.ok = self.failed = 0
-        # the current run of failed attempts (any change): its length and when its first attempt was sent (ns);
-        # the disable rules (delivery keys disable_after_failures, disable_after) read them
-        self.fail_streak = 0
-        self.failing_since_ns: int | None = None
+        # the current run of failed attempts (any change): its length and when its first attempt was sent (s);
+        # the disable rules (delivery keys disable_after_failures, disable_after; bench.delivery) read it
+        self.failures = FailureRun()
         self.disable_why = ""  # why the dispatcher disabled it ("410 Gone", "8 consecutive failed attempts")
         self.in_flight = self.max_in_flight = 0
         # retry / fire_and_forget: jobs queued, waiting on a timer, or held by a worker
