@@ -113,7 +113,6 @@ RULES = [
 RETRY_STATUSES = (429, 503)  # the ones whose Retry-After is honoured; every 5xx is retried
 
 
-
 def parse_delays(text: str) -> tuple[float, ...] | None:
     """--hb-delays as seconds (empty: ()), or None when a part is not a finite number >= 0."""
     parts = [p.strip() for p in text.split(",")] if text.strip() else []
