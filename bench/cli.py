@@ -126,6 +126,13 @@ def _check_load_flags(args: argparse.Namespace) -> None:
             if value is not None:
                 raise bad(flag, value, "only applies with --worker (the master binds 127.0.0.1 and "
                                        "--master-bind-port)")
+    if args.target_secret is not None and args.target_url is None:
+        raise bad("--target-secret", "<redacted>", "only applies with --target-url (the built-in receiver draws a "
+                                                   "fresh secret for each run)")
+    if args.worker and args.target_url is not None:
+        raise bad("--target-url", args.target_url, "does not apply with --worker: give it to the master (`hookbench "
+                                                   "load SCENARIO --master --target-url URL`), which sends it to the "
+                                                   "workers")
     if args.master and args.processes is not None:
         raise bad("--processes", args.processes, "cannot be combined with --master: the master runs no users; give "
                                                  "--processes to each `hookbench load --worker` instead")
@@ -146,8 +153,11 @@ def _check_load_flags(args: argparse.Namespace) -> None:
 
 
 def cmd_load(args: argparse.Namespace) -> int:
+    import os
+
     from bench.orchestration.load import MasterOptions, run_load, run_workers
     from bench.orchestration.session import new_run_dir
+    from bench.orchestration.target import parse_target, preflight
     from reports import build_report
 
     _check_load_flags(args)
@@ -167,9 +177,16 @@ def cmd_load(args: argparse.Namespace) -> int:
         master = MasterOptions(expect_workers=args.expect_workers or 1,
                                bind_port=args.master_bind_port or LOCUST_MASTER_PORT,
                                max_wait_s=args.expect_workers_max_wait or 60)
-    run_dir = new_run_dir(Path(args.out or "runs"), scenario.name)
-    print(f"hookbench load: scenario {scenario.name} ({path}), target {scenario.load.target} -> {run_dir}")
-    result = run_load(scenario, run_dir, _scenarios_dir(), repo=REPO, processes=args.processes, master=master)
+    external = None
+    if args.target_url is not None:  # checked, then probed once, before anything is started or written
+        external = parse_target(args.target_url, scenario.load.target, scenario.webhook.subscriptions[0].scheme,
+                                args.target_secret, os.environ)
+        print(f"hookbench load: --target-url {external.shown}: {preflight(external)}")
+    run_dir = new_run_dir(Path(args.out or "runs"), scenario.name + ("-external" if external else ""))
+    target = f"external {scenario.load.target} {external.shown}" if external else scenario.load.target
+    print(f"hookbench load: scenario {scenario.name} ({path}), target {target} -> {run_dir}")
+    result = run_load(scenario, run_dir, _scenarios_dir(), repo=REPO, processes=args.processes, master=master,
+                      external=external)
     paths = build_report(run_dir)
     o = result.summary.overload or {}
     print(f"\n{'step':>4} {'users':>6} {'offered/s':>10} {'achieved/s':>11} {'p99 ms':>8} {'p99 from intended':>18} "
@@ -185,6 +202,9 @@ def cmd_load(args: argparse.Namespace) -> int:
         print(f"recovery: {_f(o.get('recovery_s'), '.0f')} s ({o.get('recovery_note')})")
     for reason in result.summary.saturation_reasons:
         print(f"  warning: HARNESS SATURATED: {reason}")
+    unavailable = result.summary.value("unavailable") or []
+    if unavailable:
+        print(f"unavailable (external target, not measured): {'; '.join(u['figure'] for u in unavailable)}")
     rec = result.summary.section("records") or {}
     per_worker = ", ".join(f"worker {w}: {n}" for w, n in (rec.get("per_worker") or {}).items())
     print(f"records: {rec.get('rows')} requests in {rec.get('files')} file(s) ({per_worker or 'none'}); "
@@ -411,6 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
     ld.add_argument("--processes", type=int, help="Locust worker processes (default: load.processes, else one per "
                                                   "core; with --worker: 1)")
     ld.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key")
+    ext = ld.add_argument_group("Your own server as the target (no built-in server is started)")
+    ext.add_argument("--target-url", metavar="URL",
+                     help="[load] target = receiver: your webhook endpoint, e.g. http://127.0.0.1:9000/hooks; "
+                          "target = producer: your API base, serving /changes and /resources/{id} (README)")
+    ext.add_argument("--target-secret", metavar="SECRET",
+                     help="the signing secret your endpoint verifies (scheme: the scenario's webhook.scheme); "
+                          "better: set $HOOKBENCH_TARGET_SECRET, which stays out of shell history and ps")
     dist = ld.add_argument_group("Locust master/worker (the workers are separate `hookbench load --worker` commands)")
     dist.add_argument("--master", action="store_true", help="run the servers and a Locust master with no users; "
                                                             "the ramp starts when --expect-workers have connected")

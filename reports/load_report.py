@@ -94,6 +94,17 @@ def _target(run: LoadRunData) -> str:
     return str(target) if target else "server"
 
 
+def _external(run: LoadRunData) -> dict[str, Any] | None:
+    """The external target (`hookbench load --target-url`) as summary.json records it, or None (the built-in)."""
+    t = obj(run.summary.get("target_server"))
+    return t if t.get("external") is True else None
+
+
+def _unavailable(run: LoadRunData) -> list[dict[str, Any]]:
+    rows = run.summary.get("unavailable")
+    return [obj(r) for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+
+
 # --- the document -----------------------------------------------------------------------------------
 
 def build_overload_document(run: LoadRunData, figures: list[FigureOutcome]) -> tuple[str, list[Block]]:
@@ -115,6 +126,8 @@ def build_overload_document(run: LoadRunData, figures: list[FigureOutcome]) -> t
     ramp, recovery = _steps(run)
     blocks += [Heading(2, "What was measured"), Para(_measured_text(run, ramp, recovery))]
     blocks += [Heading(2, "Harness check"), *_harness(run)]
+    if _external(run) is not None:
+        blocks += [Heading(2, "Not measured: the target's own figures"), *_unavailable_blocks(run)]
     blocks += [Heading(2, "Steps"), *_steps_table(run, ramp, recovery)]
     blocks += [Heading(2, "The knee"), *_knee_blocks(run, ramp)]
     blocks += [Heading(2, "Recovery"), _recovery_para(run, recovery)]
@@ -135,7 +148,11 @@ def _measured_text(run: LoadRunData, ramp: list[Step], recovery: Step | None) ->
     over = fmt_counted(len(ramp) if planned is None else planned, "step")
     if planned is not None and len(ramp) < planned:
         over += f", of which {fmt_count(len(ramp))} were measured"
-    text = (f"Target: the {target}. {what}. The users rose by {fmt_count(load.get('step_users'))} a step from "
+    external = _external(run)
+    where = (f"your {target} at {fmt_text(external.get('url'))}, an external server that hookbench did not start "
+             "(`--target-url`); every figure below comes from the Locust users' own records"
+             if external else f"the {target}")
+    text = (f"Target: {where}. {what}. The users rose by {fmt_count(load.get('step_users'))} a step from "
             f"{fmt_count(load.get('start_users'))} over {over} ({users} users), each user offering "
             f"{fmt_short(load.get('rate_per_user'))} requests/s, so {rate} requests/s were offered. Each step lasted "
             f"{fmt_short(load.get('step_duration'))} s; its first {fmt_short(load.get('settle'))} s (settle) are "
@@ -143,11 +160,41 @@ def _measured_text(run: LoadRunData, ramp: list[Step], recovery: Step | None) ->
     if recovery is not None:
         text += (f"After the ramp, one recovery step went back to {fmt_count(recovery.get('users'))} users; it is "
                  "not part of the ramp. ")
+    if senders := _senders_text(run):
+        text += senders + " "
     processes = run.manifest.get("locust_processes")
     text += (f"Locust ran as {fmt_count(processes)} process{'' if number(processes) == 1 else 'es'}. "
              f"The ramp lasted {fmt_short(run.summary.get('duration_s'))} s. "
              f"Seed {fmt_text(run.summary.get('seed', run.manifest.get('seed')))}.")
     return text
+
+
+def _senders_text(run: LoadRunData) -> str:
+    """The storm senders' retry policy, as the manifest recorded it (a receiver target only)."""
+    p = obj(run.manifest.get("senders"))
+    if not p:
+        return ""
+    delays = p.get("retry_delays_s")
+    shown = ", ".join(f"{fmt_short(d)} s" for d in delays) if isinstance(delays, list) and delays else "none"
+    profile = f"the {fmt_text(p.get('profile'))} profile's" if p.get("profile") else "the scenario's"
+    return (f"Each sender signed with the {fmt_text(p.get('scheme'))} scheme and retried on {profile} delivery "
+            f"schedule: {fmt_count(p.get('attempts'))} attempts at most, waiting {shown} before the retries "
+            f"({'no jitter' if not number(p.get('jitter')) else '±' + fmt_pct(p.get('jitter')) + ' jitter'}; "
+            f"Retry-After honoured up to {fmt_short(p.get('retry_after_cap_s'))} "
+            f"s), {fmt_short(p.get('timeout_s'))} s per attempt.")
+
+
+def _unavailable_blocks(run: LoadRunData) -> list[Block]:
+    rows = _unavailable(run)
+    if not rows:
+        return [Para("summary.json names no unavailable figure.")]
+    why = next((str(r["why"]) for r in rows if r.get("why")), "")
+    return [Para(f"The target was external: {why}. These figures of a built-in run are therefore not measured "
+                 "here, and are left out rather than shown as zero or blank:"),
+            Bullets(tuple((fmt_text(r.get("figure")), f"where a built-in run has it: {fmt_text(r.get('key'))}")
+                          for r in rows)),
+            Para("The knee, the shedding (429, 503, timeouts, attempts per delivery) and the recovery come from the "
+                 "Locust users' records alone, exactly as for a built-in run.")]
 
 
 def _harness(run: LoadRunData) -> list[Block]:
@@ -176,6 +223,8 @@ def _harness(run: LoadRunData) -> list[Block]:
                          f"ms ({fmt_count(lag.get('n'))} samples)")
     if warnings := number(sat.get("locust_cpu_warnings")):
         parts.append(f"{fmt_count(warnings)} Locust CPU warnings")
+    if _external(run) is not None:
+        parts.append(f"the {target}'s CPU and event-loop lag: unavailable (external target, see below)")
     blocks.append(Para(Strong("Harness check: "), f"{verdict}: {'; '.join(parts)}. CPU is in % of one core."))
     return blocks
 
@@ -188,8 +237,13 @@ STEP_HEADER = ("step", "users", "offered (/s)", "achieved (/s)", "p50 (ms)", "p9
                "errors", "429", "503", "timeouts", "attempts per delivery", "backlog / in flight at end")
 
 
-def _step_cells(step: Step) -> tuple[str, ...]:
-    return (
+def _counters(steps: list[Step]) -> bool:
+    """Whether the steps carry the server's counters (an external target's do not have the keys at all)."""
+    return any("in_flight_end" in s or "backlog_end" in s for s in steps) or not steps
+
+
+def _step_cells(step: Step, counters: bool = True) -> tuple[str, ...]:
+    cells = (
         fmt_count(step.get("users")), fmt_short(step.get("offered_rps"), 4), fmt_short(step.get("achieved_rps"), 4),
         fmt_num(get(step, "latency_ms", "p50")), fmt_num(get(step, "latency_ms", "p99")),
         fmt_num(get(step, "latency_from_intended_ms", "p99")),
@@ -197,28 +251,32 @@ def _step_cells(step: Step) -> tuple[str, ...]:
         fmt_pct(step.get("timeout_rate")), fmt_num(step.get("retry_amplification")),
         f"{fmt_count(step.get('backlog_end'))} / {fmt_count(step.get('in_flight_end'))}",
     )
+    return cells if counters else cells[:-1]
 
 
 def _steps_table(run: LoadRunData, ramp: list[Step], recovery: Step | None) -> list[Block]:
     if not ramp and recovery is None:
         return [Para("summary.json lists no measured step: the run ended before its first step was measured.")]
     _, knee_step = _knee(run, ramp)
+    counters = _counters(ramp + ([recovery] if recovery else []))
     rows: list[Row] = []
     for step in ramp:
-        cells: tuple[Cell, ...] = _step_cells(step)
+        cells: tuple[Cell, ...] = _step_cells(step, counters)
         label = fmt_text(step.get("step"))
         if step is knee_step:  # the knee stands out: the first step the server could not carry
             cells, label = tuple(Failure(c) for c in cells), f"{label} (knee)"
         rows.append(Row(label, cells))
     if recovery is not None:
-        rows.append(Row(f"{fmt_text(recovery.get('step'))} (recovery)", _step_cells(recovery)))
+        rows.append(Row(f"{fmt_text(recovery.get('step'))} (recovery)", _step_cells(recovery, counters)))
     caption = ("One row per step; every value covers the step after its settle period. p50 and p99 are measured "
                "from the send (what Locust shows), “p99 from intended” from the time the request was due "
                "(coordinated omission included). Errors, 429, 503 and timeouts are shares of the request attempts."
                + (" The knee step is highlighted." if knee_step is not None else "")
                + (" The recovery step, back at the first step's users, is not part of the ramp." if recovery else "")
-               + " A dash: not recorded.")
-    return [Table(STEP_HEADER, tuple(rows), caption=caption)]
+               + " A dash: not recorded."
+               + ("" if counters else " No backlog / in-flight column: the target's counters are unavailable "
+                                      "(external target)."))
+    return [Table(STEP_HEADER if counters else STEP_HEADER[:-1], tuple(rows), caption=caption)]
 
 
 def _knee_blocks(run: LoadRunData, ramp: list[Step]) -> list[Block]:
@@ -260,7 +318,9 @@ def _reproduce(run: LoadRunData) -> list[Block]:
     m = run.manifest
     blocks: list[Block] = []
     for intro, argv in (("The command that produced this run, as recorded in manifest.json:", m.get("command_line")),
-                        ("Locust was started as (secrets replaced):", m.get("locust_command"))):
+                        ("Locust was started as (secrets replaced; a storm's signing secret was in its environment, "
+                         "as $LOCUST_HB_SECRET):" if _target(run) == "receiver"
+                         else "Locust was started as (secrets replaced):", m.get("locust_command"))):
         if isinstance(argv, list) and argv:
             text = shlex.join(str(a) for a in argv)
             blocks += [Para(intro), CodeBlock(f"python {text}" if argv[:2] == ["-m", "locust"] else text)]
@@ -509,6 +569,8 @@ def _draw_cpu(ax: Axes, run: LoadRunData) -> tuple[bool, str]:
     _legend(ax)
     note = ("CPU use of the server under test and of each Locust process, sampled once a second (100% = one core). "
             "Dashed red: 90%, above which Locust warns that it may no longer send at the rate asked. ")
+    if _external(run) is not None:
+        note += f"The {_target(run)} was external: its CPU is unavailable, only Locust's is drawn. "
     if bounds:
         note += (f"Vertical lines: step boundaries ({source}), step numbers at the top, the knee's in red; shaded: "
                  "each step's settle period, excluded from the statistics.")

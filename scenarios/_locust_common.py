@@ -51,7 +51,10 @@ def add_options(parser: Any, options: dict[str, Option], secret: tuple[str, ...]
     """Add `options` to Locust's parser (or a plain argparse one, for `python scenarios/x.py`)."""
     locust_parser = hasattr(parser, "args_included_in_web_ui")
     for flag, (kind, default, text) in options.items():
-        extra = {"is_secret": True} if locust_parser and flag in secret else {}
+        # a secret can also come from the environment (LOCUST_HB_SECRET for --hb-secret): never on a command line
+        # that `ps` shows
+        extra = {"is_secret": True, "env_var": f"LOCUST_{dest(flag).upper()}"} if locust_parser and flag in secret \
+            else {}
         # parser.add_argument, not a group: Locust's web UI only lists options added on the parser itself
         if kind is bool:
             parser.add_argument(flag, action="store_true", default=False, help=text, **extra)

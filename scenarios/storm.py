@@ -7,8 +7,11 @@ t_change_ns = the delivery's intended time), with an id unique across processes 
 make_scheme(--hb-scheme, [--hb-secret]) at each attempt.
 
 A sender retries as a real one does: after a timeout, a connection error, 429, 503 or another 5xx it
-tries again, up to --hb-attempts attempts in all, waiting --hb-backoff seconds doubled after each
-attempt, or what Retry-After asks on 429/503 (capped at 5 s). Other answers are final (2xx, including
+tries again, up to --hb-attempts attempts in all. Before retry n it waits the n-th of --hb-delays (the
+last repeats; `hookbench load` passes the scenario's delivery schedule there, a provider profile's
+included: bench.config.DeliveryCfg.nominal_delay), or without a list --hb-backoff seconds doubled after
+each attempt; either varied by +-(--hb-jitter) of itself, as the producer's dispatcher does. On 429/503 a
+Retry-After is honoured instead, capped at --hb-retry-after-cap. Other answers are final (2xx, including
 the receiver's 200 "duplicate"; 4xx: a bad request is not retried). Retries do not take a schedule slot:
 the next delivery keeps its intended time, so a backlog shows as lateness (t_send - t_intended), never
 as fewer deliveries. A user is one greenlet with one request in flight, so this is open-loop only as far
@@ -28,8 +31,9 @@ Run on its own against `hookbench serve receiver --port 0 --secret whsec_... --r
         --hb-secret whsec_... --hb-records /tmp/rec --hb-start-users 10 --hb-step-users 10 --hb-steps 5
     python scenarios/storm.py     # lists the --hb-* options: `locust --help` cannot (it skips the locustfile)
 
-The web UI masks --hb-secret in its form, but Locust 2.47 writes the value into the page source: keep
-the web UI on 127.0.0.1 (--web-host 127.0.0.1).
+The secret can come from the environment instead, as `hookbench load` passes it: LOCUST_HB_SECRET=whsec_...
+(kept out of `ps` and shell history). The web UI masks --hb-secret in its form, but Locust 2.47 writes the
+value into the page source: keep the web UI on 127.0.0.1 (--web-host 127.0.0.1).
 
 Records (--hb-records DIR): one row per attempt in DIR/storm-<pid>.jsonl: user (unique across the
 processes of a run), worker (the runner's worker index, 0 locally), msg_id, attempt (1, 2, ...),
@@ -85,7 +89,11 @@ OPTIONS: dict[str, Option] = {
     "--hb-secret": (str, "", "The endpoint's signing secret (required)"),
     "--hb-rate": (float, 10.0, "Deliveries per second offered by each user"),
     "--hb-attempts": (int, 3, "Attempts per delivery, the first included"),
-    "--hb-backoff": (float, 0.2, "Seconds before the first retry, doubled after each attempt"),
+    "--hb-backoff": (float, 0.2, "Seconds before the first retry, doubled after each attempt (without --hb-delays)"),
+    "--hb-delays": (str, "", "Seconds before retry 1, 2, ..., comma-separated (the last repeats), e.g. 0.2,0.4; "
+                             "empty: --hb-backoff doubled"),
+    "--hb-jitter": (float, 0.0, "Each retry delay varies by up to +- this fraction of itself, in [0, 1)"),
+    "--hb-retry-after-cap": (float, 5.0, "Longest Retry-After (seconds) a 429/503 answer is honoured for"),
     "--hb-timeout": (float, 2.0, "Seconds per attempt (connect and read)"),
     "--hb-records": (str, "", "Directory for storm-<pid>.jsonl (empty: none)"),
 }
@@ -96,12 +104,33 @@ RULES = [
     ("--hb-rate", lambda x: finite_positive(x) and x <= 10_000, "deliveries per second per user in (0, 10000]"),
     ("--hb-attempts", lambda n: 1 <= n <= 100, "an integer from 1 to 100"),
     ("--hb-backoff", lambda x: 0 <= x < 3600, "seconds in [0, 3600)"),
+    ("--hb-delays", lambda s: parse_delays(s) is not None,
+     "seconds >= 0, comma-separated, like 0.2,0.4 or 60,120,240 (empty: --hb-backoff doubled)"),
+    ("--hb-jitter", lambda x: 0 <= x < 1, "a fraction in [0, 1)"),
+    ("--hb-retry-after-cap", lambda x: 0 <= x < 1e7, "seconds >= 0"),
     ("--hb-timeout", finite_positive, "seconds > 0"),
 ]
-RETRY_AFTER_CAP_S = 5.0
 RETRY_STATUSES = (429, 503)  # the ones whose Retry-After is honoured; every 5xx is retried
 
-CFG = argparse.Namespace(**option_values(None, OPTIONS))
+
+def parse_delays(text: str) -> tuple[float, ...] | None:
+    """--hb-delays as seconds (empty: ()), or None when a part is not a finite number >= 0."""
+    parts = [p.strip() for p in text.split(",")] if text.strip() else []
+    try:
+        delays = tuple(float(p) for p in parts)
+    except ValueError:
+        return None
+    return delays if all(0 <= d < 1e9 for d in delays) else None  # also refuses nan and inf
+
+
+def retry_delay(attempt: int, delays: tuple[float, ...], backoff: float, jitter: float, rng: random.Random) -> float:
+    """Seconds to wait after failed attempt `attempt` (1-based): the list's entry (its last repeats), else the
+    back-off doubled per attempt; +-jitter of itself (the dispatcher's backoff_delay)."""
+    base = delays[min(attempt, len(delays)) - 1] if delays else backoff * 2 ** (attempt - 1)
+    return base * (1.0 + rng.uniform(-jitter, jitter)) if jitter else base
+
+
+CFG = argparse.Namespace(**option_values(None, OPTIONS), delays=())
 _scheme: list[Scheme] = []  # built from the options at init / test_start
 _run = {"prefix": ""}  # change-id prefix of this process and run: pid + random, set at test_start (after a fork)
 _indices = UserIndices()
@@ -122,7 +151,7 @@ def _configure(opts: Any) -> list[str]:
         errors.append(bad_dir)
     if errors:
         return errors
-    vars(CFG).update(values)
+    vars(CFG).update(values, delays=parse_delays(values["hb_delays"]))
     _scheme[:] = [scheme]
     _rows.directory = values["hb_records"]
     StormSender.network_timeout = StormSender.connection_timeout = values["hb_timeout"]
@@ -137,6 +166,7 @@ class StormSender(FastHttpUser):
         self.index = _indices.next()
         self.worker = _indices.worker
         self.period_ns = round(1e9 / CFG.hb_rate)
+        self.rng = random.Random(f"retry:{self.index}")  # the retry jitter, seeded per sender
         self.sent = 0
         self.t0_ns = self.next_ns = 0
 
@@ -185,8 +215,8 @@ class StormSender(FastHttpUser):
                      "error": error, "retry_after_s": asked})
         if status == 0 or status >= 500 or status == 429:
             if status in RETRY_STATUSES and asked is not None:
-                return min(asked, RETRY_AFTER_CAP_S)
-            return CFG.hb_backoff * 2 ** (attempt - 1)
+                return min(asked, CFG.hb_retry_after_cap)
+            return retry_delay(attempt, CFG.delays, CFG.hb_backoff, CFG.hb_jitter, self.rng)
         return None
 
 

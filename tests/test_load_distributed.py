@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 SCENARIO = "scenarios/overload_producer.toml"
 # What a local `hookbench load` summary has (tests/test_load_integration.py runs those): the master's has the same.
 SUMMARY_KEYS = {"format_version", "kind", "scenario", "seed", "target", "partial", "status", "changes", "modes",
-                "duration_s", "harness_saturated", "saturation", "overload", "records"}
+                "duration_s", "harness_saturated", "target_server", "unavailable", "saturation", "overload", "records"}
 
 
 def _start(argv: list[str]) -> subprocess.Popen[str]:

@@ -321,6 +321,9 @@ def test_web_ui_lists_the_options(receiver: tuple[subprocess.Popen[str], int, Pa
     (["-f", "scenarios/fleet.py", "--hb-cursor-share", "1.5"], "--hb-cursor-share"),
     (["-f", "scenarios/storm.py"], "--hb-secret"),
     (["-f", "scenarios/storm.py", "--hb-secret", SECRET, "--hb-attempts", "0"], "--hb-attempts"),
+    (["-f", "scenarios/storm.py", "--hb-secret", SECRET, "--hb-delays", "0.2,soon"], "--hb-delays"),
+    (["-f", "scenarios/storm.py", "--hb-secret", SECRET, "--hb-delays", "-1"], "--hb-delays"),
+    (["-f", "scenarios/storm.py", "--hb-secret", SECRET, "--hb-jitter", "1"], "--hb-jitter"),
     (["-f", "scenarios/storm.py,scenarios/ramp.py", "--hb-secret", SECRET, "--hb-step-seconds", "1"],
      "--hb-step-seconds"),
 ])

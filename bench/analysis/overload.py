@@ -57,10 +57,13 @@ def _ok(status: pd.Series) -> pd.Series:
 
 
 def overload_section(requests: pd.DataFrame, steps: pd.DataFrame, server_stats: pd.DataFrame, *,
-                     rate_per_user: float, settle_s: float, slo_p99_ms: float, ramp_steps: int) -> dict[str, Any]:
+                     rate_per_user: float, settle_s: float, slo_p99_ms: float, ramp_steps: int,
+                     server_counters: bool = True) -> dict[str, Any]:
     """`requests`: columns t_intended_ns, t_send_ns, t_recv_ns, status, error, attempt, msg_id (storm) or
     none of the last two (polls). `server_stats`: t_ns, pending (backlog) and in_flight, may be empty.
-    `ramp_steps`: how many steps the ramp has; a step numbered `ramp_steps` is the recovery step."""
+    `ramp_steps`: how many steps the ramp has; a step numbered `ramp_steps` is the recovery step.
+    `server_counters` False (an external target, whose /stats is not read): the steps have no `backlog_end` and
+    `in_flight_end` keys at all; everything else comes from the client's rows alone."""
     out_steps: list[dict[str, Any]] = []
     intervals = step_intervals(steps)
     all_dels = _deliveries(requests)
@@ -79,7 +82,7 @@ def overload_section(requests: pd.DataFrame, steps: pd.DataFrame, server_stats: 
         err = attempts["error"].fillna("") if "error" in attempts else pd.Series("", index=attempts.index)
         n_att = len(attempts)
         stats_at_end = server_stats[(server_stats["t_ns"] <= end)].tail(1)
-        out_steps.append({
+        row: dict[str, Any] = {
             "step": step, "users": users, "start_ns": start, "end_ns": end, "measured_s": dur,
             "offered_rps": users * rate_per_user,
             "intended_rps": len(dels) / dur,
@@ -91,11 +94,13 @@ def overload_section(requests: pd.DataFrame, steps: pd.DataFrame, server_stats: 
             "rate_503": float((st == 503).mean()) if n_att else None,
             "timeout_rate": float(((st == 0) & err.str.contains("timeout", case=False)).mean()) if n_att else None,
             "retry_amplification": float(dels["attempts"].mean()) if len(dels) else None,
-            "backlog_end": None if stats_at_end.empty or pd.isna(stats_at_end["pending"].iloc[0])
-            else int(stats_at_end["pending"].iloc[0]),
-            "in_flight_end": None if stats_at_end.empty or pd.isna(stats_at_end["in_flight"].iloc[0])
-            else int(stats_at_end["in_flight"].iloc[0]),
-        })
+        }
+        if server_counters:
+            row["backlog_end"] = (None if stats_at_end.empty or pd.isna(stats_at_end["pending"].iloc[0])
+                                  else int(stats_at_end["pending"].iloc[0]))
+            row["in_flight_end"] = (None if stats_at_end.empty or pd.isna(stats_at_end["in_flight"].iloc[0])
+                                    else int(stats_at_end["in_flight"].iloc[0]))
+        out_steps.append(row)
     # steps numbered past the ramp are the recovery step (an interrupted run may not have reached it)
     ramp = [st for st in out_steps if st["step"] < ramp_steps]
     after = [iv for iv in intervals if iv[0] >= ramp_steps]

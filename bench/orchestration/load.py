@@ -1,11 +1,12 @@
 """The orchestrator of `hookbench load`: one server under a Locust step ramp, until it falls over or the ceiling.
 
 `[load] target = "receiver"`: webhook storm senders (scenarios/storm.py) POST signed deliveries at the
-receiver. `"producer"`: a polling fleet (scenarios/fleet.py) polls the producer. Either way the ramp
-shape (scenarios/ramp.py) raises the users step by step; Locust runs headless with `--processes N`
-(default one per core), or as a master whose workers are started apart (`run_load(..., master=...)` and
-`run_workers`, Locust's own master/worker mode). Once a second the server's own counters and every local
-process's CPU are sampled.
+receiver, retrying on the scenario's delivery schedule. `"producer"`: a polling fleet (scenarios/fleet.py)
+polls the producer. Either way the ramp shape (scenarios/ramp.py) raises the users step by step; Locust runs
+headless with `--processes N` (default one per core), or as a master whose workers are started apart
+(`run_load(..., master=...)` and `run_workers`, Locust's own master/worker mode). Once a second the server's own
+counters and every local process's CPU are sampled. With `external` (`--target-url`, bench.orchestration.target)
+no server is started: the load goes to the user's URL, and the server's counters are named as unavailable.
 """
 
 from __future__ import annotations
@@ -36,7 +37,15 @@ from bench.errors import RunError
 from bench.manifest import collect_metadata
 from bench.orchestration.procs import ProcessGroup, terminate
 from bench.orchestration.session import Interrupted, Progress, RunResult, http_json, locust_cpu_warnings, on_sigterm
-from bench.orchestration.wiring import make_endpoints, producer_argv, receiver_argv, receiver_config
+from bench.orchestration.target import ExternalTarget, unavailable_figures
+from bench.orchestration.wiring import (
+    SENDER_RULES_NOT_RUN,
+    make_endpoints,
+    producer_argv,
+    receiver_argv,
+    receiver_config,
+    storm_policy_argv,
+)
 from bench.protocol import PATH_STATS
 from bench.records import JsonlWriter
 from bench.results import (
@@ -68,6 +77,7 @@ class MasterOptions:
 # The master's log line as each worker connects (Locust 2.x): "... reported as ready. 2 workers connected."
 _CONNECTED = re.compile(r"reported as ready(?: \(duplicate message\))?\. (\d+) workers connected")
 _GAVE_UP = "Gave up waiting for workers to connect"
+SECRET_ENV_LOCUST = "LOCUST_HB_SECRET"  # scenarios/storm.py reads --hb-secret from it: never on a command line
 
 
 # What the manifest says of the clocks behind the timings (design.md section 6: the clock-sync caveat).
@@ -94,7 +104,9 @@ def _locustfiles(sc: Scenario, scenarios_dir: Path) -> str:
 
 
 def _locust_argv(sc: Scenario, scenarios_dir: Path, run_dir: Path, base: str, processes: int,
-                 endpoint: Any | None, master: MasterOptions | None = None) -> list[str]:
+                 hook_path: str | None, master: MasterOptions | None = None) -> list[str]:
+    """Locust's command line. For a receiver: the storm posts to `hook_path`, signed with the first subscription's
+    scheme, retrying on its delivery schedule; the secret travels in the environment (SECRET_ENV_LOCUST)."""
     ld = sc.load
     argv = [sys.executable, "-m", "locust", "-f", _locustfiles(sc, scenarios_dir), "--headless", "--host", base,
             "--csv", str(run_dir / "locust"), "--csv-full-history",
@@ -117,9 +129,10 @@ def _locust_argv(sc: Scenario, scenarios_dir: Path, run_dir: Path, base: str, pr
     if ld.recovery:
         argv.append("--hb-recovery")
     if ld.target == "receiver":
-        assert endpoint is not None
-        argv += ["--hb-path", endpoint.path(sc), "--hb-scheme", endpoint.scheme, f"--hb-secret={endpoint.secret}",
-                 "--hb-rate", repr(ld.rate_per_user)]
+        assert hook_path is not None
+        delivery = sc.webhook.subscriptions[0]
+        argv += ["--hb-path", hook_path, "--hb-scheme", delivery.scheme, "--hb-rate", repr(ld.rate_per_user),
+                 *storm_policy_argv(delivery)]
     else:
         argv += ["--hb-interval", repr(1.0 / ld.rate_per_user), "--hb-resources", str(sc.resources.count),
                  "--hb-seed", str(sc.seed), "--hb-timeout", repr(sc.polling.timeout),
@@ -127,12 +140,31 @@ def _locust_argv(sc: Scenario, scenarios_dir: Path, run_dir: Path, base: str, pr
     return argv
 
 
+def sender_policy(sc: Scenario) -> dict[str, Any]:
+    """What the manifest says of the storm senders' retry policy: the first subscription's, as they run it."""
+    d = sc.webhook.subscriptions[0]
+    return {"subscription": d.name, "profile": d.profile, "scheme": d.scheme, "attempts": d.attempts,
+            "retry_delays_s": [d.nominal_delay(n) for n in range(1, d.attempts)], "jitter": d.jitter,
+            "timeout_s": d.timeout, "retry_after_cap_s": d.retry_after_cap, "delay_scale": d.delay_scale,
+            "not_run": list(SENDER_RULES_NOT_RUN),
+            "note": "each storm user is one sender with one request in flight; 4xx answers are final"}
+
+
+def _redacted(argv: list[str], secrets: list[str]) -> list[str]:
+    out = list(argv)
+    for secret in filter(None, secrets):
+        out = [a.replace(secret, "<secret>") for a in out]
+    return out
+
+
 def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Path, processes: int | None = None,
-             master: MasterOptions | None = None, log: Callable[[str], None] = print) -> RunResult:
+             master: MasterOptions | None = None, external: ExternalTarget | None = None,
+             log: Callable[[str], None] = print) -> RunResult:
     """Carry out one load run into `run_dir`; always writes manifest.json and summary.json.
 
     With `master`, Locust runs as a master only (no users of its own) and the ramp starts once
     `master.expect_workers` workers have connected; RunError if they have not within `master.max_wait_s`.
+    With `external`, no server is started: Locust's users load the user's own receiver or producer.
     """
     sc, ld = scenario, scenario.load
     records = run_dir / "records"
@@ -144,12 +176,17 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
                                 "locust_processes": nproc, **collect_metadata(repo),
                                 **status_keys(RunStatus.PARTIAL)}
     manifest["clocks"] = ONE_CLOCK
+    manifest["target"] = external.public() if external else {"external": False, "kind": ld.target}
+    if ld.target == "receiver":
+        manifest["senders"] = sender_policy(sc)
+    if external is not None:
+        manifest["command_line"] = _redacted(manifest["command_line"], [external.secret or ""])
     if master is not None:
         manifest["locust_master"] = {"expect_workers": master.expect_workers, "bind": f"127.0.0.1:{master.bind_port}",
                                      "max_wait_s": master.max_wait_s}
         manifest["clocks"] = WORKER_CLOCKS
     write_manifest(run_dir, manifest)
-    group = ProcessGroup()
+    group = ProcessGroup(env=dict(os.environ))  # the storm's secret is added to it below, for Locust only
     stats_log = JsonlWriter(records / "server_stats.jsonl")
     harness = JsonlWriter(records / "harness.jsonl")
     progress = Progress(log)
@@ -157,9 +194,12 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
     old_term = signal.signal(signal.SIGTERM, on_sigterm)
     t_start = time.time_ns()
     try:
-        endpoint = None
-        if ld.target == "receiver":
+        secret, hook_path, server = None, None, None  # server: the built-in one's Child, if any
+        if external is not None:
+            base, hook_path, secret = external.base, external.path or None, external.secret
+        elif ld.target == "receiver":
             endpoint = make_endpoints(sc)[0]
+            hook_path, secret = endpoint.path(sc), endpoint.secret
             config = run_dir / "receiver.json"
             write_json(config, receiver_config(sc, [endpoint], run_dir / "tls"))
             config.chmod(0o600)
@@ -172,25 +212,31 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
                                  cwd=repo)
             base = f"http://127.0.0.1:{server.port}"
         ctx = None
-        if sc.receiver.https and ld.target == "receiver":
+        if sc.receiver.https and ld.target == "receiver" and external is None:
             import ssl
 
             ctx = ssl.create_default_context(cafile=str(run_dir / "tls" / "cert.pem"))
-        argv = _locust_argv(sc, scenarios_dir, run_dir, base, nproc, endpoint, master)
-        manifest["locust_command"] = [a.replace(endpoint.secret, "<secret>") if endpoint else a for a in argv[1:]]
+        argv = _locust_argv(sc, scenarios_dir, run_dir, base, nproc, hook_path, master)
+        manifest["locust_command"] = _redacted(argv[1:], [secret or ""])
+        if secret is not None and group.env is not None:
+            group.env[SECRET_ENV_LOCUST] = secret  # started after the server: only Locust sees it
         locust = group.start("locust", argv, run_dir / "logs" / "locust.out", wait_ready=False, cwd=repo)
         locust.expected_exit = True
         total = ld.total_steps * ld.step_duration
         who = (f"Locust master pid {locust.pid} on 127.0.0.1:{master.bind_port}, waiting for "
                f"{master.expect_workers} worker(s)" if master else f"Locust pid {locust.pid} with {nproc} process(es)")
-        log(f"{ld.target} on {base} (pid {server.pid}); {who}; "
+        where = f"external {ld.target} {external.shown} (not started by hookbench)" if external else \
+            f"{ld.target} on {base} (pid {server.pid})"
+        log(f"{where}; {who}; "
             f"{ld.total_steps} steps of {ld.step_duration:g} s, {ld.start_users}+{ld.step_users}/step users "
             f"at {ld.rate_per_user:g} req/s each")
         if master is not None:
             _wait_for_workers(locust, group, run_dir, records, master, progress)
             progress.done()
             log(f"{master.expect_workers} Locust worker(s) connected: the ramp has started")
-        procs = {"server": psutil.Process(server.pid), "locust": psutil.Process(locust.pid)}
+        procs = {"locust": psutil.Process(locust.pid)}
+        if server is not None:
+            procs["server"] = psutil.Process(server.pid)
         for p in procs.values():
             p.cpu_percent(None)
         deadline = time.monotonic() + total + SLACK_S
@@ -215,15 +261,18 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
                 pass
             for name, value in cpu.items():
                 harness.write({"t_ns": now, "process": name, "cpu_pct": value})
-            try:
-                st = http_json(f"{base}{PATH_STATS}", timeout=2.0, ctx=ctx)
-            except (OSError, urllib.error.URLError, RunError):
-                st = {}
-            stats_log.write({"t_ns": now, "server": ld.target, "in_flight": st.get("in_flight"),
-                             "pending": (st.get("deliveries") or {}).get("pending"),
-                             "requests": st.get("requests"), "shed_503": st.get("shed_503")})
+            st: dict[str, Any] = {}
+            if server is not None:  # an external target's /stats is not ours to read (it may have none)
+                try:
+                    st = http_json(f"{base}{PATH_STATS}", timeout=2.0, ctx=ctx)
+                except (OSError, urllib.error.URLError, RunError):
+                    st = {}
+                stats_log.write({"t_ns": now, "server": ld.target, "in_flight": st.get("in_flight"),
+                                 "pending": (st.get("deliveries") or {}).get("pending"),
+                                 "requests": st.get("requests"), "shed_503": st.get("shed_503")})
             locust_cpu = max((v for k, v in cpu.items() if k.startswith("locust")), default=0.0)
-            progress.show(f"[{time.monotonic() - t0:5.0f}/{total:.0f}s] server CPU {cpu.get('server', 0):3.0f}%  "
+            server_part = f"server CPU {cpu.get('server', 0):3.0f}%  " if server is not None else ""
+            progress.show(f"[{time.monotonic() - t0:5.0f}/{total:.0f}s] {server_part}"
                           f"Locust CPU max {locust_cpu:3.0f}%  in flight {st.get('in_flight', '-')}")
             if time.monotonic() > deadline:
                 raise RunError(f"Locust did not finish the ramp within {total + SLACK_S:.0f} s")
@@ -244,7 +293,7 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
         manifest["processes"] = {c.name: {"pid": c.pid, "exit_code": codes.get(c.name)} for c in group.children}
     manifest.update(status_keys(status), error=error, window={"start_ns": t_start, "end_ns": time.time_ns()})
     write_manifest(run_dir, manifest)
-    summary = _analyse(sc, run_dir, records, status)
+    summary = _analyse(sc, run_dir, records, status, external)
     write_summary(run_dir, summary)
     return RunResult(run_dir, Summary.from_dict(summary), status, error)
 
@@ -331,7 +380,8 @@ def _records_section(requests: pd.DataFrame, run_dir: Path, records: Path, targe
             "complete": None if counted is None else rows >= counted}
 
 
-def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus) -> dict[str, Any]:
+def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
+             external: ExternalTarget | None = None) -> dict[str, Any]:
     ld = sc.load
     pattern = "storm-*.jsonl" if ld.target == "receiver" else "fleet-*.jsonl"
     requests = pd.DataFrame(read_jsonl(list(records.glob(pattern))))
@@ -351,7 +401,8 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus) -> d
     harness.to_parquet(run_dir / "harness.parquet", index=False)
     loop_lag.to_parquet(run_dir / "loop_lag.parquet", index=False)
     overload = overload_section(requests, steps, server_stats, rate_per_user=ld.rate_per_user,
-                                settle_s=ld.settle, slo_p99_ms=ld.slo_p99 * 1e3, ramp_steps=ld.steps)
+                                settle_s=ld.settle, slo_p99_ms=ld.slo_p99 * 1e3, ramp_steps=ld.steps,
+                                server_counters=external is None)
     # The harness is saturated when the load generator, not the server under test, ran out of CPU.
     locust = harness[harness["process"].str.startswith("locust")]
     warnings = locust_cpu_warnings(run_dir / "logs")
@@ -359,19 +410,23 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus) -> d
                                  consequence=": the load generator, not the server, may have set the pace")
     rec = _records_section(requests, run_dir, records, ld.target)
     lag = loop_lag["lag_ms"].to_numpy(dtype=float)
+    saturation: dict[str, Any] = {
+        "reasons": reasons, "locust_cpu_max_pct": float(locust["cpu_pct"].max()) if len(locust) else None,
+        "locust_cpu_warnings": warnings,
+    }
+    if external is None:  # the server's own figures: an external target's are named in `unavailable` instead
+        saturation[f"{ld.target}_loop_lag_ms"] = {"p99": percentile(np.sort(lag), 99) if len(lag) else None,
+                                                  "max": float(lag.max()) if len(lag) else None, "n": int(len(lag))}
+        saturation[f"{ld.target}_cpu_max_pct"] = (float(harness.loc[harness["process"] == "server", "cpu_pct"].max())
+                                                  if (harness["process"] == "server").any() else None)
     return {
         **version_keys(Kind.LOAD), "scenario": sc.name, "seed": sc.seed,
         "target": ld.target, **status_keys(status), "changes": None, "modes": {},
         "duration_s": float(steps["t_ns"].max() - steps["t_ns"].min()) / 1e9 if len(steps) > 1 else 0.0,
         "harness_saturated": bool(reasons),
-        "saturation": {
-            "reasons": reasons, "locust_cpu_max_pct": float(locust["cpu_pct"].max()) if len(locust) else None,
-            "locust_cpu_warnings": warnings,
-            f"{ld.target}_loop_lag_ms": {"p99": percentile(np.sort(lag), 99) if len(lag) else None,
-                                         "max": float(lag.max()) if len(lag) else None, "n": int(len(lag))},
-            f"{ld.target}_cpu_max_pct": float(harness.loc[harness["process"] == "server", "cpu_pct"].max())
-            if (harness["process"] == "server").any() else None,
-        },
+        "target_server": external.public() if external else {"external": False, "kind": ld.target},
+        "unavailable": unavailable_figures(ld.target) if external else [],
+        "saturation": saturation,
         "overload": overload,
         "records": rec,
     }

@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.config import Scenario
+from bench.config import DeliveryCfg, Scenario
 from bench.modes import HYBRID, kind_of, mode_fields, option_flag
 from bench.protocol import PATH_HOOKS
 from bench.signing import new_secret_for
 
 __all__ = ["Endpoint", "make_endpoints", "receiver_config", "subscription_body", "poller_argv", "attack_argv",
-           "producer_argv", "receiver_argv"]
+           "producer_argv", "receiver_argv", "storm_policy_argv", "SENDER_RULES_NOT_RUN"]
 
 
 @dataclass(frozen=True)
@@ -137,3 +137,19 @@ def attack_argv(scenario: Scenario, locustfile: Path, receiver_base: str, produc
     if endpoint.user:
         argv += ["--hb-basic-auth", f"{endpoint.user}:{endpoint.password}"]
     return argv
+
+
+# Delivery keys a storm sender does not run: it is one of many senders of one storm, so a rule that stops it
+# (disabling the subscription) or holds it back (a breaker, a concurrency limit) would end or cap the load.
+SENDER_RULES_NOT_RUN = ("disable_after_failures", "disable_after", "breaker_failure_ratio", "breaker_window",
+                        "breaker_open", "concurrency")
+
+
+def storm_policy_argv(delivery: DeliveryCfg) -> list[str]:
+    """The storm senders' retry options for one subscription's delivery policy (a provider profile's included):
+    its attempts, the delay before each retry as the dispatcher computes it (delay_scale applied), jitter, the
+    per-attempt timeout and the Retry-After cap (scenarios/storm.py)."""
+    delays = [delivery.nominal_delay(n) for n in range(1, delivery.attempts)]
+    return ["--hb-attempts", str(delivery.attempts), f"--hb-delays={','.join(repr(d) for d in delays)}",
+            "--hb-jitter", repr(delivery.jitter), "--hb-timeout", repr(delivery.timeout),
+            "--hb-retry-after-cap", repr(delivery.retry_after_cap)]

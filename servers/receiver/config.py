@@ -209,12 +209,15 @@ def load_setup(path: str | Path) -> ReceiverSetup:
 
 def simple_setup(secrets: list[str], *, scheme: str = "standard", secure: bool = False,
                  basic_auth: BasicAuth | None = None, path_token: str | None = None, https: bool = False,
-                 tls_dir: Path | None = None, source: str = "command line") -> ReceiverSetup:
+                 tls_dir: Path | None = None, source: str = "command line", faults: dict[str, Any] | None = None,
+                 limits: dict[str, Any] | None = None) -> ReceiverSetup:
     """A one-endpoint set-up named "webhook" (the simple command line); ScenarioError if a value is unusable.
 
     `secure` turns every defence on; credentials and a token it needs but was not given are generated.
+    `faults`: receiver_* keys of [faults] (the capacity model); `limits`: [receiver] keys other than the defences'
+    switches (tolerance, dedup_ttl, max_body, require_content_type).
     """
-    flags: dict[str, Any] = {"profile": "secure" if secure else "basic"}
+    flags: dict[str, Any] = {**(limits or {}), "profile": "secure" if secure else "basic"}
     if basic_auth is not None:
         flags["basic_auth"] = True
     if path_token is not None:
@@ -229,7 +232,7 @@ def simple_setup(secrets: list[str], *, scheme: str = "standard", secure: bool =
     endpoint: dict[str, Any] = {"name": "webhook", "scheme": scheme, "secrets": list(secrets), "token": path_token}
     if basic_auth is not None:
         endpoint["basic_auth"] = {"user": basic_auth.user, "password": basic_auth.password}
-    data: dict[str, Any] = {"receiver": flags, "faults": {}, "endpoints": [endpoint]}
+    data: dict[str, Any] = {"receiver": flags, "faults": dict(faults or {}), "endpoints": [endpoint]}
     if tls_dir is not None:
         data["tls_dir"] = str(tls_dir)
     try:
