@@ -22,9 +22,10 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/hookbench run $(SCENARIO)
 
+# --durations: CI must stay under 15 minutes on 2 cores; the slowest tests are listed on every run.
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --benchmark-disable
+	$(BIN)/python -m pytest -q --benchmark-disable --durations=20
 
 # Micro-benchmarks (pytest-benchmark), then the load benchmark of the servers and clients themselves (a few
 # minutes; wrk is used when installed): table on stdout, results in .benchmarks/load.json.
