@@ -1,5 +1,5 @@
 """Provider delivery profiles end to end: `hookbench run scenarios/faults/profiles_outage.toml`, four subscriptions
-under four providers' documented policies through one 10 s receiver outage, side by side in one run."""
+under four providers' documented policies through one 7 s receiver outage, side by side in one run."""
 
 from __future__ import annotations
 
