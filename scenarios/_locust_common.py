@@ -25,6 +25,7 @@ from geventhttpclient.useragent import ConnectionError as GhcConnectionError
 from locust.runners import MasterRunner, WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` importable from any cwd
+from bench.protocol import WORKER_RECORDS_ENV  # noqa: E402
 from bench.records import JsonlWriter  # noqa: E402
 
 if TYPE_CHECKING:
@@ -64,8 +65,12 @@ def add_options(parser: Any, options: dict[str, Option], secret: tuple[str, ...]
 
 
 def option_values(opts: Any, options: dict[str, Option]) -> dict[str, Any]:
-    """{dest: value} of `options`, defaults where `opts` lacks one (library mode: opts is None)."""
-    return {dest(k): getattr(opts, dest(k), v[1]) for k, v in options.items()}
+    """{dest: value} of `options`, defaults where `opts` lacks one (library mode: opts is None); the records
+    directory replaced by $HOOKBENCH_WORKER_RECORDS when that is set."""
+    values = {dest(k): getattr(opts, dest(k), v[1]) for k, v in options.items()}
+    if "hb_records" in values and os.environ.get(WORKER_RECORDS_ENV):
+        values["hb_records"] = os.environ[WORKER_RECORDS_ENV]
+    return values
 
 
 def check(values: dict[str, Any], rules: list[tuple[str, Callable[[Any], bool], str]]) -> list[str]:

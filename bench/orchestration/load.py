@@ -34,6 +34,7 @@ from bench.analysis.stats import percentile
 from bench.analysis.tables import read_jsonl, typed
 from bench.config import Scenario
 from bench.errors import RunError
+from bench.hosts import DEFAULT_BIND, is_loopback, url_host
 from bench.manifest import collect_metadata
 from bench.orchestration.procs import ProcessGroup, terminate
 from bench.orchestration.session import Interrupted, Progress, RunResult, http_json, locust_cpu_warnings, on_sigterm
@@ -46,7 +47,7 @@ from bench.orchestration.wiring import (
     receiver_config,
     storm_policy_argv,
 )
-from bench.protocol import PATH_STATS
+from bench.protocol import PATH_STATS, WORKER_RECORDS_ENV
 from bench.records import JsonlWriter
 from bench.results import (
     Kind,
@@ -67,7 +68,8 @@ SLACK_S = 90.0  # beyond the ramp's own length before the run is stopped as hung
 
 @dataclass(frozen=True)
 class MasterOptions:
-    """`hookbench load --master`: Locust's master on 127.0.0.1:bind_port waits for `expect_workers` workers."""
+    """`hookbench load --master`: Locust's master on the run's bind address (`run_load(bind=...)`), port
+    `bind_port`, waits for `expect_workers` workers."""
 
     expect_workers: int
     bind_port: int
@@ -104,7 +106,7 @@ def _locustfiles(sc: Scenario, scenarios_dir: Path) -> str:
 
 
 def _locust_argv(sc: Scenario, scenarios_dir: Path, run_dir: Path, base: str, processes: int,
-                 hook_path: str | None, master: MasterOptions | None = None) -> list[str]:
+                 hook_path: str | None, master: MasterOptions | None = None, bind: str = DEFAULT_BIND) -> list[str]:
     """Locust's command line. For a receiver: the storm posts to `hook_path`, signed with the first subscription's
     scheme, retrying on its delivery schedule; the secret travels in the environment (SECRET_ENV_LOCUST)."""
     ld = sc.load
@@ -118,7 +120,7 @@ def _locust_argv(sc: Scenario, scenarios_dir: Path, run_dir: Path, base: str, pr
         # The workers are other processes (`hookbench load --worker`); they get every --hb-* option, the records
         # directory included, from the master with their first spawn message.
         argv += ["--master", "--expect-workers", str(master.expect_workers), "--expect-workers-max-wait",
-                 str(master.max_wait_s), "--master-bind-host", "127.0.0.1", "--master-bind-port",
+                 str(master.max_wait_s), "--master-bind-host", bind, "--master-bind-port",
                  str(master.bind_port)]
     elif processes > 1:
         # Locust's own master/worker link: bind it to loopback on a free port (the default 5557 on every
@@ -159,12 +161,14 @@ def _redacted(argv: list[str], secrets: list[str]) -> list[str]:
 
 def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Path, processes: int | None = None,
              master: MasterOptions | None = None, external: ExternalTarget | None = None,
-             log: Callable[[str], None] = print) -> RunResult:
+             bind: str = DEFAULT_BIND, log: Callable[[str], None] = print) -> RunResult:
     """Carry out one load run into `run_dir`; always writes manifest.json and summary.json.
 
     With `master`, Locust runs as a master only (no users of its own) and the ramp starts once
     `master.expect_workers` workers have connected; RunError if they have not within `master.max_wait_s`.
     With `external`, no server is started: Locust's users load the user's own receiver or producer.
+    `bind` (an address of this machine, checked by the caller) is where the server and the master listen, and the
+    host of the URL the users are given.
     """
     sc, ld = scenario, scenario.load
     records = run_dir / "records"
@@ -176,13 +180,15 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
                                 "locust_processes": nproc, **collect_metadata(repo),
                                 **status_keys(RunStatus.PARTIAL)}
     manifest["clocks"] = ONE_CLOCK
+    manifest["bind"] = bind
     manifest["target"] = external.public() if external else {"external": False, "kind": ld.target}
     if ld.target == "receiver":
         manifest["senders"] = sender_policy(sc)
     if external is not None:
         manifest["command_line"] = _redacted(manifest["command_line"], [external.secret or ""])
     if master is not None:
-        manifest["locust_master"] = {"expect_workers": master.expect_workers, "bind": f"127.0.0.1:{master.bind_port}",
+        manifest["locust_master"] = {"expect_workers": master.expect_workers,
+                                     "bind": f"{url_host(bind)}:{master.bind_port}",
                                      "max_wait_s": master.max_wait_s}
         manifest["clocks"] = WORKER_CLOCKS
     write_manifest(run_dir, manifest)
@@ -203,27 +209,27 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
             config = run_dir / "receiver.json"
             write_json(config, receiver_config(sc, [endpoint], run_dir / "tls"))
             config.chmod(0o600)
-            server = group.start("receiver", receiver_argv(config, records), run_dir / "logs" / "receiver.log",
-                                 cwd=repo)
-            base = f"{'https' if sc.receiver.https else 'http'}://127.0.0.1:{server.port}"
+            server = group.start("receiver", receiver_argv(config, records, bind=bind),
+                                 run_dir / "logs" / "receiver.log", cwd=repo)
+            base = f"{'https' if sc.receiver.https else 'http'}://{url_host(bind)}:{server.port}"
         else:
             server = group.start("producer", producer_argv(run_dir / "scenario.json", run_dir / "producer.db",
-                                                           records, 0, 0), run_dir / "logs" / "producer.log",
-                                 cwd=repo)
-            base = f"http://127.0.0.1:{server.port}"
+                                                           records, 0, 0, bind=bind),
+                                 run_dir / "logs" / "producer.log", cwd=repo)
+            base = f"http://{url_host(bind)}:{server.port}"
         ctx = None
         if sc.receiver.https and ld.target == "receiver" and external is None:
             import ssl
 
             ctx = ssl.create_default_context(cafile=str(run_dir / "tls" / "cert.pem"))
-        argv = _locust_argv(sc, scenarios_dir, run_dir, base, nproc, hook_path, master)
+        argv = _locust_argv(sc, scenarios_dir, run_dir, base, nproc, hook_path, master, bind)
         manifest["locust_command"] = _redacted(argv[1:], [secret or ""])
         if secret is not None and group.env is not None:
             group.env[SECRET_ENV_LOCUST] = secret  # started after the server: only Locust sees it
         locust = group.start("locust", argv, run_dir / "logs" / "locust.out", wait_ready=False, cwd=repo)
         locust.expected_exit = True
         total = ld.total_steps * ld.step_duration
-        who = (f"Locust master pid {locust.pid} on 127.0.0.1:{master.bind_port}, waiting for "
+        who = (f"Locust master pid {locust.pid} on {url_host(bind)}:{master.bind_port}, waiting for "
                f"{master.expect_workers} worker(s)" if master else f"Locust pid {locust.pid} with {nproc} process(es)")
         where = f"external {ld.target} {external.shown} (not started by hookbench)" if external else \
             f"{ld.target} on {base} (pid {server.pid})"
@@ -231,7 +237,7 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
             f"{ld.total_steps} steps of {ld.step_duration:g} s, {ld.start_users}+{ld.step_users}/step users "
             f"at {ld.rate_per_user:g} req/s each")
         if master is not None:
-            _wait_for_workers(locust, group, run_dir, records, master, progress)
+            _wait_for_workers(locust, group, run_dir, records, master, progress, bind)
             progress.done()
             log(f"{master.expect_workers} Locust worker(s) connected: the ramp has started")
         procs = {"locust": psutil.Process(locust.pid)}
@@ -299,7 +305,7 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
 
 
 def _wait_for_workers(locust: Any, group: ProcessGroup, run_dir: Path, records: Path, master: MasterOptions,
-                      progress: Progress) -> None:
+                      progress: Progress, bind: str = DEFAULT_BIND) -> None:
     """Until the ramp's first step (steps.jsonl): show how many workers the master has; RunError if it gives up."""
     log_file, steps = run_dir / "logs" / "locust.log", records / "steps.jsonl"
     t0 = time.monotonic()
@@ -310,36 +316,43 @@ def _wait_for_workers(locust: Any, group: ProcessGroup, run_dir: Path, records: 
         connected = int(counts[-1]) if counts else connected
         if locust.popen.poll() is not None:
             if _GAVE_UP in text:
+                where = "on this machine" if is_loopback(bind) else "on this machine or any that reaches it"
                 raise RunError(f"only {connected} of {master.expect_workers} Locust worker(s) connected within "
-                               f"{master.max_wait_s} s; start them, on this machine, with `hookbench load SCENARIO "
-                               f"--worker --master-host 127.0.0.1 --master-port {master.bind_port}` (or raise "
+                               f"{master.max_wait_s} s; start them, {where}, with `hookbench load SCENARIO "
+                               f"--worker --master-host {bind} --master-port {master.bind_port}` (or raise "
                                "--expect-workers-max-wait)")
             raise RunError(f"the Locust master exited with code {locust.popen.returncode} before the ramp started; "
                            f"see {log_file}")
         group.check()
         waited = time.monotonic() - t0
         progress.show(f"waiting for Locust workers: {connected} of {master.expect_workers} connected to "
-                      f"127.0.0.1:{master.bind_port} [{waited:3.0f}/{master.max_wait_s} s]")
+                      f"{url_host(bind)}:{master.bind_port} [{waited:3.0f}/{master.max_wait_s} s]")
         if waited > master.max_wait_s + SLACK_S:  # the master should have given up long before
             raise RunError(f"the Locust master neither started the ramp nor gave up within {waited:.0f} s")
         time.sleep(0.5)
 
 
 def run_workers(scenario: Scenario, scenarios_dir: Path, *, master_host: str, master_port: int, processes: int,
-                repo: Path, log: Callable[[str], None] = print) -> int:
+                repo: Path, records_dir: Path | None = None, log: Callable[[str], None] = print) -> int:
     """`hookbench load --worker`: Locust workers of the scenario's locustfile, until their master stops them.
 
     No server and no run directory: the workers get every --hb-* option (records directory included) from the
-    master. Returns Locust's exit code (130 when interrupted).
+    master. With `records_dir` they write their records there instead (WORKER_RECORDS_ENV): a worker on another
+    machine, or one that must not share the master's directory. Returns Locust's exit code (130 when interrupted).
     """
     argv = [sys.executable, "-m", "locust", "-f", _locustfiles(scenario, scenarios_dir), "--worker",
             "--master-host", master_host, "--master-port", str(master_port)]
     if processes > 1:
         argv += ["--processes", str(processes)]
+    env = dict(os.environ)
+    if records_dir is not None:
+        records_dir.mkdir(parents=True, exist_ok=True)
+        env[WORKER_RECORDS_ENV] = str(records_dir.resolve())
     log(f"Locust worker(s) for {scenario.load.target} ({processes} process(es)) connecting to "
-        f"{master_host}:{master_port}; they stop when the master does")
+        f"{url_host(master_host)}:{master_port}; they stop when the master does"
+        + (f"; records into {records_dir}" if records_dir is not None else ""))
     old_term = signal.signal(signal.SIGTERM, on_sigterm)
-    proc = subprocess.Popen(argv, cwd=repo)
+    proc = subprocess.Popen(argv, cwd=repo, env=env)
     try:
         return proc.wait()
     except (KeyboardInterrupt, Interrupted):
