@@ -37,8 +37,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
-def _warn_exposure(bind: str, what: str) -> None:
-    if (warning := exposure_warning(bind, what)) is not None:
+def _warn_exposure(bind: str, what: str, workers: bool = True) -> None:
+    if (warning := exposure_warning(bind, what, workers)) is not None:
         print(f"hookbench: {warning}", file=sys.stderr, flush=True)
 
 
@@ -50,7 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     bind = check_bind(args.bind)
     path = Path(args.scenario) if args.scenario else _scenarios_dir() / "default.toml"
     scenario = load_scenario(path, _overrides(args))
-    _warn_exposure(bind, "the producer and the receiver")
+    _warn_exposure(bind, "the producer and the receiver", workers=False)
     run_dir = new_run_dir(Path(args.out), scenario.name)
     print(f"hookbench run: scenario {scenario.name} ({path}), seed {scenario.seed} -> {run_dir}")
     result = run_scenario(scenario, run_dir, _scenarios_dir(), repo=REPO, bind=bind)
@@ -420,7 +420,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     db = Path(p.db) if p.db else Path(f"hookbench-producer-{scenario.name}.db")
     print(f"producer: scenario {scenario.name}, {scenario.resources.count} resources, store {db}, on "
           f"{url_host(bind)}; Ctrl-C stops it", file=sys.stderr)
-    if (warning := exposure_warning(bind, "the producer")) is not None:
+    if (warning := exposure_warning(bind, "the producer", workers=False)) is not None:
         print(f"producer: {warning}", file=sys.stderr, flush=True)
     try:
         serve(producer_app(scenario, db_path=db, records_dir=p.records), bind, p.port)

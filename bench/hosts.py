@@ -82,10 +82,12 @@ def url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def exposure_warning(host: str, what: str) -> str | None:
-    """The warning for a bind address other than loopback (None for loopback)."""
+def exposure_warning(host: str, what: str, workers: bool = True) -> str | None:
+    """The warning for a bind address other than loopback (None for loopback). `workers`: Locust workers elsewhere
+    get the run's secrets with their options (a load master)."""
     if is_loopback(host):
         return None
-    return (f"warning: {what} will listen on {host}, reachable from the network. The signing secrets and Basic Auth "
-            "credentials travel to the Locust workers with their options, and every request crosses the network "
+    sent = ("The signing secrets and Basic Auth credentials travel to the Locust workers with their options, and "
+            "every request" if workers else "Every request, its signature and any Basic Auth credentials included,")
+    return (f"warning: {what} will listen on {host}, reachable from the network. {sent} crosses the network "
             "unencrypted unless the receiver serves HTTPS. Use an isolated network.")

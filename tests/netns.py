@@ -6,7 +6,8 @@ subnet is picked from the pid and checked against every address and route of thi
 no traffic can leave these namespaces. `start(i, argv)` runs a process inside host i (`ip netns exec`) in its own
 session and returns the Popen; `close()` stops those processes by their pid (their process groups, which only they
 and their children are in) and deletes the namespaces, which deletes their veths. `hosts(n)` is the context manager
-a fixture uses: cleanup also on failure or Ctrl-C. `skip_reason()` says why namespaces cannot be made here.
+a fixture uses: cleanup also on failure or Ctrl-C. `skip_reason()` says why namespaces cannot be made here, and
+`hosts_or_skip(n)` skips the calling test with it.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import subprocess
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
-__all__ = ["Hosts", "hosts", "skip_reason", "NetnsUnavailable"]
+__all__ = ["Hosts", "hosts", "hosts_or_skip", "skip_reason", "NetnsUnavailable"]
 
 SUBNET_BASE = (10, 213)  # 10.213.<k>.0/24, k from the pid: unlikely to clash, and checked
 STOP_GRACE_S = 10.0
@@ -172,6 +173,18 @@ class Hosts:
         """The namespaces of this prefix that still exist (for the test of the cleanup)."""
         listed = _ip("netns", "list", check=False).stdout.split()
         return [n for n in listed if n.startswith(self.prefix)]
+
+
+def hosts_or_skip(n: int) -> Hosts:
+    """n namespaces, or the calling test skipped with the reason they cannot be made here. The caller closes them."""
+    import pytest
+
+    if (why := skip_reason()) is not None:
+        pytest.skip(why)
+    try:
+        return Hosts(n)
+    except NetnsUnavailable as e:
+        pytest.skip(str(e))
 
 
 @contextmanager

@@ -60,9 +60,11 @@ def test_url_host_brackets_ipv6() -> None:
 
 def test_warning_only_off_loopback() -> None:
     assert exposure_warning("127.0.0.1", "the producer") is None and exposure_warning("::1", "x") is None
-    text = exposure_warning("10.213.0.1", "the receiver")
+    text = exposure_warning("10.213.0.1", "the receiver and the Locust master")
     assert text is not None and "10.213.0.1" in text and "secrets" in text and "Basic Auth" in text
     assert "workers" in text and "unencrypted" in text
+    alone = exposure_warning("10.213.0.1", "the receiver", workers=False)
+    assert alone is not None and "Basic Auth" in alone and "unencrypted" in alone and "workers" not in alone
 
 
 @pytest.mark.parametrize("argv", [

@@ -27,6 +27,7 @@ The orchestrator:  python -m servers.receiver --config FILE --records DIR --port
 A person:          python -m servers.receiver --port 8090 --secret whsec_... [--scheme standard|github|stripe]
                    [--secure] [--basic-auth user:pass] [--path-token TOKEN] [--https [--tls-dir DIR]] [--records DIR]
                    [--scenario FILE [--set KEY=VALUE ...]] [--max-concurrent N] [--processing DURATION]
+                   [--bind HOST]   (an IP address of this machine; default 127.0.0.1)
 --scenario serves with that scenario's receiver model, as `hookbench run|load` would start it: [faults]
 receiver_max_concurrent, receiver_processing, receiver_error_rate, receiver_delay(_dist) (not receiver_down: its
 windows count from the orchestrator's /control/start), [receiver] tolerance, dedup_ttl, max_body,
@@ -176,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as e:
         print(f"receiver: cannot write the TLS certificate: {e}", file=sys.stderr)
         return 2
-    if (warning := exposure_warning(args.host, "the receiver")) is not None:
+    if (warning := exposure_warning(args.host, "the receiver", workers=False)) is not None:
         print(f"receiver: {warning}", file=sys.stderr, flush=True)
     try:
         serve(app, args.host, args.port, ssl_context=ctx,
