@@ -15,13 +15,18 @@ from typing import Any, Iterable
 
 import orjson
 
-__all__ = ["BATCH_ROWS", "BATCH_SECONDS", "SKEW_ENV", "Batch", "Batcher", "encode_rows", "decode_rows",
+__all__ = ["CLOCK_FILE", "HEALTH_FILE", "WIRE_FILE", "LOCAL_COPY_ENV",
+           "BATCH_ROWS", "BATCH_SECONDS", "SKEW_ENV", "Batch", "Batcher", "encode_rows", "decode_rows",
            "clock_skew_ns", "skewed", "ntp_sample", "best_sample", "WireError"]
 
 BATCH_ROWS = 1000  # a batch leaves when it holds this many rows ...
 BATCH_SECONDS = 0.5  # ... or when its oldest row is this old
 COMPRESS_MIN = 512  # bytes: below this zlib's header costs more than it saves
 SKEW_ENV = "HOOKBENCH_CLOCK_SKEW_NS"  # test hook: nanoseconds added to every wall-clock time a worker reports
+LOCAL_COPY_ENV = "HOOKBENCH_WORKER_RECORDS"  # a worker also keeps its own copy of the rows it sends, in this dir
+# what a Locust master writes of its workers into its records directory (scenarios/_wire.py); read by
+# bench.orchestration.load
+CLOCK_FILE, HEALTH_FILE, WIRE_FILE = "clock.jsonl", "worker_health.jsonl", "wire.json"
 
 
 class WireError(ValueError):

@@ -46,7 +46,18 @@ import psutil
 from locust.runners import STATE_STOPPED, MasterRunner, WorkerRunner
 
 from bench.records import JsonlWriter
-from bench.wire import Batch, Batcher, WireError, clock_skew_ns, decode_rows, skewed
+from bench.wire import (
+    CLOCK_FILE,
+    HEALTH_FILE,
+    LOCAL_COPY_ENV,
+    WIRE_FILE,
+    Batch,
+    Batcher,
+    WireError,
+    clock_skew_ns,
+    decode_rows,
+    skewed,
+)
 from scenarios._locust_common import RecordFile
 
 if TYPE_CHECKING:
@@ -58,8 +69,6 @@ log = logging.getLogger("hookbench.wire")
 
 ROWS, DONE, ACK, FLUSH, HELLO = "hb_rows", "hb_done", "hb_ack", "hb_flush", "hb_hello"
 HEALTH, CLOCK, CLOCK_REPLY = "hb_health", "hb_clock", "hb_clock_reply"
-CLOCK_FILE, HEALTH_FILE, WIRE_FILE = "clock.jsonl", "worker_health.jsonl", "wire.json"
-LOCAL_COPY_ENV = "HOOKBENCH_WORKER_RECORDS"
 CLOCK_SAMPLES = 8
 LAG_TICK_S, HEALTH_EVERY_S = 0.1, 1.0
 CLOCK_WAIT_S, DONE_WAIT_S = 3.0, 30.0
