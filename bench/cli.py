@@ -477,8 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--master-port", type=int, metavar="P",
                       help=f"the master's port (default: {LOCUST_MASTER_PORT})")
     dist.add_argument("--records-dir", metavar="DIR",
-                      help="with --worker: write this worker's records into DIR instead of the records directory "
-                           "the master sends (a path on the master's machine)")
+                      help="with --worker: also keep a copy of the rows this worker sends to the master in DIR "
+                           "(the master's run directory gets them either way)")
     ld.set_defaults(func=cmd_load)
 
     sw = sub.add_parser("sweep", help="run a scenario over a grid of values and aggregate (e.g. the crossover)")

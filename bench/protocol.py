@@ -13,7 +13,7 @@ from urllib.parse import quote
 __all__ = [
     "SCHEMES", "ATTACK_KINDS", "LONG_WAIT_MAX_S",
     "ATTACK_NEEDS", "ChangeEvent", "change_event", "encode_event", "encode_thin_event", "event_path", "etag_for",
-    "msg_id_for", "READY_PREFIX", "WORKER_RECORDS_ENV",
+    "msg_id_for", "READY_PREFIX",
 ]
 
 # Webhook signing schemes (bench.signing implements them).
@@ -24,11 +24,6 @@ ATTACK_KINDS = ("forged_signature", "wrong_secret", "replayed_timestamp", "repla
                 "oversized", "malformed_json", "wrong_content_type", "missing_headers", "wrong_basic_auth",
                 "wrong_path_token")
 ATTACK_NEEDS = {"wrong_basic_auth": "basic_auth", "wrong_path_token": "path_token"}
-
-# `hookbench load --worker --records-dir DIR` sets it for its Locust workers (scenarios/_locust_common.py reads it):
-# they write their records into DIR, whatever records directory the master sent them (a path on the master's
-# machine, which need not exist, or be shared, on theirs).
-WORKER_RECORDS_ENV = "HOOKBENCH_WORKER_RECORDS"
 
 # Routes: every path the producer and the receiver serve is declared here (tests/test_protocol_routes.py checks).
 # Both servers

@@ -25,7 +25,6 @@ from geventhttpclient.useragent import ConnectionError as GhcConnectionError
 from locust.runners import MasterRunner, WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `bench` importable from any cwd
-from bench.protocol import WORKER_RECORDS_ENV  # noqa: E402
 from bench.records import JsonlWriter  # noqa: E402
 
 if TYPE_CHECKING:
@@ -65,12 +64,8 @@ def add_options(parser: Any, options: dict[str, Option], secret: tuple[str, ...]
 
 
 def option_values(opts: Any, options: dict[str, Option]) -> dict[str, Any]:
-    """{dest: value} of `options`, defaults where `opts` lacks one (library mode: opts is None); the records
-    directory replaced by $HOOKBENCH_WORKER_RECORDS when that is set."""
-    values = {dest(k): getattr(opts, dest(k), v[1]) for k, v in options.items()}
-    if "hb_records" in values and os.environ.get(WORKER_RECORDS_ENV):
-        values["hb_records"] = os.environ[WORKER_RECORDS_ENV]
-    return values
+    """{dest: value} of `options`, defaults where `opts` lacks one (library mode: opts is None)."""
+    return {dest(k): getattr(opts, dest(k), v[1]) for k, v in options.items()}
 
 
 def check(values: dict[str, Any], rules: list[tuple[str, Callable[[Any], bool], str]]) -> list[str]:
@@ -92,8 +87,8 @@ def finite_positive(x: float) -> bool:
 
 
 def records_dir_error(path: str) -> str | None:
-    if not path:
-        return None
+    if not path or RecordFile.over_wire:
+        return None  # a worker's rows go to its master (scenarios/_wire.py): the path is the master's, not ours
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
@@ -129,15 +124,28 @@ def print_help(prog: str, doc: str, options: dict[str, Option]) -> None:
 
 
 class RecordFile:
-    """`<dir>/<stem>-<pid>.jsonl`, opened at the first row (after any fork), so a master writes no file."""
+    """`<dir>/<stem>-<pid>.jsonl`, opened at the first row (after any fork), so a master writes no file.
 
-    def __init__(self, stem: str) -> None:
+    On a Locust worker, scenarios/_wire.py sets `sink`: the rows then travel to the master, which writes them
+    into its own directory, and this process writes none (`over_wire`, for the whole process). `ms_fields`
+    names the row's millisecond fields that subtract another clock's time from this process's (the clock test
+    hook shifts them as it shifts every `*_ns` time).
+    """
+
+    over_wire = False  # set by scenarios/_wire.py on a worker: --hb-records is then the master's directory
+
+    def __init__(self, stem: str, ms_fields: tuple[str, ...] = ()) -> None:
         self.stem = stem
+        self.ms_fields = ms_fields
         self.directory = ""
+        self.sink: Callable[[RecordFile, dict[str, Any]], None] | None = None
         self._writer: JsonlWriter | None = None
 
     def write(self, row: dict[str, Any]) -> None:
         if not self.directory:
+            return
+        if self.sink is not None:
+            self.sink(self, row)
             return
         if self._writer is None:  # also reopens after close(): a late row is appended, never lost
             self._writer = JsonlWriter(Path(self.directory) / f"{self.stem}-{os.getpid()}.jsonl")

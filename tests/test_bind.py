@@ -1,11 +1,10 @@
 """`--bind HOST`: which addresses are accepted (bench/hosts.py), how URLs write them, the warning, the CLI's exit 2
 before anything starts, the servers' own check, the command lines the orchestrators build, and a worker's own
-records directory (`--records-dir`, read by the locustfiles through WORKER_RECORDS_ENV)."""
+copy of its rows (`--records-dir`, passed to it as bench.wire.LOCAL_COPY_ENV)."""
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
 import subprocess
 import sys
@@ -20,7 +19,6 @@ from bench.errors import ScenarioError
 from bench.hosts import DEFAULT_BIND, check_bind, exposure_warning, is_local_address, is_loopback, url_host
 from bench.orchestration.load import MasterOptions, _locust_argv
 from bench.orchestration.wiring import producer_argv, receiver_argv
-from bench.protocol import WORKER_RECORDS_ENV
 
 SCENARIO = "scenarios/overload_receiver.toml"
 # TEST-NET-3 (RFC 5737): documentation only, never assigned to an interface here
@@ -129,24 +127,26 @@ def test_receiver_certificate_names_the_bind_address(tmp_path: Path) -> None:
     assert all(isinstance(ip, (ipaddress.IPv4Address, ipaddress.IPv6Address)) for ip in ips)
 
 
-_OPTION_VALUES = """
-import argparse, json, sys
-from scenarios._locust_common import option_values
-options = {"--hb-records": (str, "", "dir"), "--hb-rate": (float, 1.0, "rate")}
-opts = argparse.Namespace(hb_records="/the/master/path", hb_rate=2.0)
-print(json.dumps([option_values(opts, options), option_values(opts, {"--hb-rate": options["--hb-rate"]})]))
-"""
+def test_worker_records_dir_is_the_wire_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`hookbench load --worker --records-dir DIR` hands DIR to its Locust worker as bench.wire.LOCAL_COPY_ENV."""
+    from bench.orchestration import load
+    from bench.wire import LOCAL_COPY_ENV
 
+    seen: dict[str, object] = {}
 
-@pytest.mark.parametrize(("own", "expected"), [(None, "/the/master/path"), ("/worker/own", "/worker/own")])
-def test_worker_records_dir_replaces_the_masters(own: str | None, expected: str) -> None:
-    # in a subprocess: importing locust gevent-patches the process that imports it
-    env = {k: v for k, v in os.environ.items() if k != WORKER_RECORDS_ENV}
-    env["PYTHONPATH"] = str(REPO)
-    if own is not None:
-        env[WORKER_RECORDS_ENV] = own
-    res = subprocess.run([sys.executable, "-c", _OPTION_VALUES], cwd=REPO, env=env, capture_output=True, text=True,
-                         timeout=60)
-    assert res.returncode == 0, res.stderr
-    with_records, without = json.loads(res.stdout.splitlines()[-1])
-    assert with_records == {"hb_records": expected, "hb_rate": 2.0} and without == {"hb_rate": 2.0}
+    class FakePopen:
+        def __init__(self, argv: list[str], cwd: Path, env: dict[str, str]) -> None:
+            seen.update(argv=argv, env=env)
+
+        def wait(self) -> int:
+            return 0
+
+    from bench.config import load_scenario
+
+    monkeypatch.setattr(load.subprocess, "Popen", FakePopen)
+    assert load.run_workers(load_scenario(REPO / SCENARIO), REPO / "scenarios", master_host="::1", master_port=5557,
+                            processes=1, repo=REPO, records_dir=tmp_path / "copy", log=lambda _: None) == 0
+    env, argv = seen["env"], seen["argv"]
+    assert isinstance(env, dict) and env[LOCAL_COPY_ENV] == str((tmp_path / "copy").resolve())
+    assert (tmp_path / "copy").is_dir()
+    assert isinstance(argv, list) and argv[argv.index("--master-host") + 1] == "::1"

@@ -12,6 +12,7 @@ no server is started: the load goes to the user's URL, and the server's counters
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import signal
@@ -28,10 +29,12 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from bench.analysis.clocks import clock_estimates, clocks_section, correct_frame, manifest_clocks
 from bench.analysis.overload import overload_section
 from bench.analysis.saturation import locust_cpu_reasons
 from bench.analysis.stats import percentile
 from bench.analysis.tables import read_jsonl, typed
+from bench.analysis.workers import health_samples, health_summary, records_section
 from bench.config import Scenario
 from bench.errors import RunError
 from bench.hosts import DEFAULT_BIND, is_loopback, url_host
@@ -47,7 +50,7 @@ from bench.orchestration.wiring import (
     receiver_config,
     storm_policy_argv,
 )
-from bench.protocol import PATH_STATS, WORKER_RECORDS_ENV
+from bench.protocol import PATH_STATS
 from bench.records import JsonlWriter
 from bench.results import (
     Kind,
@@ -60,6 +63,7 @@ from bench.results import (
     write_manifest,
     write_summary,
 )
+from bench.wire import CLOCK_FILE, HEALTH_FILE, LOCAL_COPY_ENV, WIRE_FILE
 
 __all__ = ["run_load", "run_workers", "MasterOptions"]
 
@@ -80,6 +84,8 @@ class MasterOptions:
 _CONNECTED = re.compile(r"reported as ready(?: \(duplicate message\))?\. (\d+) workers connected")
 _GAVE_UP = "Gave up waiting for workers to connect"
 SECRET_ENV_LOCUST = "LOCUST_HB_SECRET"  # scenarios/storm.py reads --hb-secret from it: never on a command line
+ROW_NS_COLS = ("t_intended_ns", "t_send_ns", "t_recv_ns")  # a worker's own clock in a storm/fleet row
+ROW_MS_COLS = ("latency_ms",)  # a fleet row's: the worker's receive time minus the producer's change time
 
 
 # What the manifest says of the clocks behind the timings (design.md section 6: the clock-sync caveat).
@@ -298,6 +304,9 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
         harness.close()
         manifest["processes"] = {c.name: {"pid": c.pid, "exit_code": codes.get(c.name)} for c in group.children}
     manifest.update(status_keys(status), error=error, window={"start_ns": t_start, "end_ns": time.time_ns()})
+    # each Locust worker's clock against the master's, measured over Locust's messaging (scenarios/_wire.py)
+    manifest["clocks"] = {**manifest["clocks"], "bound_ms": ld.clock_bound * 1e3,
+                          "workers": manifest_clocks(clock_estimates(read_jsonl([records / CLOCK_FILE])))}
     write_manifest(run_dir, manifest)
     summary = _analyse(sc, run_dir, records, status, external)
     write_summary(run_dir, summary)
@@ -337,8 +346,8 @@ def run_workers(scenario: Scenario, scenarios_dir: Path, *, master_host: str, ma
     """`hookbench load --worker`: Locust workers of the scenario's locustfile, until their master stops them.
 
     No server and no run directory: the workers get every --hb-* option (records directory included) from the
-    master. With `records_dir` they write their records there instead (WORKER_RECORDS_ENV): a worker on another
-    machine, or one that must not share the master's directory. Returns Locust's exit code (130 when interrupted).
+    master, and send their rows to it over Locust's messaging (scenarios/_wire.py). With `records_dir` each also
+    keeps its own copy of those rows there (LOCAL_COPY_ENV). Returns Locust's exit code (130 when interrupted).
     """
     argv = [sys.executable, "-m", "locust", "-f", _locustfiles(scenario, scenarios_dir), "--worker",
             "--master-host", master_host, "--master-port", str(master_port)]
@@ -347,10 +356,10 @@ def run_workers(scenario: Scenario, scenarios_dir: Path, *, master_host: str, ma
     env = dict(os.environ)
     if records_dir is not None:
         records_dir.mkdir(parents=True, exist_ok=True)
-        env[WORKER_RECORDS_ENV] = str(records_dir.resolve())
+        env[LOCAL_COPY_ENV] = str(records_dir.resolve())
     log(f"Locust worker(s) for {scenario.load.target} ({processes} process(es)) connecting to "
         f"{url_host(master_host)}:{master_port}; they stop when the master does"
-        + (f"; records into {records_dir}" if records_dir is not None else ""))
+        + (f"; a copy of their rows in {records_dir}" if records_dir is not None else ""))
     old_term = signal.signal(signal.SIGTERM, on_sigterm)
     proc = subprocess.Popen(argv, cwd=repo, env=env)
     try:
@@ -377,20 +386,20 @@ def _locust_requests(run_dir: Path) -> int | None:
 def _records_section(requests: pd.DataFrame, run_dir: Path, records: Path, target: str) -> dict[str, Any]:
     """Where the per-request rows came from, and whether they hold every request Locust counted.
 
-    Each Locust process writes its own file; the rows say which worker (the master's worker index) made them.
-    A worker on another machine writes into the same path there, so without a shared directory its rows
-    are missing here: the check against Locust's own count says so.
+    A local run's single Locust process writes its own file. Locust workers (separately started, or forked by
+    `--processes`) send their rows to the master (scenarios/_wire.py), which writes `<stem>-w<index>-<pid>.jsonl`
+    and wire.json: per worker, the rows received and the total the worker declared at its end.
     """
     stem = "storm" if target == "receiver" else "fleet"
     files = sorted(records.glob(f"{stem}-*.jsonl"))
-    per_worker: dict[str, int] = {}
-    if len(requests) and "worker" in requests.columns:
-        counts = requests["worker"].fillna(-1).astype("int64").value_counts().sort_index()
-        per_worker = {str(k): int(v) for k, v in counts.items()}
-    counted = _locust_requests(run_dir)
-    rows = int(len(requests))
-    return {"rows": rows, "files": len(files), "per_worker": per_worker, "locust_requests": counted,
-            "complete": None if counted is None else rows >= counted}
+    wire_path = records / WIRE_FILE
+    wire = None
+    if wire_path.is_file():
+        try:
+            wire = json.loads(wire_path.read_text(encoding="utf-8")).get("workers") or {}
+        except (OSError, ValueError):
+            wire = {}
+    return records_section(requests, files=len(files), locust_requests=_locust_requests(run_dir), wire=wire)
 
 
 def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
@@ -408,6 +417,10 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
                                 columns=["t_ns", "server", "in_flight", "pending", "requests", "shed_503"])
     harness = typed("harness", read_jsonl([records / "harness.jsonl"]))
     loop_lag = typed("loop_lag", read_jsonl(list(records.glob("loop_lag*.jsonl"))))
+    estimates = clock_estimates(read_jsonl([records / CLOCK_FILE]))
+    raw_requests = requests
+    if estimates and len(requests):  # every worker's times on the master's clock (the steps' clock)
+        requests = correct_frame(requests, estimates, time_col="t_send_ns", ns_cols=ROW_NS_COLS, ms_cols=ROW_MS_COLS)
     requests.to_parquet(run_dir / "requests.parquet", index=False)
     steps.to_parquet(run_dir / "steps.parquet", index=False)
     server_stats.to_parquet(run_dir / "server_stats.parquet", index=False)
@@ -418,6 +431,12 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
                                 server_counters=external is None)
     # The harness is saturated when the load generator, not the server under test, ran out of CPU.
     locust = harness[harness["process"].str.startswith("locust")]
+    health = pd.DataFrame(read_jsonl([records / HEALTH_FILE]),
+                          columns=["t_ns", "worker", "pid", "host", "cpu_pct", "lag_ms"])
+    health.to_parquet(run_dir / "worker_health.parquet", index=False)
+    local_pids = {int(p.split(".", 1)[1]) for p in locust["process"].unique() if p.startswith("locust.")}
+    locust = pd.concat([locust[["process", "cpu_pct"]], health_samples(health, local_pids, socket.gethostname())],
+                       ignore_index=True)
     warnings = locust_cpu_warnings(run_dir / "logs")
     reasons = locust_cpu_reasons(locust, warnings,
                                  consequence=": the load generator, not the server, may have set the pace")
@@ -425,7 +444,7 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
     lag = loop_lag["lag_ms"].to_numpy(dtype=float)
     saturation: dict[str, Any] = {
         "reasons": reasons, "locust_cpu_max_pct": float(locust["cpu_pct"].max()) if len(locust) else None,
-        "locust_cpu_warnings": warnings,
+        "locust_cpu_warnings": warnings, "workers": health_summary(health),
     }
     if external is None:  # the server's own figures: an external target's are named in `unavailable` instead
         saturation[f"{ld.target}_loop_lag_ms"] = {"p99": percentile(np.sort(lag), 99) if len(lag) else None,
@@ -442,4 +461,7 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
         "saturation": saturation,
         "overload": overload,
         "records": rec,
+        "clocks": clocks_section(estimates, ld.clock_bound, raw=raw_requests, corrected=requests,
+                                 latency_col="latency_ms" if ld.target == "producer" else None,
+                                 workers=[int(w) for w in rec["per_worker"]] if "wire" in rec else ()),
     }
