@@ -300,7 +300,7 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
     manifest.update(status_keys(status), error=error, window={"start_ns": t_start, "end_ns": time.time_ns()})
     # each Locust worker's clock against the master's, measured over Locust's messaging (scenarios/_wire.py)
     manifest["clocks"] = {**manifest["clocks"], "bound_ms": ld.clock_bound * 1e3,
-                          "workers": manifest_clocks(clock_estimates(read_jsonl([records / CLOCK_FILE])))}
+                          "workers": manifest_clocks(clock_estimates(read_jsonl(list(records.glob(CLOCK_FILE)))))}
     write_manifest(run_dir, manifest)
     summary = _analyse(sc, run_dir, records, status, external)
     write_summary(run_dir, summary)
@@ -404,7 +404,7 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
                                 columns=["t_ns", "server", "in_flight", "pending", "requests", "shed_503"])
     harness = typed("harness", read_jsonl([records / "harness.jsonl"]))
     loop_lag = typed("loop_lag", read_jsonl(list(records.glob("loop_lag*.jsonl"))))
-    estimates = clock_estimates(read_jsonl([records / CLOCK_FILE]))
+    estimates = clock_estimates(read_jsonl(list(records.glob(CLOCK_FILE))))
     raw_requests = requests
     if estimates and len(requests):  # every worker's times on the master's clock (the steps' clock)
         requests = correct_frame(requests, estimates, time_col="t_send_ns", ns_cols=ROW_NS_COLS, ms_cols=ROW_MS_COLS)
@@ -418,7 +418,7 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
                                 server_counters=external is None)
     # The harness is saturated when the load generator, not the server under test, ran out of CPU.
     locust = harness[harness["process"].str.startswith("locust")]
-    health = pd.DataFrame(read_jsonl([records / HEALTH_FILE]),
+    health = pd.DataFrame(read_jsonl(list(records.glob(HEALTH_FILE))),
                           columns=["t_ns", "worker", "pid", "host", "cpu_pct", "lag_ms"])
     health.to_parquet(run_dir / "worker_health.parquet", index=False)
     local_pids = {int(p.split(".", 1)[1]) for p in locust["process"].unique() if p.startswith("locust.")}
