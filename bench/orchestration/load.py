@@ -91,9 +91,10 @@ ONE_CLOCK = {"single_clock": True, "note": "servers and every Locust process on 
 WORKER_CLOCKS = {
     "single_clock": False,
     "note": "Locust master with separately started workers: steps are timed by the master's clock, each request "
-            "by its worker's clock, and latency from the intended or send time by one worker's clock; a worker on "
-            "another machine adds its clock offset to step assignment. Keep clocks in sync (chrony/NTP) and read "
-            "figures below the offset as meaningless. Workers on this machine share its clock.",
+            "by its worker's clock, and latency from the intended or send time by one worker's clock. The master "
+            "measures each worker's offset over Locust's messaging at start and end (`workers`), and the analysis "
+            "moves a worker's times to the master's clock when the offset exceeds its uncertainty; figures below "
+            "that uncertainty remain meaningless. Workers on this machine share its clock.",
 }
 
 
