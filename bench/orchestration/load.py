@@ -5,7 +5,9 @@ receiver, retrying on the scenario's delivery schedule. `"producer"`: a polling 
 polls the producer. Either way the ramp shape (scenarios/ramp.py) raises the users step by step; Locust runs
 headless with `--processes N` (default one per core), or as a master whose workers are started apart
 (`run_load(..., master=...)` and `run_workers`, Locust's own master/worker mode). Once a second the server's own
-counters and every local process's CPU are sampled. With `external` (`--target-url`, bench.orchestration.target)
+counters and every local process's CPU are sampled; Locust workers send their rows, their own CPU and their clock
+answers to the master over Locust's messaging (scenarios/_wire.py), and the analysis reads what the master wrote.
+With `external` (`--target-url`, bench.orchestration.target)
 no server is started: the load goes to the user's URL, and the server's counters are named as unavailable.
 """
 
