@@ -63,6 +63,8 @@ def test_master_and_two_workers(tmp_path: Path) -> None:
     assert "waiting for Locust workers" in master_out and "2 Locust worker(s) connected" in master_out
     for proc, out in zip(procs[1:], worker_outs):
         assert proc.returncode == 0, out[-3000:]  # each worker exits once the master stops it
+        # the master acknowledged exactly the rows the worker declared (scenarios/_wire.py warns otherwise)
+        assert "the master acknowledged every row" in out and "never acknowledged" not in out, out[-3000:]
 
     (run_dir,) = [d for d in out_dir.iterdir() if d.is_dir()]
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from bench.analysis.clocks import clock_estimates, clocks_section, correct_frame, manifest_clocks
+from bench.analysis.saturation import locust_cpu_reasons
 from bench.analysis.workers import health_samples, health_summary, records_section
 from bench.config import load_scenario
 from bench.errors import ScenarioError
@@ -203,6 +204,14 @@ def test_worker_health_counts_remote_workers_once() -> None:
     assert samples["cpu_pct"].tolist() == [95.0, 97.0]
     assert health_summary(health)["1"] == {"samples": 2, "cpu_max_pct": 97.0, "cpu_mean_pct": 96.0,
                                            "lag_max_ms": 40.0}
+
+
+def test_a_hot_remote_worker_saturates_the_run_and_is_named() -> None:
+    health = pd.DataFrame({"t_ns": [1, 2, 3], "worker": [1, 1, 1], "pid": [12, 12, 12], "host": ["b"] * 3,
+                           "cpu_pct": [95.0, 40.0, 97.0], "lag_ms": [1.0, 1.0, 1.0]})
+    local = pd.DataFrame({"process": ["locust"] * 3, "cpu_pct": [10.0, 12.0, 11.0]})
+    samples = pd.concat([local, health_samples(health, local_pids=set(), host="a")], ignore_index=True)
+    assert locust_cpu_reasons(samples, 0) == ["Locust worker 1 (pid 12 on b) CPU above 90% in 2 one-second samples"]
 
 
 def test_clock_bound_is_a_load_key() -> None:

@@ -5,7 +5,9 @@ receiver, retrying on the scenario's delivery schedule. `"producer"`: a polling 
 polls the producer. Either way the ramp shape (scenarios/ramp.py) raises the users step by step; Locust runs
 headless with `--processes N` (default one per core), or as a master whose workers are started apart
 (`run_load(..., master=...)` and `run_workers`, Locust's own master/worker mode). Once a second the server's own
-counters and every local process's CPU are sampled. With `external` (`--target-url`, bench.orchestration.target)
+counters and every local process's CPU are sampled; Locust workers send their rows, their own CPU and their clock
+answers to the master over Locust's messaging (scenarios/_wire.py), and the analysis reads what the master wrote.
+With `external` (`--target-url`, bench.orchestration.target)
 no server is started: the load goes to the user's URL, and the server's counters are named as unavailable.
 """
 
@@ -93,9 +95,10 @@ ONE_CLOCK = {"single_clock": True, "note": "servers and every Locust process on 
 WORKER_CLOCKS = {
     "single_clock": False,
     "note": "Locust master with separately started workers: steps are timed by the master's clock, each request "
-            "by its worker's clock, and latency from the intended or send time by one worker's clock; a worker on "
-            "another machine adds its clock offset to step assignment. Keep clocks in sync (chrony/NTP) and read "
-            "figures below the offset as meaningless. Workers on this machine share its clock.",
+            "by its worker's clock, and latency from the intended or send time by one worker's clock. The master "
+            "measures each worker's offset over Locust's messaging at start and end (`workers`), and the analysis "
+            "moves a worker's times to the master's clock when the offset exceeds its uncertainty; figures below "
+            "that uncertainty remain meaningless. Workers on this machine share its clock.",
 }
 
 
@@ -306,7 +309,7 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
     manifest.update(status_keys(status), error=error, window={"start_ns": t_start, "end_ns": time.time_ns()})
     # each Locust worker's clock against the master's, measured over Locust's messaging (scenarios/_wire.py)
     manifest["clocks"] = {**manifest["clocks"], "bound_ms": ld.clock_bound * 1e3,
-                          "workers": manifest_clocks(clock_estimates(read_jsonl([records / CLOCK_FILE])))}
+                          "workers": manifest_clocks(clock_estimates(read_jsonl(list(records.glob(CLOCK_FILE)))))}
     write_manifest(run_dir, manifest)
     summary = _analyse(sc, run_dir, records, status, external)
     write_summary(run_dir, summary)
@@ -417,7 +420,7 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
                                 columns=["t_ns", "server", "in_flight", "pending", "requests", "shed_503"])
     harness = typed("harness", read_jsonl([records / "harness.jsonl"]))
     loop_lag = typed("loop_lag", read_jsonl(list(records.glob("loop_lag*.jsonl"))))
-    estimates = clock_estimates(read_jsonl([records / CLOCK_FILE]))
+    estimates = clock_estimates(read_jsonl(list(records.glob(CLOCK_FILE))))
     raw_requests = requests
     if estimates and len(requests):  # every worker's times on the master's clock (the steps' clock)
         requests = correct_frame(requests, estimates, time_col="t_send_ns", ns_cols=ROW_NS_COLS, ms_cols=ROW_MS_COLS)
@@ -431,7 +434,7 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
                                 server_counters=external is None)
     # The harness is saturated when the load generator, not the server under test, ran out of CPU.
     locust = harness[harness["process"].str.startswith("locust")]
-    health = pd.DataFrame(read_jsonl([records / HEALTH_FILE]),
+    health = pd.DataFrame(read_jsonl(list(records.glob(HEALTH_FILE))),
                           columns=["t_ns", "worker", "pid", "host", "cpu_pct", "lag_ms"])
     health.to_parquet(run_dir / "worker_health.parquet", index=False)
     local_pids = {int(p.split(".", 1)[1]) for p in locust["process"].unique() if p.startswith("locust.")}
