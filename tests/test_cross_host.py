@@ -141,7 +141,7 @@ def test_master_and_receiver_on_a_workers_on_b_and_c(cross_host: CrossHostRun) -
     audit = read_jsonl(run.run_dir / "records" / "audit.jsonl")
     assert {row["remote"] for row in audit} == {b, c}
 
-    # Each worker wrote its records into its own directory (one Locust process each), none into A's.
+    # Each worker kept its rows in its own directory (--records-dir; one Locust process each), on its own "host".
     per_dir = [[row for f in sorted(d.glob("storm-*.jsonl")) for row in read_jsonl(f)] for d in run.worker_dirs]
     assert all(len(list(d.glob("storm-*.jsonl"))) == 1 for d in run.worker_dirs)
     assert [sorted({r["worker"] for r in rows}) for rows in per_dir] in ([[0], [1]], [[1], [0]])
