@@ -13,6 +13,7 @@ from pathlib import Path
 from bench import __version__
 from bench.config import load_scenario
 from bench.errors import HookbenchError, RunDirError, RunError, ScenarioError
+from bench.hosts import DEFAULT_BIND, check_bind, exposure_warning, url_host
 from bench.results import Kind, RunStatus, Summary, read_summary
 
 __all__ = ["main"]
@@ -36,16 +37,23 @@ def _overrides(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _warn_exposure(bind: str, what: str, workers: bool = True) -> None:
+    if (warning := exposure_warning(bind, what, workers)) is not None:
+        print(f"hookbench: {warning}", file=sys.stderr, flush=True)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.orchestration.runner import run_scenario
     from bench.orchestration.session import new_run_dir
     from reports import build_report
 
+    bind = check_bind(args.bind)
     path = Path(args.scenario) if args.scenario else _scenarios_dir() / "default.toml"
     scenario = load_scenario(path, _overrides(args))
+    _warn_exposure(bind, "the producer and the receiver", workers=False)
     run_dir = new_run_dir(Path(args.out), scenario.name)
     print(f"hookbench run: scenario {scenario.name} ({path}), seed {scenario.seed} -> {run_dir}")
-    result = run_scenario(scenario, run_dir, _scenarios_dir(), repo=REPO)
+    result = run_scenario(scenario, run_dir, _scenarios_dir(), repo=REPO, bind=bind)
     paths = build_report(run_dir)
     s = result.summary
     print(f"\n{s.value('changes')} changes in a {s.value('duration_s'):.1f} s window"
@@ -113,7 +121,8 @@ def _check_load_flags(args: argparse.Namespace) -> None:
 
     master_only = (("--expect-workers", args.expect_workers), ("--master-bind-port", args.master_bind_port),
                    ("--expect-workers-max-wait", args.expect_workers_max_wait))
-    worker_only = (("--master-host", args.master_host), ("--master-port", args.master_port))
+    worker_only = (("--master-host", args.master_host), ("--master-port", args.master_port),
+                   ("--records-dir", args.records_dir))
     if args.master and args.worker:
         raise bad("--worker", True, "cannot be combined with --master: run the master and each worker as separate "
                                     "`hookbench load` commands")
@@ -124,8 +133,8 @@ def _check_load_flags(args: argparse.Namespace) -> None:
     if not args.worker:
         for flag, value in worker_only:
             if value is not None:
-                raise bad(flag, value, "only applies with --worker (the master binds 127.0.0.1 and "
-                                       "--master-bind-port)")
+                raise bad(flag, value, "only applies with --worker (the master listens on --bind, default "
+                                       "127.0.0.1, and --master-bind-port)")
     if args.target_secret is not None and args.target_url is None:
         raise bad("--target-secret", "<redacted>", "only applies with --target-url (the built-in receiver draws a "
                                                    "fresh secret for each run)")
@@ -139,7 +148,8 @@ def _check_load_flags(args: argparse.Namespace) -> None:
     if args.worker:
         if not args.master_host:
             raise bad("--master-host", None, "--worker needs the master's address, e.g. --master-host 127.0.0.1")
-        for flag, value in (("--duration", args.duration), ("--out", args.out), ("--set", args.set)):
+        for flag, value in (("--duration", args.duration), ("--out", args.out), ("--set", args.set),
+                            ("--bind", args.bind)):
             if value is not None:
                 raise bad(flag, value, "does not apply with --worker: the master runs the ramp, writes the run "
                                        "directory and sends its options to the workers")
@@ -161,12 +171,13 @@ def cmd_load(args: argparse.Namespace) -> int:
     from reports import build_report
 
     _check_load_flags(args)
+    bind = check_bind(args.bind) if args.bind is not None else DEFAULT_BIND
     path = Path(args.scenario)
     scenario = load_scenario(path, list(args.set or []))
     if args.worker:
         return run_workers(scenario, _scenarios_dir(), master_host=args.master_host,
                            master_port=args.master_port or LOCUST_MASTER_PORT, processes=args.processes or 1,
-                           repo=REPO)
+                           repo=REPO, records_dir=Path(args.records_dir) if args.records_dir else None)
     if args.duration is not None:  # the whole ramp: spread over its steps
         if args.duration <= 0:
             raise ScenarioError("--duration", "--duration", args.duration, "must be a positive number of seconds")
@@ -182,11 +193,13 @@ def cmd_load(args: argparse.Namespace) -> int:
         external = parse_target(args.target_url, scenario.load.target, scenario.webhook.subscriptions[0].scheme,
                                 args.target_secret, os.environ)
         print(f"hookbench load: --target-url {external.shown}: {preflight(external)}")
+    _warn_exposure(bind, "the Locust master" if external else
+                   f"the {scenario.load.target}" + (" and the Locust master" if master else ""))
     run_dir = new_run_dir(Path(args.out or "runs"), scenario.name + ("-external" if external else ""))
     target = f"external {scenario.load.target} {external.shown}" if external else scenario.load.target
     print(f"hookbench load: scenario {scenario.name} ({path}), target {target} -> {run_dir}")
     result = run_load(scenario, run_dir, _scenarios_dir(), repo=REPO, processes=args.processes, master=master,
-                      external=external)
+                      external=external, bind=bind)
     paths = build_report(run_dir)
     o = result.summary.overload or {}
     print(f"\n{'step':>4} {'users':>6} {'offered/s':>10} {'achieved/s':>11} {'p99 ms':>8} {'p99 from intended':>18} "
@@ -388,25 +401,31 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         return receiver_main(list(args.args))
     pa = argparse.ArgumentParser(prog="hookbench serve producer",
-                                 description="Run the producer alone on 127.0.0.1 (e.g. for plain `locust -f`).")
+                                 description="Run the producer alone (e.g. for plain `locust -f`).")
     pa.add_argument("--port", type=int, default=8080, help="port (0: any free port; the ready line says which)")
+    pa.add_argument("--bind", default=DEFAULT_BIND, metavar="HOST",
+                    help="address to listen on: an IP address of this machine (default: 127.0.0.1); anything not "
+                         "loopback is reachable from the network")
     pa.add_argument("--scenario", help="scenario TOML (default: scenarios/default.toml)")
     pa.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a scenario key")
     pa.add_argument("--db", help="SQLite file (default: hookbench-producer-<scenario>.db)")
     pa.add_argument("--records", help="directory to write record files to (default: none)")
     p = pa.parse_args(list(args.args))
+    bind = check_bind(p.bind)
     from servers.common import serve
     from servers.producer import create_app as producer_app
 
     path = Path(p.scenario) if p.scenario else _scenarios_dir() / "default.toml"
     scenario = load_scenario(path, list(p.set or []))
     db = Path(p.db) if p.db else Path(f"hookbench-producer-{scenario.name}.db")
-    print(f"producer: scenario {scenario.name}, {scenario.resources.count} resources, store {db}; "
-          f"Ctrl-C stops it", file=sys.stderr)
+    print(f"producer: scenario {scenario.name}, {scenario.resources.count} resources, store {db}, on "
+          f"{url_host(bind)}; Ctrl-C stops it", file=sys.stderr)
+    if (warning := exposure_warning(bind, "the producer", workers=False)) is not None:
+        print(f"producer: {warning}", file=sys.stderr, flush=True)
     try:
-        serve(producer_app(scenario, db_path=db, records_dir=p.records), "127.0.0.1", p.port)
+        serve(producer_app(scenario, db_path=db, records_dir=p.records), bind, p.port)
     except OSError as e:  # e.g. the port is taken
-        raise RunError(f"cannot serve the producer on 127.0.0.1:{p.port}: {e.strerror or e}") from None
+        raise RunError(f"cannot serve the producer on {url_host(bind)}:{p.port}: {e.strerror or e}") from None
     return 0
 
 
@@ -422,6 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override a scenario key, e.g. polling.interval=2s")
     run.add_argument("--seed", type=int, help="random seed (overrides seed)")
+    run.add_argument("--bind", default=DEFAULT_BIND, metavar="HOST",
+                     help="address the producer and the receiver listen on: an IP address of this machine "
+                          "(default: 127.0.0.1)")
     run.set_defaults(func=cmd_run)
 
     ld = sub.add_parser("load", help="step-ramp one server with Locust until it falls over (overload report)")
@@ -442,8 +464,11 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--master", action="store_true", help="run the servers and a Locust master with no users; "
                                                             "the ramp starts when --expect-workers have connected")
     dist.add_argument("--expect-workers", type=int, metavar="N", help="workers the master waits for (default: 1)")
+    ld.add_argument("--bind", metavar="HOST",
+                    help="address the server (and with --master the Locust master) listens on, and the host of the "
+                         "URLs the users get: an IP address of this machine (default: 127.0.0.1)")
     dist.add_argument("--master-bind-port", type=int, metavar="P",
-                      help=f"port of the master on 127.0.0.1 (default: {LOCUST_MASTER_PORT})")
+                      help=f"port of the master on the --bind address (default: {LOCUST_MASTER_PORT})")
     dist.add_argument("--expect-workers-max-wait", type=int, metavar="S",
                       help="seconds the master waits for its workers before it fails the run (default: 60)")
     dist.add_argument("--worker", action="store_true", help="run only Locust workers of the scenario's locustfile "
@@ -451,6 +476,9 @@ def build_parser() -> argparse.ArgumentParser:
     dist.add_argument("--master-host", metavar="H", help="the master's address (required with --worker)")
     dist.add_argument("--master-port", type=int, metavar="P",
                       help=f"the master's port (default: {LOCUST_MASTER_PORT})")
+    dist.add_argument("--records-dir", metavar="DIR",
+                      help="with --worker: also keep a copy of the rows this worker sends to the master in DIR "
+                           "(the master's run directory gets them either way)")
     ld.set_defaults(func=cmd_load)
 
     sw = sub.add_parser("sweep", help="run a scenario over a grid of values and aggregate (e.g. the crossover)")
@@ -516,9 +544,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--only", metavar="C1,C4,...", help="with `all`: only these claims")
     rp.set_defaults(func=cmd_reproduce)
 
-    srv = sub.add_parser("serve", help="run one server alone on 127.0.0.1 (e.g. for plain `locust -f`)",
+    srv = sub.add_parser("serve", help="run one server alone, on 127.0.0.1 unless --bind (e.g. for plain "
+                                       "`locust -f`)",
                          description="hookbench serve producer --help / hookbench serve receiver --help "
-                                     "list each server's options.")
+                                     "list each server's options (--bind HOST among them).")
     srv.add_argument("server", choices=["producer", "receiver"])
     srv.add_argument("args", nargs=argparse.REMAINDER, help="the server's own options")
     srv.set_defaults(func=cmd_serve)

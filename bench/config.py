@@ -167,6 +167,9 @@ _SCHEMA: dict[str, dict[str, Field]] = {
         "slo_p99": Field("duration", 0.2, _pos, DURATION_HELP + " (p99 latency above it marks the knee)"),
         "processes": Field("int", 0, lambda n: 0 <= n <= 64, "must be an integer from 0 (one per core) to 64"),
         "ceiling_users": Field("int", 100_000, lambda n: n >= 1, "must be an integer >= 1"),
+        # a worker's clock offset (measured over Locust's messaging) known no better than this: the latencies
+        # that compare its clock with another are flagged (bench.analysis.clocks)
+        "clock_bound": Field("duration", 0.005, _pos, DURATION_HELP + ' (e.g. "5ms")'),
     },
     "fleet": {  # optional; only the simulator reads it (virtual time, not scaled)
         "subscriptions": Field("int", 1_000_000, lambda n: 1 <= n <= 100_000_000,
@@ -391,6 +394,7 @@ class LoadCfg:
     slo_p99: float
     processes: int
     ceiling_users: int
+    clock_bound: float = 0.005  # seconds: a worker clock offset's uncertainty above it flags cross-clock latencies
 
     def users(self, step: int) -> int:
         """Users in step `step` (0-based); the recovery step returns to start_users."""

@@ -64,6 +64,15 @@ class JsonlWriter:
         if now - self._last_flush >= self._flush_every:
             self.flush()
 
+    def write_lines(self, data: bytes, rows: int) -> None:
+        """Append `rows` whole JSON lines already encoded (a batch a Locust worker sent: scenarios/_wire.py)."""
+        if self._fh is None or not data:
+            return
+        self._fh.write(data)
+        self.rows += rows
+        if time.monotonic() - self._last_flush >= self._flush_every:
+            self.flush()
+
     def flush(self) -> None:
         if self._fh is not None:
             self._fh.flush()

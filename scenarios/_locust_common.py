@@ -87,8 +87,8 @@ def finite_positive(x: float) -> bool:
 
 
 def records_dir_error(path: str) -> str | None:
-    if not path:
-        return None
+    if not path or RecordFile.over_wire:
+        return None  # a worker's rows go to its master (scenarios/_wire.py): the path is the master's, not ours
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as exc:
@@ -124,15 +124,28 @@ def print_help(prog: str, doc: str, options: dict[str, Option]) -> None:
 
 
 class RecordFile:
-    """`<dir>/<stem>-<pid>.jsonl`, opened at the first row (after any fork), so a master writes no file."""
+    """`<dir>/<stem>-<pid>.jsonl`, opened at the first row (after any fork), so a master writes no file.
 
-    def __init__(self, stem: str) -> None:
+    On a Locust worker, scenarios/_wire.py sets `sink`: the rows then travel to the master, which writes them
+    into its own directory, and this process writes none (`over_wire`, for the whole process). `ms_fields`
+    names the row's millisecond fields that subtract another clock's time from this process's (the clock test
+    hook shifts them as it shifts every `*_ns` time).
+    """
+
+    over_wire = False  # set by scenarios/_wire.py on a worker: --hb-records is then the master's directory
+
+    def __init__(self, stem: str, ms_fields: tuple[str, ...] = ()) -> None:
         self.stem = stem
+        self.ms_fields = ms_fields
         self.directory = ""
+        self.sink: Callable[[RecordFile, dict[str, Any]], None] | None = None
         self._writer: JsonlWriter | None = None
 
     def write(self, row: dict[str, Any]) -> None:
         if not self.directory:
+            return
+        if self.sink is not None:
+            self.sink(self, row)
             return
         if self._writer is None:  # also reopens after close(): a late row is appended, never lost
             self._writer = JsonlWriter(Path(self.directory) / f"{self.stem}-{os.getpid()}.jsonl")

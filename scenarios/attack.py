@@ -53,6 +53,7 @@ from scenarios._locust_common import (  # noqa: E402
     option_values,
     print_help,
 )
+from scenarios._wire import attach  # noqa: E402
 
 log = logging.getLogger("hookbench.attack")
 
@@ -116,6 +117,8 @@ def _add_options(parser: Any) -> None:
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
+    if errors := attach(environment, _rows):  # on a Locust worker the rows go to the master (scenarios/_wire.py)
+        fail_at_init("attack", errors)
     if is_worker(environment):
         return  # a worker runs with the master's options (--hb-secret included), sent with the first spawn
     if errors := _configure(environment.parsed_options):

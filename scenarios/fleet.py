@@ -103,6 +103,7 @@ from scenarios._locust_common import (  # noqa: E402
     worker_index,
 )
 from scenarios._poll_core import TERSE, CursorFeed, EtagResource, Outcome, run_poll  # noqa: E402
+from scenarios._wire import attach  # noqa: E402
 
 log = logging.getLogger("hookbench.fleet")
 
@@ -160,7 +161,7 @@ _env: list[Environment] = []  # the run's environment, kept at init (report_to_m
 _indices = UserIndices()
 _metrics = Metrics()
 _per_worker: dict[int, dict[str, Any]] = {}  # master: each worker's last snapshot
-_polls = RecordFile("fleet")
+_polls = RecordFile("fleet", ms_fields=("latency_ms",))  # latency_ms: t_recv (ours) - t_change (producer)
 
 
 def _configure(opts: Any) -> list[str]:
@@ -248,6 +249,8 @@ def _add_options(parser: Any) -> None:
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
     _env[:] = [environment]
+    if errors := attach(environment, _polls):  # on a Locust worker the rows go to the master (scenarios/_wire.py)
+        fail_at_init("fleet", errors)
     if is_worker(environment):
         return  # a worker runs with the master's options, which arrive with the first spawn message
     if errors := _configure(environment.parsed_options):

@@ -74,6 +74,7 @@ from scenarios._locust_common import (  # noqa: E402
 )
 from scenarios._poll_core import DETAILED, AdvisedFeed, CursorFeed, EtagResource, Outcome, run_poll  # noqa: E402
 from scenarios._sse_core import EventStream, SseParser, StreamBroken  # noqa: E402
+from scenarios._wire import attach  # noqa: E402
 
 log = logging.getLogger("hookbench.pollers")
 STYLES = poll_styles()  # one per polling mode kind of bench.modes
@@ -432,6 +433,8 @@ def _add_options(parser: Any) -> None:
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
+    if errors := attach(environment, _polls, _observations):  # on a Locust worker: rows to the master
+        fail_at_init("pollers", errors)
     if errors := _configure(environment.parsed_options):
         fail_at_init("pollers", errors)
     opts, total = environment.parsed_options, sum(cls.fixed_count for cls in USERS.values())

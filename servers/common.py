@@ -12,6 +12,7 @@ from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
+from bench.hosts import LOOPBACK_NAMES, is_local_address
 from bench.loops import LOOP_ENV, loop_factory
 from bench.protocol import READY_PREFIX
 from bench.records import JsonlWriter
@@ -19,7 +20,19 @@ from bench.records import JsonlWriter
 __all__ = ["serve", "start_app", "Listener", "LISTENER", "loop_lag_ctx", "LAG_INTERVAL_S", "loop_factory", "LOOP_ENV"]
 
 LAG_INTERVAL_S = 0.1
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
+LOOPBACK = LOOPBACK_NAMES
+
+
+def _refused(host: str) -> str | None:
+    """Why `host` may not be bound (None: it may): only addresses of this machine, never the wildcard."""
+    try:
+        if is_local_address(host):
+            return None
+    except OSError as e:
+        return f"refusing to bind {host!r}: {e.strerror or e}"
+    return (f"refusing to bind {host!r}: hookbench servers bind one address of this machine (127.0.0.1, ::1, or "
+            "an interface's address given with --bind), never the wildcard")
+
 class Listener:
     """Where an app listens: lets the app stop listening (new connections are refused) and listen again.
 
@@ -78,8 +91,8 @@ async def start_app(app: web.Application, host: str = "127.0.0.1", port: int = 0
     The app's own `LISTENER` is used when it has one (so it can stop and resume listening). The caller
     owns the runner: `await runner.cleanup()` runs every cleanup_ctx.
     """
-    if host not in LOOPBACK:
-        raise ValueError(f"refusing to bind {host!r}: hookbench servers bind loopback only (127.0.0.1 or ::1)")
+    if (why := _refused(host)) is not None:
+        raise ValueError(why)
     listener = app.get(LISTENER) or Listener()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -111,13 +124,13 @@ async def _serve(app: web.Application, host: str, port: int, ssl_context: ssl.SS
 
 def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0, *,
           ssl_context: ssl.SSLContext | None = None, on_ready: Callable[[int], None] | None = None) -> None:
-    """Serve `app` until SIGTERM/SIGINT, then clean up. Only loopback is allowed.
+    """Serve `app` until SIGTERM/SIGINT, then clean up. Only an address of this machine is allowed (not 0.0.0.0).
 
     With `ssl_context` it serves HTTPS. `on_ready(port)` runs once it listens, after the ready line.
     The loop is uvloop when installed, unless $HOOKBENCH_LOOP says otherwise (`loop_factory`).
     """
-    if host not in LOOPBACK:
-        raise SystemExit(f"refusing to bind {host!r}: hookbench servers bind loopback only (127.0.0.1 or ::1)")
+    if (why := _refused(host)) is not None:
+        raise SystemExit(why)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(_serve(app, host, port, ssl_context, on_ready))
 

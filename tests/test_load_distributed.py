@@ -1,10 +1,14 @@
 """`hookbench load --master` with two `hookbench load --worker` processes on 127.0.0.1 (Locust master/worker mode):
-the master's summary has its steps, and what it aggregated equals the sum over the workers."""
+the master's summary has its steps, and what it aggregated equals the sum over the workers. The workers' rows reach
+the master over Locust's messaging (scenarios/_wire.py): each worker keeps its own copy in a directory of its own
+(HOOKBENCH_WORKER_RECORDS), and the master's files hold exactly those rows; one worker's clock is skewed by the
+test hook (HOOKBENCH_CLOCK_SKEW_NS) and the master measures that skew."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,18 +20,22 @@ from support import REPO, read_jsonl
 
 from bench.cli import main
 from bench.orchestration.load import free_port
+from bench.wire import LOCAL_COPY_ENV, SKEW_ENV
 
 pytestmark = pytest.mark.integration
 
 SCENARIO = "scenarios/overload_producer.toml"
 # What a local `hookbench load` summary has (tests/test_load_integration.py runs those): the master's has the same.
 SUMMARY_KEYS = {"format_version", "kind", "scenario", "seed", "target", "partial", "status", "changes", "modes",
-                "duration_s", "harness_saturated", "target_server", "unavailable", "saturation", "overload", "records"}
+                "duration_s", "harness_saturated", "target_server", "unavailable", "saturation", "overload", "records",
+                "clocks"}
+SKEW_NS = 250_000_000  # worker A's clock reads 250 ms ahead (the test hook shifts every time it reports)
 
 
-def _start(argv: list[str]) -> subprocess.Popen[str]:
+def _start(argv: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     return subprocess.Popen([sys.executable, "-m", "bench.cli", *argv], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            env={**os.environ, **(env or {})})
 
 
 def _stop(proc: subprocess.Popen[str]) -> None:
@@ -38,13 +46,14 @@ def _stop(proc: subprocess.Popen[str]) -> None:
 
 def test_master_and_two_workers(tmp_path: Path) -> None:
     port = free_port()
+    out_dir, own = tmp_path / "runs", {"A": tmp_path / "worker-A", "B": tmp_path / "worker-B"}
     procs = [_start(["load", SCENARIO, "--master", "--expect-workers", "2", "--master-bind-port", str(port),
                      "--expect-workers-max-wait", "60", "--duration", "12", "--set", "load.steps=3",
-                     "--set", "load.settle=1s", "--out", str(tmp_path)])]
+                     "--set", "load.settle=1s", "--out", str(out_dir)])]
     try:
-        for _ in range(2):
+        for name, env in (("A", {SKEW_ENV: str(SKEW_NS)}), ("B", {})):
             procs.append(_start(["load", SCENARIO, "--worker", "--master-host", "127.0.0.1", "--master-port",
-                                 str(port)]))
+                                 str(port)], env={**env, LOCAL_COPY_ENV: str(own[name])}))
         master_out, _ = procs[0].communicate(timeout=180)
         worker_outs = [p.communicate(timeout=60)[0] for p in procs[1:]]
     finally:
@@ -54,8 +63,10 @@ def test_master_and_two_workers(tmp_path: Path) -> None:
     assert "waiting for Locust workers" in master_out and "2 Locust worker(s) connected" in master_out
     for proc, out in zip(procs[1:], worker_outs):
         assert proc.returncode == 0, out[-3000:]  # each worker exits once the master stops it
+        # the master acknowledged exactly the rows the worker declared (scenarios/_wire.py warns otherwise)
+        assert "the master acknowledged every row" in out and "never acknowledged" not in out, out[-3000:]
 
-    (run_dir,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    (run_dir,) = [d for d in out_dir.iterdir() if d.is_dir()]
     summary = json.loads((run_dir / "summary.json").read_text())
     assert set(summary) == SUMMARY_KEYS and summary["partial"] is False and summary["status"] == "complete"
     steps = summary["overload"]["steps"]
@@ -64,9 +75,17 @@ def test_master_and_two_workers(tmp_path: Path) -> None:
     assert manifest["locust_master"]["expect_workers"] == 2 and manifest["locust_processes"] == 0
     assert manifest["clocks"]["single_clock"] is False and "clock" in manifest["clocks"]["note"]
 
-    # Per worker, from the workers' own record files (one file per worker process, one worker index in each) ...
+    # Per worker, from the files the master wrote of what each worker sent (one per worker process, one worker
+    # index in each) ...
     files = {p.name: read_jsonl(p) for p in (run_dir / "records").glob("fleet-*.jsonl")}
-    assert len(files) == 2
+    assert len(files) == 2 and all(re.fullmatch(r"fleet-w[01]-\d+\.jsonl", name) for name in files)
+    # ... which are the rows each worker kept in its own directory: they came over the wire, line for line
+    pid_of = {}
+    for name, path in own.items():
+        (copy,) = path.glob("fleet-*.jsonl")
+        pid_of[name] = int(copy.stem.split("-")[1])
+        (master_file,) = (run_dir / "records").glob(f"fleet-w*-{pid_of[name]}.jsonl")
+        assert master_file.read_bytes() == copy.read_bytes() and copy.stat().st_size > 0
     per_file = {name: {r["worker"] for r in rows} for name, rows in files.items()}
     assert sorted(w for ws in per_file.values() for w in ws) == [0, 1]
     rows_per_worker = Counter(r["worker"] for rows in files.values() for r in rows)
@@ -76,6 +95,31 @@ def test_master_and_two_workers(tmp_path: Path) -> None:
     rec = summary["records"]
     assert rec["per_worker"] == {str(w): n for w, n in sorted(rows_per_worker.items())}
     assert rec["locust_requests"] == sum(rows_per_worker.values()) == rec["rows"] and rec["complete"] is True
+    assert rec["lost"] == [] and rec["wire"]["compression"] > 1
+    for w, entry in rec["wire"]["workers"].items():  # declared by the worker = received by the master = read
+        assert entry["declared"] == entry["received"] == entry["read"] == rows_per_worker[int(w)]
+    index_of = {name: next(int(w) for w, e in rec["wire"]["workers"].items() if e["pid"] == pid)
+                for name, pid in pid_of.items()}
+
+    # Worker health: both workers, once a second, over the same channel
+    health = read_jsonl(run_dir / "records" / "worker_health.jsonl")
+    assert {h["worker"] for h in health} == {0, 1} and all(h["cpu_pct"] is not None for h in health)
+    assert set(summary["saturation"]["workers"]) == {"0", "1"}
+
+    # Clocks: offsets at start and end in the manifest; the injected skew recovered within its uncertainty
+    clocks = manifest["clocks"]["workers"]
+    assert set(clocks) == {"0", "1"} and all({"start", "end"} <= set(c) for c in clocks.values())
+    for phase in ("start", "end"):
+        a, b = clocks[str(index_of["A"])][phase], clocks[str(index_of["B"])][phase]
+        assert abs(a["offset_ms"] - SKEW_NS / 1e6) <= a["uncertainty_ms"], a
+        assert abs(b["offset_ms"]) <= b["uncertainty_ms"], b
+    # The skewed worker's poll latencies (its receive time minus the producer's change time) read 250 ms too long
+    # until corrected; then they match the other worker's within the spread of one 100 ms poll interval's median.
+    lat = {name: summary["clocks"]["workers"][str(i)]["latency_ms"] for name, i in index_of.items()}
+    assert lat["A"]["raw"]["n"] > 20 and lat["B"]["raw"]["n"] > 20
+    assert lat["A"]["raw"]["p50"] - lat["B"]["raw"]["p50"] > 200
+    assert abs(lat["A"]["corrected"]["p50"] - lat["B"]["corrected"]["p50"]) < 25
+    assert summary["clocks"]["workers"][str(index_of["A"])]["applied"] is True
     metrics = json.loads((run_dir / "records" / "fleet-metrics.json").read_text())
     assert metrics["workers"] == 2 and metrics["complete"] is True
     assert {int(w): c["polls"] for w, c in metrics["per_worker"].items()} == dict(rows_per_worker)

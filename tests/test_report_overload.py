@@ -326,6 +326,22 @@ def test_unrecorded_saturation_says_so(tmp_path: Path) -> None:
     assert 'class="notice' not in page
 
 
+def test_workers_health_lost_rows_and_uncertain_clocks_are_shown(tmp_path: Path) -> None:
+    summary = _summary()
+    summary["saturation"]["workers"] = {"0": {"samples": 12, "cpu_max_pct": 44.6, "cpu_mean_pct": 26.2,
+                                              "lag_max_ms": 123.0}}
+    summary["records"] = {"rows": 8, "lost": [{"worker": 1, "declared": 10, "received": 8,
+                                               "reason": "worker 1 (pid 12 on b) declared 10 rows, 8 arrived"}]}
+    summary["clocks"] = {"bound_ms": 5.0, "flagged": [1], "workers": {}}
+    md, page = _read(build_report(make_load_run(tmp_path, summary)))
+    harness = _section(md, "Harness check")
+    assert "Locust worker 0 (its own report) CPU max 44.6%, greenlet lag max 123 ms" in harness
+    assert "a Locust worker's rows are missing" in harness
+    assert "worker 1 (pid 12 on b) declared 10 rows, 8 arrived" in harness
+    assert "known to no better than the bound of 5 ms" in harness and "Locust worker 1" in harness
+    assert page.count('<div class="notice warning" role="alert">') == 2
+
+
 # --- figures: missing data, nulls ---------------------------------------------------------------------
 
 def test_missing_optional_tables_skip_the_cpu_figure_with_a_note(tmp_path: Path) -> None:

@@ -5,13 +5,16 @@ receiver, retrying on the scenario's delivery schedule. `"producer"`: a polling 
 polls the producer. Either way the ramp shape (scenarios/ramp.py) raises the users step by step; Locust runs
 headless with `--processes N` (default one per core), or as a master whose workers are started apart
 (`run_load(..., master=...)` and `run_workers`, Locust's own master/worker mode). Once a second the server's own
-counters and every local process's CPU are sampled. With `external` (`--target-url`, bench.orchestration.target)
+counters and every local process's CPU are sampled; Locust workers send their rows, their own CPU and their clock
+answers to the master over Locust's messaging (scenarios/_wire.py), and the analysis reads what the master wrote.
+With `external` (`--target-url`, bench.orchestration.target)
 no server is started: the load goes to the user's URL, and the server's counters are named as unavailable.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import re
 import signal
@@ -28,12 +31,15 @@ import numpy as np
 import pandas as pd
 import psutil
 
+from bench.analysis.clocks import clock_estimates, clocks_section, correct_frame, manifest_clocks
 from bench.analysis.overload import overload_section
 from bench.analysis.saturation import locust_cpu_reasons
 from bench.analysis.stats import percentile
 from bench.analysis.tables import read_jsonl, typed
+from bench.analysis.workers import health_samples, health_summary, records_section
 from bench.config import Scenario
 from bench.errors import RunError
+from bench.hosts import DEFAULT_BIND, is_loopback, url_host
 from bench.manifest import collect_metadata
 from bench.orchestration.procs import ProcessGroup, terminate
 from bench.orchestration.session import Interrupted, Progress, RunResult, http_json, locust_cpu_warnings, on_sigterm
@@ -59,6 +65,7 @@ from bench.results import (
     write_manifest,
     write_summary,
 )
+from bench.wire import CLOCK_FILE, HEALTH_FILE, LOCAL_COPY_ENV, WIRE_FILE
 
 __all__ = ["run_load", "run_workers", "MasterOptions"]
 
@@ -67,7 +74,8 @@ SLACK_S = 90.0  # beyond the ramp's own length before the run is stopped as hung
 
 @dataclass(frozen=True)
 class MasterOptions:
-    """`hookbench load --master`: Locust's master on 127.0.0.1:bind_port waits for `expect_workers` workers."""
+    """`hookbench load --master`: Locust's master on the run's bind address (`run_load(bind=...)`), port
+    `bind_port`, waits for `expect_workers` workers."""
 
     expect_workers: int
     bind_port: int
@@ -78,6 +86,8 @@ class MasterOptions:
 _CONNECTED = re.compile(r"reported as ready(?: \(duplicate message\))?\. (\d+) workers connected")
 _GAVE_UP = "Gave up waiting for workers to connect"
 SECRET_ENV_LOCUST = "LOCUST_HB_SECRET"  # scenarios/storm.py reads --hb-secret from it: never on a command line
+ROW_NS_COLS = ("t_intended_ns", "t_send_ns", "t_recv_ns")  # a worker's own clock in a storm/fleet row
+ROW_MS_COLS = ("latency_ms",)  # a fleet row's: the worker's receive time minus the producer's change time
 
 
 # What the manifest says of the clocks behind the timings (design.md section 6: the clock-sync caveat).
@@ -85,9 +95,10 @@ ONE_CLOCK = {"single_clock": True, "note": "servers and every Locust process on 
 WORKER_CLOCKS = {
     "single_clock": False,
     "note": "Locust master with separately started workers: steps are timed by the master's clock, each request "
-            "by its worker's clock, and latency from the intended or send time by one worker's clock; a worker on "
-            "another machine adds its clock offset to step assignment. Keep clocks in sync (chrony/NTP) and read "
-            "figures below the offset as meaningless. Workers on this machine share its clock.",
+            "by its worker's clock, and latency from the intended or send time by one worker's clock. The master "
+            "measures each worker's offset over Locust's messaging at start and end (`workers`), and the analysis "
+            "moves a worker's times to the master's clock when the offset exceeds its uncertainty; figures below "
+            "that uncertainty remain meaningless. Workers on this machine share its clock.",
 }
 
 
@@ -104,7 +115,7 @@ def _locustfiles(sc: Scenario, scenarios_dir: Path) -> str:
 
 
 def _locust_argv(sc: Scenario, scenarios_dir: Path, run_dir: Path, base: str, processes: int,
-                 hook_path: str | None, master: MasterOptions | None = None) -> list[str]:
+                 hook_path: str | None, master: MasterOptions | None = None, bind: str = DEFAULT_BIND) -> list[str]:
     """Locust's command line. For a receiver: the storm posts to `hook_path`, signed with the first subscription's
     scheme, retrying on its delivery schedule; the secret travels in the environment (SECRET_ENV_LOCUST)."""
     ld = sc.load
@@ -118,7 +129,7 @@ def _locust_argv(sc: Scenario, scenarios_dir: Path, run_dir: Path, base: str, pr
         # The workers are other processes (`hookbench load --worker`); they get every --hb-* option, the records
         # directory included, from the master with their first spawn message.
         argv += ["--master", "--expect-workers", str(master.expect_workers), "--expect-workers-max-wait",
-                 str(master.max_wait_s), "--master-bind-host", "127.0.0.1", "--master-bind-port",
+                 str(master.max_wait_s), "--master-bind-host", bind, "--master-bind-port",
                  str(master.bind_port)]
     elif processes > 1:
         # Locust's own master/worker link: bind it to loopback on a free port (the default 5557 on every
@@ -159,12 +170,14 @@ def _redacted(argv: list[str], secrets: list[str]) -> list[str]:
 
 def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Path, processes: int | None = None,
              master: MasterOptions | None = None, external: ExternalTarget | None = None,
-             log: Callable[[str], None] = print) -> RunResult:
+             bind: str = DEFAULT_BIND, log: Callable[[str], None] = print) -> RunResult:
     """Carry out one load run into `run_dir`; always writes manifest.json and summary.json.
 
     With `master`, Locust runs as a master only (no users of its own) and the ramp starts once
     `master.expect_workers` workers have connected; RunError if they have not within `master.max_wait_s`.
     With `external`, no server is started: Locust's users load the user's own receiver or producer.
+    `bind` (an address of this machine, checked by the caller) is where the server and the master listen, and the
+    host of the URL the users are given.
     """
     sc, ld = scenario, scenario.load
     records = run_dir / "records"
@@ -176,13 +189,15 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
                                 "locust_processes": nproc, **collect_metadata(repo),
                                 **status_keys(RunStatus.PARTIAL)}
     manifest["clocks"] = ONE_CLOCK
+    manifest["bind"] = bind
     manifest["target"] = external.public() if external else {"external": False, "kind": ld.target}
     if ld.target == "receiver":
         manifest["senders"] = sender_policy(sc)
     if external is not None:
         manifest["command_line"] = _redacted(manifest["command_line"], [external.secret or ""])
     if master is not None:
-        manifest["locust_master"] = {"expect_workers": master.expect_workers, "bind": f"127.0.0.1:{master.bind_port}",
+        manifest["locust_master"] = {"expect_workers": master.expect_workers,
+                                     "bind": f"{url_host(bind)}:{master.bind_port}",
                                      "max_wait_s": master.max_wait_s}
         manifest["clocks"] = WORKER_CLOCKS
     write_manifest(run_dir, manifest)
@@ -203,27 +218,27 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
             config = run_dir / "receiver.json"
             write_json(config, receiver_config(sc, [endpoint], run_dir / "tls"))
             config.chmod(0o600)
-            server = group.start("receiver", receiver_argv(config, records), run_dir / "logs" / "receiver.log",
-                                 cwd=repo)
-            base = f"{'https' if sc.receiver.https else 'http'}://127.0.0.1:{server.port}"
+            server = group.start("receiver", receiver_argv(config, records, bind=bind),
+                                 run_dir / "logs" / "receiver.log", cwd=repo)
+            base = f"{'https' if sc.receiver.https else 'http'}://{url_host(bind)}:{server.port}"
         else:
             server = group.start("producer", producer_argv(run_dir / "scenario.json", run_dir / "producer.db",
-                                                           records, 0, 0), run_dir / "logs" / "producer.log",
-                                 cwd=repo)
-            base = f"http://127.0.0.1:{server.port}"
+                                                           records, 0, 0, bind=bind),
+                                 run_dir / "logs" / "producer.log", cwd=repo)
+            base = f"http://{url_host(bind)}:{server.port}"
         ctx = None
         if sc.receiver.https and ld.target == "receiver" and external is None:
             import ssl
 
             ctx = ssl.create_default_context(cafile=str(run_dir / "tls" / "cert.pem"))
-        argv = _locust_argv(sc, scenarios_dir, run_dir, base, nproc, hook_path, master)
+        argv = _locust_argv(sc, scenarios_dir, run_dir, base, nproc, hook_path, master, bind)
         manifest["locust_command"] = _redacted(argv[1:], [secret or ""])
         if secret is not None and group.env is not None:
             group.env[SECRET_ENV_LOCUST] = secret  # started after the server: only Locust sees it
         locust = group.start("locust", argv, run_dir / "logs" / "locust.out", wait_ready=False, cwd=repo)
         locust.expected_exit = True
         total = ld.total_steps * ld.step_duration
-        who = (f"Locust master pid {locust.pid} on 127.0.0.1:{master.bind_port}, waiting for "
+        who = (f"Locust master pid {locust.pid} on {url_host(bind)}:{master.bind_port}, waiting for "
                f"{master.expect_workers} worker(s)" if master else f"Locust pid {locust.pid} with {nproc} process(es)")
         where = f"external {ld.target} {external.shown} (not started by hookbench)" if external else \
             f"{ld.target} on {base} (pid {server.pid})"
@@ -231,7 +246,7 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
             f"{ld.total_steps} steps of {ld.step_duration:g} s, {ld.start_users}+{ld.step_users}/step users "
             f"at {ld.rate_per_user:g} req/s each")
         if master is not None:
-            _wait_for_workers(locust, group, run_dir, records, master, progress)
+            _wait_for_workers(locust, group, run_dir, records, master, progress, bind)
             progress.done()
             log(f"{master.expect_workers} Locust worker(s) connected: the ramp has started")
         procs = {"locust": psutil.Process(locust.pid)}
@@ -292,6 +307,9 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
         harness.close()
         manifest["processes"] = {c.name: {"pid": c.pid, "exit_code": codes.get(c.name)} for c in group.children}
     manifest.update(status_keys(status), error=error, window={"start_ns": t_start, "end_ns": time.time_ns()})
+    # each Locust worker's clock against the master's, measured over Locust's messaging (scenarios/_wire.py)
+    manifest["clocks"] = {**manifest["clocks"], "bound_ms": ld.clock_bound * 1e3,
+                          "workers": manifest_clocks(clock_estimates(read_jsonl(list(records.glob(CLOCK_FILE)))))}
     write_manifest(run_dir, manifest)
     summary = _analyse(sc, run_dir, records, status, external)
     write_summary(run_dir, summary)
@@ -299,7 +317,7 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
 
 
 def _wait_for_workers(locust: Any, group: ProcessGroup, run_dir: Path, records: Path, master: MasterOptions,
-                      progress: Progress) -> None:
+                      progress: Progress, bind: str = DEFAULT_BIND) -> None:
     """Until the ramp's first step (steps.jsonl): show how many workers the master has; RunError if it gives up."""
     log_file, steps = run_dir / "logs" / "locust.log", records / "steps.jsonl"
     t0 = time.monotonic()
@@ -310,36 +328,43 @@ def _wait_for_workers(locust: Any, group: ProcessGroup, run_dir: Path, records: 
         connected = int(counts[-1]) if counts else connected
         if locust.popen.poll() is not None:
             if _GAVE_UP in text:
+                where = "on this machine" if is_loopback(bind) else "on this machine or any that reaches it"
                 raise RunError(f"only {connected} of {master.expect_workers} Locust worker(s) connected within "
-                               f"{master.max_wait_s} s; start them, on this machine, with `hookbench load SCENARIO "
-                               f"--worker --master-host 127.0.0.1 --master-port {master.bind_port}` (or raise "
+                               f"{master.max_wait_s} s; start them, {where}, with `hookbench load SCENARIO "
+                               f"--worker --master-host {bind} --master-port {master.bind_port}` (or raise "
                                "--expect-workers-max-wait)")
             raise RunError(f"the Locust master exited with code {locust.popen.returncode} before the ramp started; "
                            f"see {log_file}")
         group.check()
         waited = time.monotonic() - t0
         progress.show(f"waiting for Locust workers: {connected} of {master.expect_workers} connected to "
-                      f"127.0.0.1:{master.bind_port} [{waited:3.0f}/{master.max_wait_s} s]")
+                      f"{url_host(bind)}:{master.bind_port} [{waited:3.0f}/{master.max_wait_s} s]")
         if waited > master.max_wait_s + SLACK_S:  # the master should have given up long before
             raise RunError(f"the Locust master neither started the ramp nor gave up within {waited:.0f} s")
         time.sleep(0.5)
 
 
 def run_workers(scenario: Scenario, scenarios_dir: Path, *, master_host: str, master_port: int, processes: int,
-                repo: Path, log: Callable[[str], None] = print) -> int:
+                repo: Path, records_dir: Path | None = None, log: Callable[[str], None] = print) -> int:
     """`hookbench load --worker`: Locust workers of the scenario's locustfile, until their master stops them.
 
     No server and no run directory: the workers get every --hb-* option (records directory included) from the
-    master. Returns Locust's exit code (130 when interrupted).
+    master, and send their rows to it over Locust's messaging (scenarios/_wire.py). With `records_dir` each also
+    keeps its own copy of those rows there (LOCAL_COPY_ENV). Returns Locust's exit code (130 when interrupted).
     """
     argv = [sys.executable, "-m", "locust", "-f", _locustfiles(scenario, scenarios_dir), "--worker",
             "--master-host", master_host, "--master-port", str(master_port)]
     if processes > 1:
         argv += ["--processes", str(processes)]
+    env = dict(os.environ)
+    if records_dir is not None:
+        records_dir.mkdir(parents=True, exist_ok=True)
+        env[LOCAL_COPY_ENV] = str(records_dir.resolve())
     log(f"Locust worker(s) for {scenario.load.target} ({processes} process(es)) connecting to "
-        f"{master_host}:{master_port}; they stop when the master does")
+        f"{url_host(master_host)}:{master_port}; they stop when the master does"
+        + (f"; a copy of their rows in {records_dir}" if records_dir is not None else ""))
     old_term = signal.signal(signal.SIGTERM, on_sigterm)
-    proc = subprocess.Popen(argv, cwd=repo)
+    proc = subprocess.Popen(argv, cwd=repo, env=env)
     try:
         return proc.wait()
     except (KeyboardInterrupt, Interrupted):
@@ -364,20 +389,20 @@ def _locust_requests(run_dir: Path) -> int | None:
 def _records_section(requests: pd.DataFrame, run_dir: Path, records: Path, target: str) -> dict[str, Any]:
     """Where the per-request rows came from, and whether they hold every request Locust counted.
 
-    Each Locust process writes its own file; the rows say which worker (the master's worker index) made them.
-    A worker on another machine writes into the same path there, so without a shared directory its rows
-    are missing here: the check against Locust's own count says so.
+    A local run's single Locust process writes its own file. Locust workers (separately started, or forked by
+    `--processes`) send their rows to the master (scenarios/_wire.py), which writes `<stem>-w<index>-<pid>.jsonl`
+    and wire.json: per worker, the rows received and the total the worker declared at its end.
     """
     stem = "storm" if target == "receiver" else "fleet"
     files = sorted(records.glob(f"{stem}-*.jsonl"))
-    per_worker: dict[str, int] = {}
-    if len(requests) and "worker" in requests.columns:
-        counts = requests["worker"].fillna(-1).astype("int64").value_counts().sort_index()
-        per_worker = {str(k): int(v) for k, v in counts.items()}
-    counted = _locust_requests(run_dir)
-    rows = int(len(requests))
-    return {"rows": rows, "files": len(files), "per_worker": per_worker, "locust_requests": counted,
-            "complete": None if counted is None else rows >= counted}
+    wire_path = records / WIRE_FILE
+    wire = None
+    if wire_path.is_file():
+        try:
+            wire = json.loads(wire_path.read_text(encoding="utf-8")).get("workers") or {}
+        except (OSError, ValueError):
+            wire = {}
+    return records_section(requests, files=len(files), locust_requests=_locust_requests(run_dir), wire=wire)
 
 
 def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
@@ -395,6 +420,10 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
                                 columns=["t_ns", "server", "in_flight", "pending", "requests", "shed_503"])
     harness = typed("harness", read_jsonl([records / "harness.jsonl"]))
     loop_lag = typed("loop_lag", read_jsonl(list(records.glob("loop_lag*.jsonl"))))
+    estimates = clock_estimates(read_jsonl(list(records.glob(CLOCK_FILE))))
+    raw_requests = requests
+    if estimates and len(requests):  # every worker's times on the master's clock (the steps' clock)
+        requests = correct_frame(requests, estimates, time_col="t_send_ns", ns_cols=ROW_NS_COLS, ms_cols=ROW_MS_COLS)
     requests.to_parquet(run_dir / "requests.parquet", index=False)
     steps.to_parquet(run_dir / "steps.parquet", index=False)
     server_stats.to_parquet(run_dir / "server_stats.parquet", index=False)
@@ -405,6 +434,12 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
                                 server_counters=external is None)
     # The harness is saturated when the load generator, not the server under test, ran out of CPU.
     locust = harness[harness["process"].str.startswith("locust")]
+    health = pd.DataFrame(read_jsonl(list(records.glob(HEALTH_FILE))),
+                          columns=["t_ns", "worker", "pid", "host", "cpu_pct", "lag_ms"])
+    health.to_parquet(run_dir / "worker_health.parquet", index=False)
+    local_pids = {int(p.split(".", 1)[1]) for p in locust["process"].unique() if p.startswith("locust.")}
+    locust = pd.concat([locust[["process", "cpu_pct"]], health_samples(health, local_pids, socket.gethostname())],
+                       ignore_index=True)
     warnings = locust_cpu_warnings(run_dir / "logs")
     reasons = locust_cpu_reasons(locust, warnings,
                                  consequence=": the load generator, not the server, may have set the pace")
@@ -412,7 +447,7 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
     lag = loop_lag["lag_ms"].to_numpy(dtype=float)
     saturation: dict[str, Any] = {
         "reasons": reasons, "locust_cpu_max_pct": float(locust["cpu_pct"].max()) if len(locust) else None,
-        "locust_cpu_warnings": warnings,
+        "locust_cpu_warnings": warnings, "workers": health_summary(health),
     }
     if external is None:  # the server's own figures: an external target's are named in `unavailable` instead
         saturation[f"{ld.target}_loop_lag_ms"] = {"p99": percentile(np.sort(lag), 99) if len(lag) else None,
@@ -429,4 +464,7 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
         "saturation": saturation,
         "overload": overload,
         "records": rec,
+        "clocks": clocks_section(estimates, ld.clock_bound, raw=raw_requests, corrected=requests,
+                                 latency_col="latency_ms" if ld.target == "producer" else None,
+                                 workers=[int(w) for w in rec["per_worker"]] if "wire" in rec else ()),
     }

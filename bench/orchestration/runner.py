@@ -21,6 +21,7 @@ from bench.analysis.summary import Window, detections, summarize
 from bench.analysis.tables import load_records, read_marks, write_parquet
 from bench.config import Scenario
 from bench.errors import RunError
+from bench.hosts import DEFAULT_BIND, url_host
 from bench.manifest import collect_metadata
 from bench.modes import is_push
 from bench.orchestration.procs import Child, ProcessGroup
@@ -71,8 +72,9 @@ class _Orchestra:
     """The processes of one run and what the orchestrator does to them over time."""
 
     def __init__(self, scenario: Scenario, run_dir: Path, scenarios_dir: Path, repo: Path,
-                 manifest: dict[str, Any], log: Callable[[str], None]) -> None:
+                 manifest: dict[str, Any], log: Callable[[str], None], bind: str = DEFAULT_BIND) -> None:
         self.sc, self.run_dir, self.scenarios_dir, self.repo, self.log = scenario, run_dir, scenarios_dir, repo, log
+        self.bind = bind  # where both servers listen, and the host of every URL handed out
         self.manifest = manifest
         self.records = run_dir / "records"
         self.group = ProcessGroup()
@@ -98,7 +100,7 @@ class _Orchestra:
 
     def start_producer(self) -> None:
         argv = producer_argv(self.run_dir / "scenario.json", self.run_dir / "producer.db", self.records,
-                             self.producer_port, self.generation)
+                             self.producer_port, self.generation, bind=self.bind)
         child = self.group.start("producer" if self.generation == 0 else f"producer.{self.generation}", argv,
                                  self.run_dir / "logs" / "producer.log", cwd=self.repo)
         self.producer_port = child.port or 0
@@ -108,7 +110,7 @@ class _Orchestra:
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.producer_port}"
+        return f"http://{url_host(self.bind)}:{self.producer_port}"
 
     def start_servers(self) -> None:
         sc = self.sc
@@ -120,14 +122,14 @@ class _Orchestra:
         self.start_producer()
         write_json(config, receiver_config(sc, self.endpoints, tls_dir, producer=self.base))
         config.chmod(0o600)  # it holds the endpoints' secrets
-        receiver = self.group.start("receiver", receiver_argv(config, self.records),
+        receiver = self.group.start("receiver", receiver_argv(config, self.records, bind=self.bind),
                                     self.run_dir / "logs" / "receiver.log", cwd=self.repo)
         # stopped last all the same (children stop newest first): a producer still delivering finds it there
         self.group.children.remove(receiver)
         self.group.children.insert(0, receiver)
         self._watch(receiver)
         scheme = "https" if sc.receiver.https else "http"
-        self.receiver_base = f"{scheme}://127.0.0.1:{receiver.port}"
+        self.receiver_base = f"{scheme}://{url_host(self.bind)}:{receiver.port}"
         ca = tls_dir / "cert.pem" if sc.receiver.https else None
         if ca is not None:  # trust exactly the receiver's own certificate, never "verification off"
             self.ssl = ssl.create_default_context(cafile=str(ca))
@@ -246,9 +248,12 @@ class _Orchestra:
         return codes
 
 
-def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Path,
+def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Path, bind: str = DEFAULT_BIND,
                  log: Callable[[str], None] = print) -> RunResult:
-    """Carry out one run into `run_dir` (already created, empty). Always writes manifest.json and summary.json."""
+    """Carry out one run into `run_dir` (already created, empty). Always writes manifest.json and summary.json.
+
+    `bind`: the address of this machine (checked by the caller) both servers listen on.
+    """
     records = run_dir / "records"
     records.mkdir()
     write_json(run_dir / "scenario.json", scenario.to_dict())
@@ -257,7 +262,8 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
                                 "time_scale": scenario.run.time_scale, **collect_metadata(repo),
                                 "window": None, **status_keys(RunStatus.PARTIAL), "processes": {},
                                 "clocks": {"single_clock": True, "note": "producer, receiver and pollers run on this "
-                                           "machine: every timestamp is from one clock"}}
+                                           "machine: every timestamp is from one clock"},
+                                "bind": bind}
     if scenario.changes.process == "trace":  # keep the replayed stream itself: the run reproduces without it
         trace = scenario.changes.load_trace()
         write_trace_csv(trace, run_dir / "trace.csv")
@@ -269,7 +275,7 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
     error: str | None = None
     status = RunStatus.COMPLETE
     old_term = signal.signal(signal.SIGTERM, on_sigterm)
-    o = _Orchestra(scenario, run_dir, scenarios_dir, repo, manifest, log)
+    o = _Orchestra(scenario, run_dir, scenarios_dir, repo, manifest, log, bind)
     try:
         o.start_servers()
         locust = o.start_pollers()

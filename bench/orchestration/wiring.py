@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import DeliveryCfg, Scenario
+from bench.hosts import DEFAULT_BIND
 from bench.modes import HYBRID, kind_of, mode_fields, option_flag
 from bench.protocol import PATH_HOOKS
 from bench.signing import new_secret_for
@@ -77,15 +78,16 @@ def subscription_body(scenario: Scenario, endpoint: Endpoint, receiver_base: str
     }
 
 
-def producer_argv(scenario_json: Path, db: Path, records: Path, port: int, generation: int) -> list[str]:
+def producer_argv(scenario_json: Path, db: Path, records: Path, port: int, generation: int,
+                  bind: str = DEFAULT_BIND) -> list[str]:
     return [sys.executable, "-m", "servers.producer", "--scenario-json", str(scenario_json), "--db", str(db),
-            "--records", str(records), "--port", str(port), "--generation", str(generation)]
+            "--records", str(records), "--port", str(port), "--generation", str(generation), "--bind", bind]
 
 
-def receiver_argv(config: Path, records: Path, port: int = 0) -> list[str]:
+def receiver_argv(config: Path, records: Path, port: int = 0, bind: str = DEFAULT_BIND) -> list[str]:
     """The receiver process, configured by the file `receiver_config` wrote (it holds the endpoints' secrets)."""
     return [sys.executable, "-m", "servers.receiver", "--config", str(config), "--records", str(records),
-            "--port", str(port)]
+            "--port", str(port), "--bind", bind]
 
 
 def poller_argv(scenario: Scenario, locustfile: Path, base: str, run_dir: Path, run_time_s: float) -> list[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench.config import scenario_from_dict
 from bench.errors import ScenarioError
+from bench.hosts import DEFAULT_BIND, check_bind
 
 from ..common import serve
 from .app import create_app
@@ -25,13 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--records", default=None, help="directory for record files")
     ap.add_argument("--empty-polls", choices=("sqlite", "memory"), default="sqlite",
                     help="answer empty polls from SQLite (realistic default) or from an in-memory head of the log")
-    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--bind", "--host", dest="host", default=DEFAULT_BIND, metavar="HOST",
+                    help="address to listen on: an IP address of this machine (default: 127.0.0.1)")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--generation", type=int, default=0,
                     help="restarts so far on this --db (0 = first start): reseeds the change schedule")
     args = ap.parse_args(argv)
     path = Path(args.scenario_json)
     try:
+        args.host = check_bind(args.host)
         scenario = scenario_from_dict(json.loads(path.read_text()), str(path))
     except (OSError, json.JSONDecodeError, ScenarioError) as e:
         print(f"producer: {e}", file=sys.stderr)

@@ -17,12 +17,13 @@ from yarl import URL
 
 from bench.config import DeliveryCfg, delivery_from_dict
 from bench.errors import ScenarioError
+from bench.hosts import is_local_address
 from bench.protocol import SCHEMES
 from bench.signing import make_scheme
 
 from .endpoint import basic_authorization
 
-__all__ = ["SubscriptionRequest", "SubscriptionError", "parse_subscription", "is_loopback_url"]
+__all__ = ["SubscriptionRequest", "SubscriptionError", "parse_subscription", "is_loopback_url", "is_local_url"]
 
 _KEYS = {"url", "scheme", "secrets", "secret", "delivery", "basic_auth", "ca_file"}
 EXAMPLE = '{"url": "http://127.0.0.1:8001/hooks", "secrets": ["whsec_..."]}'
@@ -42,7 +43,9 @@ class SubscriptionRequest:
     ca_file: str | None
 
 
-def is_loopback_url(url: str) -> bool:
+def is_loopback_url(url: str, local: bool = False) -> bool:
+    """An http(s) URL without credentials whose host is loopback (with `local`: or any address of this machine,
+    the address `--bind` gave the receiver)."""
     try:
         u = URL(url)
     except (ValueError, TypeError):
@@ -52,9 +55,19 @@ def is_loopback_url(url: str) -> bool:
     if u.host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(u.host).is_loopback
+        if ipaddress.ip_address(u.host).is_loopback:
+            return True
     except ValueError:
         return False
+    try:
+        return local and is_local_address(u.host)
+    except OSError:
+        return False
+
+
+def is_local_url(url: str) -> bool:
+    """Where the producer may deliver: loopback, or an address of this machine (never another machine)."""
+    return is_loopback_url(url, local=True)
 
 
 def parse_subscription(data: Any, default_delivery: DeliveryCfg) -> SubscriptionRequest:
@@ -69,9 +82,9 @@ def parse_subscription(data: Any, default_delivery: DeliveryCfg) -> Subscription
     url = data.get("url")
     if not isinstance(url, str):
         raise SubscriptionError(f"url: expected a string such as \"http://127.0.0.1:8001/hooks\", got {url!r}")
-    if not is_loopback_url(url):
-        raise SubscriptionError(f"url={url!r}: hookbench only delivers to loopback addresses "
-                                "(http(s)://127.0.0.1, [::1] or localhost, no user info)")
+    if not is_local_url(url):
+        raise SubscriptionError(f"url={url!r}: hookbench only delivers to this machine: loopback "
+                                "(http(s)://127.0.0.1, [::1] or localhost) or its own --bind address, no user info")
 
     raw = data.get("delivery")
     if raw is None:

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import MISSING, ScenarioError
+from bench.hosts import DEFAULT_BIND, check_bind, exposure_warning
 from bench.protocol import PATH_HEALTH, PATH_HOOKS, PATH_INSPECT, SCHEMES
 from bench.schema import parse_duration
 
-from ..common import LOOPBACK, serve
+from ..common import serve
 from .app import create_app
 from .config import BasicAuth, ReceiverSetup, load_setup, simple_setup
 from .tls import CERT_FILE, server_context
@@ -26,6 +27,7 @@ The orchestrator:  python -m servers.receiver --config FILE --records DIR --port
 A person:          python -m servers.receiver --port 8090 --secret whsec_... [--scheme standard|github|stripe]
                    [--secure] [--basic-auth user:pass] [--path-token TOKEN] [--https [--tls-dir DIR]] [--records DIR]
                    [--scenario FILE [--set KEY=VALUE ...]] [--max-concurrent N] [--processing DURATION]
+                   [--bind HOST]   (an IP address of this machine; default 127.0.0.1)
 --scenario serves with that scenario's receiver model, as `hookbench run|load` would start it: [faults]
 receiver_max_concurrent, receiver_processing, receiver_error_rate, receiver_delay(_dist) (not receiver_down: its
 windows count from the orchestrator's /control/start), [receiver] tolerance, dedup_ttl, max_body,
@@ -64,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
                     help='work per accepted request while it holds its slot, e.g. "4ms" (default: the scenario\'s '
                          "faults.receiver_processing, else 0)")
     ap.add_argument("--records", default=None, help="directory for record files (audit.jsonl, faults.jsonl...)")
-    ap.add_argument("--host", default="127.0.0.1", choices=LOOPBACK)
+    ap.add_argument("--bind", "--host", dest="host", default=DEFAULT_BIND, metavar="HOST",
+                    help="address to listen on: an IP address of this machine (default: 127.0.0.1); anything not "
+                         "loopback is reachable from the network")
     ap.add_argument("--port", type=int, default=0, help="port (0: any free port; the ready line says which)")
     return ap
 
@@ -159,18 +163,22 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s receiver %(levelname)s %(message)s")
     try:
+        args.host = check_bind(args.host)
         setup, simple = _setup(args)
         app = create_app(setup, records_dir=args.records)
         ctx = None
         if setup.receiver.https:
             assert setup.tls_dir is not None  # validated
-            ctx = server_context(setup.tls_dir)  # cert.pem and key.pem are written before the ready line
+            # cert.pem and key.pem are written before the ready line; the bind address is one of its names
+            ctx = server_context(setup.tls_dir, hosts=(args.host,))
     except ScenarioError as e:
         print(f"receiver: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         print(f"receiver: cannot write the TLS certificate: {e}", file=sys.stderr)
         return 2
+    if (warning := exposure_warning(args.host, "the receiver", workers=False)) is not None:
+        print(f"receiver: {warning}", file=sys.stderr, flush=True)
     try:
         serve(app, args.host, args.port, ssl_context=ctx,
               on_ready=lambda port: _announce(setup, args.host, port, show_secrets=simple))

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from bench.config import FaultsCfg, ReceiverCfg, receiver_faults_from_dict, receiver_from_dict
 from bench.errors import MISSING, ScenarioError
+from bench.hosts import is_local_address
 from bench.modes import THIN, find_kind
 from bench.protocol import SCHEMES
 from bench.schema import Field, validate_table
@@ -96,6 +97,18 @@ _TABLES = ("receiver", "faults", "endpoints")  # checked on their own below
 _LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 
 
+def _local_host(host: str | None) -> bool:
+    """Loopback, or an address of this machine (the producer bound with --bind): never another machine."""
+    if host is None:
+        return False
+    if host in _LOOPBACK_HOSTS:
+        return True
+    try:
+        return is_local_address(host)
+    except OSError:
+        return False
+
+
 def _loopback_base(url: str) -> bool:
     """An http(s) base URL of a loopback host with a port and no path, query or credentials: the receiver's
     fetches never leave the machine, whatever a (signed) body says."""
@@ -104,7 +117,7 @@ def _loopback_base(url: str) -> bool:
         port = parts.port
     except ValueError:
         return False
-    return (parts.scheme in ("http", "https") and parts.hostname in _LOOPBACK_HOSTS and port is not None
+    return (parts.scheme in ("http", "https") and _local_host(parts.hostname) and port is not None
             and parts.path in ("", "/") and not parts.query and not parts.fragment and parts.username is None)
 
 _TOP: dict[str, Field] = {
@@ -113,7 +126,7 @@ _TOP: dict[str, Field] = {
     "inspect_last": Field("int", DEFAULT_INSPECT_LAST, lambda n: 0 <= n <= 100_000,
                           "must be an integer from 0 to 100000 (0 = keep none)"),
     "producer": Field("str", None, _loopback_base,
-                      "must be the producer's base URL on loopback, e.g. http://127.0.0.1:8080 (no path)"),
+                      "must be the producer's base URL on this machine, e.g. http://127.0.0.1:8080 (no path)"),
 }
 _ENDPOINT: dict[str, Field] = {
     "name": Field("str", MISSING, lambda s: bool(_NAME_RE.fullmatch(s)),

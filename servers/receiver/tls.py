@@ -24,10 +24,11 @@ VALID_FOR = datetime.timedelta(days=1)
 _BACKDATE = datetime.timedelta(minutes=5)  # tolerate a little clock skew between processes
 
 
-def write_self_signed(tls_dir: str | Path) -> tuple[Path, Path]:
+def write_self_signed(tls_dir: str | Path, hosts: tuple[str, ...] = ()) -> tuple[Path, Path]:
     """Generate an EC P-256 key and a self-signed certificate valid for one day; write them; return their paths.
 
-    SANs: IP 127.0.0.1, IP ::1, DNS localhost. key.pem is created 0600 before any byte is written.
+    SANs: IP 127.0.0.1, IP ::1, DNS localhost, and the IP addresses in `hosts` (a --bind address). key.pem is
+    created 0600 before any byte is written.
     """
     d = Path(tls_dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -45,6 +46,7 @@ def write_self_signed(tls_dir: str | Path) -> tuple[Path, Path]:
             x509.IPAddress(ipaddress.IPv4Address("127.0.0.1")),
             x509.IPAddress(ipaddress.IPv6Address("::1")),
             x509.DNSName("localhost"),
+            *(x509.IPAddress(ip) for ip in _extra_ips(hosts)),
         ]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
@@ -59,6 +61,18 @@ def write_self_signed(tls_dir: str | Path) -> tuple[Path, Path]:
     _write(key_path, key_pem, 0o600)
     _write(cert_path, cert.public_bytes(serialization.Encoding.PEM), 0o644)
     return cert_path, key_path
+
+
+def _extra_ips(hosts: tuple[str, ...]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    out = []
+    for host in hosts:
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            continue
+        if str(ip) not in ("127.0.0.1", "::1"):
+            out.append(ip)
+    return out
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:
@@ -77,9 +91,9 @@ def _write(path: Path, data: bytes, mode: int) -> None:
     os.replace(tmp, path)
 
 
-def server_context(tls_dir: str | Path) -> ssl.SSLContext:
-    """Write a fresh certificate into `tls_dir` and return a server SSLContext (TLS 1.2+) serving it."""
-    cert_path, key_path = write_self_signed(tls_dir)
+def server_context(tls_dir: str | Path, hosts: tuple[str, ...] = ()) -> ssl.SSLContext:
+    """Write a fresh certificate into `tls_dir` (also naming `hosts`) and return a server SSLContext (TLS 1.2+)."""
+    cert_path, key_path = write_self_signed(tls_dir, hosts)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert_path, key_path)

@@ -1,0 +1,272 @@
+"""`hookbench load` across hosts: the receiver storm's master and receiver in network namespace A (`--bind A`),
+its two Locust workers in namespaces B and C (`--worker --master-host A --records-dir` each its own, each with its
+own working directory), joined by a bridge and veths (tests/netns.py). Only addresses inside those namespaces are
+used. One run serves both tests: what works on its own (binding, connections, separate records, the summary),
+and what needs the records, the workers' CPU and their clock offsets to travel over Locust's messaging (issue 12
+part 2), which skips until the summary carries them; that test also runs the same ramp on one host and compares the
+knees (the rule is in the test).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import netns
+import pytest
+from support import REPO, read_jsonl
+
+from bench.wire import SKEW_ENV
+
+pytestmark = pytest.mark.integration
+
+SCENARIO = "scenarios/overload_receiver.toml"
+MASTER_PORT = 5557  # Locust's default: namespace A is fresh, nothing else listens there
+# A short ramp (3 steps of 3 s, no recovery step): the budget of an integration test is 40 s.
+RAMP = ["--duration", "9", "--set", "load.steps=3", "--set", "load.recovery=false", "--set", "load.settle=1s"]
+SKEW_C_NS = 250_000_000  # worker C's clock, as it reports it, runs 250 ms ahead (bench.wire's test hook)
+RUN_TIMEOUT_S = 120.0  # a bound on a hung run, never a timed assertion
+
+
+@dataclass
+class CrossHostRun:
+    hosts: netns.Hosts
+    run_dir: Path
+    worker_dirs: list[Path]  # B's and C's records directories
+    master_out: str
+    master_rc: int
+    worker_outs: list[str]
+    worker_rcs: list[int]
+    listening: set[tuple[str, int]]  # (address, port) of every TCP socket listening in A during the run
+    peers: set[str]  # addresses connected to the master's port from outside A
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return json.loads((self.run_dir / "summary.json").read_text())
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.run_dir / "manifest.json").read_text())
+
+
+def _sockets(hosts: netns.Hosts, state: str) -> list[tuple[str, int, str]]:
+    """(local address, local port, peer address) of A's TCP sockets in `state` (ss, in namespace A)."""
+    res = hosts.run(0, ["ss", "-Htn", "state", state])
+    out = []
+    for line in res.stdout.splitlines():
+        cols = line.split()
+        if len(cols) < 4:
+            continue
+        local, peer = cols[-2], cols[-1]
+        addr, _, port = local.rpartition(":")
+        out.append((addr.strip("[]"), int(port), peer.rpartition(":")[0].strip("[]")))
+    return out
+
+
+def _watch(hosts: netns.Hosts, proc: subprocess.Popen[str]) -> tuple[int, set[tuple[str, int]], set[tuple[int, str]]]:
+    """Until `proc` (in A) ends: (its exit code, A's listening (address, port)s, A's established (port, peer)s)."""
+    listening: set[tuple[str, int]] = set()
+    established: set[tuple[int, str]] = set()
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while proc.poll() is None and time.monotonic() < deadline:
+        listening |= {(addr, port) for addr, port, _ in _sockets(hosts, "listening")}
+        established |= {(port, peer) for _, port, peer in _sockets(hosts, "established")}
+        time.sleep(0.5)
+    return proc.wait(timeout=max(1.0, deadline - time.monotonic())), listening, established
+
+
+@pytest.fixture(scope="module")
+def cross_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CrossHostRun]:
+    hosts = netns.hosts_or_skip(3)
+    tmp = tmp_path_factory.mktemp("cross_host")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the workers run from their own directories
+    a = hosts.addresses[0]
+    try:
+        master_log = tmp / "master.out"
+        with open(master_log, "w") as out:
+            master = hosts.start(0, [sys.executable, "-m", "bench.cli", "load", SCENARIO, "--master", "--bind", a,
+                                     "--expect-workers", "2", "--master-bind-port", str(MASTER_PORT),
+                                     "--expect-workers-max-wait", "30", *RAMP, "--out", str(tmp / "runs")],
+                                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+            workers, worker_dirs = [], []
+            for i, name in ((1, "b"), (2, "c")):
+                home = tmp / f"worker-{name}"  # its own working directory and records: nothing shared with A
+                home.mkdir()
+                worker_dirs.append(home / "records")
+                wenv = {**env, SKEW_ENV: str(SKEW_C_NS)} if name == "c" else env
+                workers.append(hosts.start(i, [sys.executable, "-m", "bench.cli", "load", str(REPO / SCENARIO),
+                                               "--worker", "--master-host", a, "--master-port", str(MASTER_PORT),
+                                               "--records-dir", str(home / "records")], cwd=home, env=wenv))
+            master_rc, listening, established = _watch(hosts, master)
+            peers = {peer for port, peer in established if port == MASTER_PORT}
+        worker_outs = [w.communicate(timeout=60)[0] for w in workers]
+        (run_dir,) = [d for d in (tmp / "runs").iterdir() if d.is_dir()]
+        yield CrossHostRun(hosts, run_dir, worker_dirs, master_log.read_text(), master_rc, worker_outs,
+                           [w.returncode for w in workers], listening, peers)
+    finally:
+        errors = hosts.close()
+        assert not hosts.exists(), f"namespaces left behind: {hosts.exists()}"
+        assert not errors, errors
+
+
+def test_master_and_receiver_on_a_workers_on_b_and_c(cross_host: CrossHostRun) -> None:
+    run, (a, b, c) = cross_host, cross_host.hosts.addresses
+    print(run.master_out[-3000:])  # the master's table and knee: shown with -rP, and on a failure
+    print("rows in the workers' own directories:",
+          [sum(len(read_jsonl(f)) for f in d.glob("storm-*.jsonl")) for d in run.worker_dirs])
+    assert run.master_rc == 0, run.master_out[-3000:]
+    for rc, out in zip(run.worker_rcs, run.worker_outs):
+        assert rc == 0, out[-3000:]  # each worker exits once the master stops it
+    assert "2 Locust worker(s) connected" in run.master_out and "Traceback" not in run.master_out
+    assert f"warning: the receiver and the Locust master will listen on {a}" in run.master_out
+
+    # Everything in A listened on A's address, nothing on loopback or the wildcard; the master on its port.
+    assert run.listening and {addr for addr, _ in run.listening} == {a}, run.listening
+    assert (a, MASTER_PORT) in run.listening
+    manifest = run.manifest
+    assert manifest["bind"] == a and manifest["locust_master"]["bind"] == f"{a}:{MASTER_PORT}"
+    host_flag = manifest["locust_command"][manifest["locust_command"].index("--host") + 1]
+    assert host_flag.startswith(f"http://{a}:")
+    receiver_log = (run.run_dir / "logs" / "receiver.log").read_text()
+    assert f"listening on http://{a}:" in receiver_log and "reachable from the network" in receiver_log
+
+    # Both workers connected to the master from their own hosts, and their deliveries came from there too.
+    assert run.peers == {b, c}
+    audit = read_jsonl(run.run_dir / "records" / "audit.jsonl")
+    assert {row["remote"] for row in audit} == {b, c}
+
+    # Each worker kept its rows in its own directory (--records-dir; one Locust process each), on its own "host".
+    per_dir = [[row for f in sorted(d.glob("storm-*.jsonl")) for row in read_jsonl(f)] for d in run.worker_dirs]
+    assert all(len(list(d.glob("storm-*.jsonl"))) == 1 for d in run.worker_dirs)
+    assert [sorted({r["worker"] for r in rows}) for rows in per_dir] in ([[0], [1]], [[1], [0]])
+    assert all(rows for rows in per_dir)
+    summary = run.summary
+    # Between them the two directories hold every request the master's Locust counted from the workers' reports.
+    assert summary["records"]["locust_requests"] == sum(len(rows) for rows in per_dir)
+
+    # The run was analysed and reported, whatever the master's records directory held.
+    assert summary["kind"] == "load" and summary["status"] == "complete" and summary["partial"] is False
+    steps = summary["overload"]["steps"]
+    assert [s["step"] for s in steps] == [0, 1, 2]
+    assert summary["overload"]["knee"]["reasons"]
+    assert (run.run_dir / "report.html").is_file()
+
+
+def _has_wire_data(summary: dict[str, Any]) -> bool:
+    """The master's run directory holds the workers' rows (they came over the wire: A shares no disk with B, C)."""
+    return bool(summary["records"].get("rows")) and bool(summary["records"].get("wire"))
+
+
+def test_records_cpu_and_clocks_over_the_wire(cross_host: CrossHostRun) -> None:
+    """Issue 12 part 2, across namespaces: the master's directory holds exactly the rows the workers kept copies of,
+    the workers' own CPU is in the saturation section, and C's injected clock offset is recovered."""
+    run = cross_host
+    summary, manifest = run.summary, run.manifest
+    if not _has_wire_data(summary):
+        pytest.skip("needs records over the wire (issue 12 part 2)")
+    rec = summary["records"]
+    assert rec["complete"] is True and not rec["lost"] and rec["rows"] == rec["locust_requests"]
+    # rows per worker, as received, equal to what each worker's own copy holds; declared = received
+    local: dict[str, int] = {}
+    for d in run.worker_dirs:
+        for f in d.glob("storm-*.jsonl"):
+            for r in read_jsonl(f):
+                local[str(r["worker"])] = local.get(str(r["worker"]), 0) + 1
+    assert rec["per_worker"] == local and len(local) == 2
+    for w, info in rec["wire"]["workers"].items():
+        assert info["declared"] == info["received"] == local[w] and info["missing_batches"] == 0
+    # the workers' own CPU, sampled on B and C and sent to the master
+    workers_cpu = summary["saturation"]["workers"]
+    assert set(workers_cpu) == set(local) and all(w["samples"] > 0 and w["cpu_max_pct"] is not None
+                                                  for w in workers_cpu.values())
+    # C's injected offset is recovered within its uncertainty (plus 5 ms of slack); B's is about zero
+    clocks = manifest["clocks"]["workers"]
+    assert set(clocks) == set(local)
+    b_start, c_start = sorted((w["start"] for w in clocks.values()), key=lambda e: e["offset_ms"])
+    assert abs(b_start["offset_ms"]) <= b_start["uncertainty_ms"] + 5
+    assert abs(c_start["offset_ms"] - SKEW_C_NS / 1e6) <= c_start["uncertainty_ms"] + 5
+
+    # The same ramp on one host (loopback, two local worker processes) finds the same knee within noise. The rule:
+    # the knee is at the same step or an adjacent one. Why: repeated runs of one command on this machine differ by
+    # one step at most (README, "--target-url": 280/s vs 360/s on the finer ramp), and one step is all a 3-step
+    # ramp can resolve; below the knee (step 0) both runs served what was offered.
+    single = _single_host_run(run.run_dir.parent.parent / "single")
+    # a knee not reached counts as the step after the ramp's last
+    knees = [one["overload"]["knee"] for one in (summary, single)]
+    at = [k["step"] if k["reached"] else len(one["overload"]["steps"]) for k, one in zip(knees, (summary, single))]
+    for label, one in (("across namespaces", summary), ("one host, loopback", single)):
+        steps = ", ".join(f"{st['offered_rps']:.0f}->{st['achieved_rps']:.0f}/s p99i "
+                          f"{st['latency_from_intended_ms']['p99']}" for st in one["overload"]["steps"])
+        print(f"{label}: {steps}; knee {one['overload']['knee']}")
+    print("clock offsets (start):", {w: c["start"] for w, c in manifest["clocks"]["workers"].items()})
+    print("workers' CPU:", summary["saturation"]["workers"])
+    assert abs(at[0] - at[1]) <= 1, knees
+    for one in (summary, single):
+        first = one["overload"]["steps"][0]
+        assert first["achieved_rps"] >= 0.95 * first["offered_rps"], first
+
+
+def _single_host_run(out: Path) -> dict[str, Any]:
+    res = subprocess.run([sys.executable, "-m", "bench.cli", "load", SCENARIO, "--processes", "2", *RAMP,
+                          "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+def test_run_with_both_servers_on_a_bound_address(tmp_path: Path) -> None:
+    """`hookbench run --bind A` in one namespace: producer and receiver (HTTPS, whose certificate must name A) listen
+    on A only; the producer's deliveries to https://A:port arrive; the pollers poll http://A:port."""
+    hosts = netns.hosts_or_skip(1)
+    a = hosts.addresses[0]
+    try:
+        with open(tmp_path / "run.out", "w") as out:
+            proc = hosts.start(0, [sys.executable, "-m", "bench.cli", "run", "scenarios/default.toml", "--bind", a,
+                                   "--duration", "1", "--set", "run.warmup=1s", "--set", "run.drain=1s",
+                                   "--set", "receiver.https=true", "--out", str(tmp_path / "runs")],
+                               cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=out,
+                               stderr=subprocess.STDOUT)
+            rc, listening, _ = _watch(hosts, proc)
+    finally:
+        errors = hosts.close()
+    text = (tmp_path / "run.out").read_text()
+    assert not errors and not hosts.exists(), errors
+    assert rc == 0 and "Traceback" not in text, text[-3000:]
+    assert f"warning: the producer and the receiver will listen on {a}" in text
+    assert len(listening) == 2 and {addr for addr, _ in listening} == {a}, listening  # the two servers, on A only
+    (run_dir,) = [d for d in (tmp_path / "runs").iterdir() if d.is_dir()]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["bind"] == a
+    command = manifest["locust_command"]
+    assert command[command.index("--host") + 1].startswith(f"http://{a}:")
+    summary = json.loads((run_dir / "summary.json").read_text())
+    webhook = summary["modes"]["webhook"]
+    assert summary["changes"] > 0 and webhook["observed"] == summary["changes"] and webhook["lost"] == 0
+    assert summary["modes"]["polling"]["requests"] > 0
+
+
+def test_namespaces_and_their_processes_go_even_when_the_body_fails() -> None:
+    """The harness itself: B reaches a server on A's address over the veth, and a failing body still has its
+    process stopped and every namespace deleted."""
+    netns.hosts_or_skip(1).close()  # skips here when namespaces cannot be made
+    probe = ("import socket,sys; s=socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5); "
+             "print(s.getpeername()[0])")
+    with pytest.raises(RuntimeError, match="the body failed"):
+        with netns.hosts(2) as h:
+            made, a = list(h.names), h.addresses[0]
+            listener = h.start(0, [sys.executable, "-c", "import socket,sys,time; s=socket.create_server((sys.argv[1], "
+                                   "0)); print(s.getsockname()[1], flush=True); s.accept(); time.sleep(600)", a])
+            assert listener.stdout is not None
+            port = listener.stdout.readline().strip()
+            assert h.run(1, [sys.executable, "-c", probe, a, port]).stdout.strip() == a
+            raise RuntimeError("the body failed")
+    assert listener.poll() is not None  # stopped by the harness, by its pid
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    assert not set(made) & set(listed)
