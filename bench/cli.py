@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Callable
 
 from bench import __version__
 from bench.config import load_scenario
@@ -43,17 +44,30 @@ def _warn_exposure(bind: str, what: str, workers: bool = True) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.orchestration.distributed import MasterOptions, run_workers
     from bench.orchestration.runner import run_scenario
     from bench.orchestration.session import new_run_dir
     from reports import build_report
 
-    bind = check_bind(args.bind)
+    _check_distributed_flags(args, "run")
+    bind = check_bind(args.bind) if args.bind is not None else DEFAULT_BIND
     path = Path(args.scenario) if args.scenario else _scenarios_dir() / "default.toml"
     scenario = load_scenario(path, _overrides(args))
-    _warn_exposure(bind, "the producer and the receiver", workers=False)
-    run_dir = new_run_dir(Path(args.out), scenario.name)
+    if args.worker:  # the pollers only; everything else (options included) comes from the master
+        return run_workers(str(_scenarios_dir() / "pollers.py"), master_host=args.master_host,
+                           master_port=args.master_port or LOCUST_MASTER_PORT, processes=1, repo=REPO,
+                           records_dir=Path(args.records_dir) if args.records_dir else None,
+                           what=f"the pollers of {scenario.name}")
+    master = None
+    if args.master:
+        master = MasterOptions(expect_workers=args.expect_workers or 1,
+                               bind_port=args.master_bind_port or LOCUST_MASTER_PORT,
+                               max_wait_s=args.expect_workers_max_wait or 60)
+    _warn_exposure(bind, "the producer and the receiver" + (" and the Locust master" if master else ""),
+                   workers=master is not None)
+    run_dir = new_run_dir(Path(args.out or "runs"), scenario.name)
     print(f"hookbench run: scenario {scenario.name} ({path}), seed {scenario.seed} -> {run_dir}")
-    result = run_scenario(scenario, run_dir, _scenarios_dir(), repo=REPO, bind=bind)
+    result = run_scenario(scenario, run_dir, _scenarios_dir(), repo=REPO, bind=bind, master=master)
     paths = build_report(run_dir)
     s = result.summary
     print(f"\n{s.value('changes')} changes in a {s.value('duration_s'):.1f} s window"
@@ -114,10 +128,10 @@ def _f(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _check_load_flags(args: argparse.Namespace) -> None:
+def _check_distributed_flags(args: argparse.Namespace, command: str) -> None:
     """Reject combinations of --master / --worker flags that cannot work, naming the flag and the fix."""
     def bad(flag: str, value: object, expected: str) -> ScenarioError:
-        return ScenarioError("hookbench load", flag, value, expected)
+        return ScenarioError(f"hookbench {command}", flag, value, expected)
 
     master_only = (("--expect-workers", args.expect_workers), ("--master-bind-port", args.master_bind_port),
                    ("--expect-workers-max-wait", args.expect_workers_max_wait))
@@ -125,7 +139,7 @@ def _check_load_flags(args: argparse.Namespace) -> None:
                    ("--records-dir", args.records_dir))
     if args.master and args.worker:
         raise bad("--worker", True, "cannot be combined with --master: run the master and each worker as separate "
-                                    "`hookbench load` commands")
+                                    f"`hookbench {command}` commands")
     if not args.master:
         for flag, value in master_only:
             if value is not None:
@@ -135,6 +149,27 @@ def _check_load_flags(args: argparse.Namespace) -> None:
             if value is not None:
                 raise bad(flag, value, "only applies with --worker (the master listens on --bind, default "
                                        "127.0.0.1, and --master-bind-port)")
+    if command == "load":
+        _check_load_target_flags(args, bad)
+    if args.worker:
+        if not args.master_host:
+            raise bad("--master-host", None, "--worker needs the master's address, e.g. --master-host 127.0.0.1")
+        for flag, value in (("--duration", args.duration), ("--out", args.out), ("--set", args.set),
+                            ("--bind", args.bind), ("--seed", getattr(args, "seed", None))):
+            if value is not None:
+                raise bad(flag, value, f"does not apply with --worker: the master runs the {command}, writes the run "
+                                       "directory and sends its options to the workers")
+    for flag, value, low, high in (("--expect-workers", args.expect_workers, 1, 1000),
+                                   ("--master-bind-port", args.master_bind_port, 1, 65535),
+                                   ("--master-port", args.master_port, 1, 65535),
+                                   ("--expect-workers-max-wait", args.expect_workers_max_wait, 1, 86400),
+                                   ("--processes", getattr(args, "processes", None), 1, 1000)):
+        if value is not None and not low <= value <= high:
+            raise bad(flag, value, f"must be an integer from {low} to {high}")
+
+
+def _check_load_target_flags(args: argparse.Namespace, bad: Callable[[str, object, str], ScenarioError]) -> None:
+    """`hookbench load`'s own flags against --master / --worker."""
     if args.target_secret is not None and args.target_url is None:
         raise bad("--target-secret", "<redacted>", "only applies with --target-url (the built-in receiver draws a "
                                                    "fresh secret for each run)")
@@ -145,32 +180,18 @@ def _check_load_flags(args: argparse.Namespace) -> None:
     if args.master and args.processes is not None:
         raise bad("--processes", args.processes, "cannot be combined with --master: the master runs no users; give "
                                                  "--processes to each `hookbench load --worker` instead")
-    if args.worker:
-        if not args.master_host:
-            raise bad("--master-host", None, "--worker needs the master's address, e.g. --master-host 127.0.0.1")
-        for flag, value in (("--duration", args.duration), ("--out", args.out), ("--set", args.set),
-                            ("--bind", args.bind)):
-            if value is not None:
-                raise bad(flag, value, "does not apply with --worker: the master runs the ramp, writes the run "
-                                       "directory and sends its options to the workers")
-    for flag, value, low, high in (("--expect-workers", args.expect_workers, 1, 1000),
-                                   ("--master-bind-port", args.master_bind_port, 1, 65535),
-                                   ("--master-port", args.master_port, 1, 65535),
-                                   ("--expect-workers-max-wait", args.expect_workers_max_wait, 1, 86400),
-                                   ("--processes", args.processes, 1, 1000)):
-        if value is not None and not low <= value <= high:
-            raise bad(flag, value, f"must be an integer from {low} to {high}")
 
 
 def cmd_load(args: argparse.Namespace) -> int:
     import os
 
-    from bench.orchestration.load import MasterOptions, run_load, run_workers
+    from bench.orchestration.distributed import MasterOptions
+    from bench.orchestration.load import run_load, run_workers
     from bench.orchestration.session import new_run_dir
     from bench.orchestration.target import parse_target, preflight
     from reports import build_report
 
-    _check_load_flags(args)
+    _check_distributed_flags(args, "load")
     bind = check_bind(args.bind) if args.bind is not None else DEFAULT_BIND
     path = Path(args.scenario)
     scenario = load_scenario(path, list(args.set or []))
@@ -429,6 +450,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_distributed_args(parser: argparse.ArgumentParser, command: str, starts: str) -> None:
+    """The Locust master/worker flags of `hookbench run` and `hookbench load`."""
+    dist = parser.add_argument_group(f"Locust master/worker (the workers are separate `hookbench {command} "
+                                     "--worker` commands)")
+    dist.add_argument("--master", action="store_true", help="run the servers and a Locust master with no users; "
+                                                            f"{starts} when --expect-workers have connected")
+    dist.add_argument("--expect-workers", type=int, metavar="N", help="workers the master waits for (default: 1)")
+    dist.add_argument("--master-bind-port", type=int, metavar="P",
+                      help=f"port of the master on the --bind address (default: {LOCUST_MASTER_PORT})")
+    dist.add_argument("--expect-workers-max-wait", type=int, metavar="S",
+                      help="seconds the master waits for its workers before it fails the run (default: 60)")
+    dist.add_argument("--worker", action="store_true", help="run only Locust workers of the scenario's locustfile "
+                                                            "(no servers, no run directory) until the master stops")
+    dist.add_argument("--master-host", metavar="H", help="the master's address (required with --worker)")
+    dist.add_argument("--master-port", type=int, metavar="P",
+                      help=f"the master's port (default: {LOCUST_MASTER_PORT})")
+    dist.add_argument("--records-dir", metavar="DIR",
+                      help="with --worker: also keep a copy of the rows this worker sends to the master in DIR "
+                           "(the master's run directory gets them either way)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="hookbench", description="Polling vs webhooks, measured.")
     ap.add_argument("--version", action="version", version=f"hookbench {__version__}")
@@ -437,13 +479,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a comparison scenario and write a report")
     run.add_argument("scenario", nargs="?", help="scenario TOML (default: scenarios/default.toml)")
     run.add_argument("--duration", type=float, help="measured window in seconds (overrides run.duration)")
-    run.add_argument("--out", default="runs", help="parent directory of the run directory (default: runs)")
+    run.add_argument("--out", help="parent directory of the run directory (default: runs)")
     run.add_argument("--set", action="append", metavar="KEY=VALUE",
                      help="override a scenario key, e.g. polling.interval=2s")
     run.add_argument("--seed", type=int, help="random seed (overrides seed)")
-    run.add_argument("--bind", default=DEFAULT_BIND, metavar="HOST",
-                     help="address the producer and the receiver listen on: an IP address of this machine "
-                          "(default: 127.0.0.1)")
+    run.add_argument("--bind", metavar="HOST",
+                     help="address the producer and the receiver (and with --master the Locust master) listen on: "
+                          "an IP address of this machine (default: 127.0.0.1)")
+    _add_distributed_args(run, "run", "the run starts")
     run.set_defaults(func=cmd_run)
 
     ld = sub.add_parser("load", help="step-ramp one server with Locust until it falls over (overload report)")
@@ -460,25 +503,10 @@ def build_parser() -> argparse.ArgumentParser:
     ext.add_argument("--target-secret", metavar="SECRET",
                      help="the signing secret your endpoint verifies (scheme: the scenario's webhook.scheme); "
                           "better: set $HOOKBENCH_TARGET_SECRET, which stays out of shell history and ps")
-    dist = ld.add_argument_group("Locust master/worker (the workers are separate `hookbench load --worker` commands)")
-    dist.add_argument("--master", action="store_true", help="run the servers and a Locust master with no users; "
-                                                            "the ramp starts when --expect-workers have connected")
-    dist.add_argument("--expect-workers", type=int, metavar="N", help="workers the master waits for (default: 1)")
     ld.add_argument("--bind", metavar="HOST",
                     help="address the server (and with --master the Locust master) listens on, and the host of the "
                          "URLs the users get: an IP address of this machine (default: 127.0.0.1)")
-    dist.add_argument("--master-bind-port", type=int, metavar="P",
-                      help=f"port of the master on the --bind address (default: {LOCUST_MASTER_PORT})")
-    dist.add_argument("--expect-workers-max-wait", type=int, metavar="S",
-                      help="seconds the master waits for its workers before it fails the run (default: 60)")
-    dist.add_argument("--worker", action="store_true", help="run only Locust workers of the scenario's locustfile "
-                                                            "(no servers, no run directory) until the master stops")
-    dist.add_argument("--master-host", metavar="H", help="the master's address (required with --worker)")
-    dist.add_argument("--master-port", type=int, metavar="P",
-                      help=f"the master's port (default: {LOCUST_MASTER_PORT})")
-    dist.add_argument("--records-dir", metavar="DIR",
-                      help="with --worker: also keep a copy of the rows this worker sends to the master in DIR "
-                           "(the master's run directory gets them either way)")
+    _add_distributed_args(ld, "load", "the ramp starts")
     ld.set_defaults(func=cmd_load)
 
     sw = sub.add_parser("sweep", help="run a scenario over a grid of values and aggregate (e.g. the crossover)")

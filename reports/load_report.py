@@ -40,6 +40,7 @@ from reports.fmt import (
 )
 from reports.run_report import environment_blocks, figure_blocks
 from reports.rundir import LoadRunData
+from reports.workers import workers_warnings
 
 __all__ = ["build_overload_document", "make_overload_figures"]
 
@@ -229,26 +230,7 @@ def _harness(run: LoadRunData) -> list[Block]:
         parts.append(f"Locust worker {w} (its own report) CPU max {_pct_of_core(obj(h).get('cpu_max_pct'))}, "
                      f"greenlet lag max {fmt_short(obj(h).get('lag_max_ms'))} ms")
     blocks.append(Para(Strong("Harness check: "), f"{verdict}: {'; '.join(parts)}. CPU is in % of one core."))
-    return blocks + _workers_blocks(run)
-
-
-def _workers_blocks(run: LoadRunData) -> list[Block]:
-    """What the Locust workers' records and clocks say, when something is wrong: rows lost, clocks too uncertain."""
-    rec, clocks = obj(run.summary.get("records")), obj(run.summary.get("clocks"))
-    blocks: list[Block] = []
-    lost = rec.get("lost")
-    if isinstance(lost, list) and lost:
-        blocks.append(Notice("warning", "Warning: a Locust worker's rows are missing",
-                             "The figures below lack some requests: a worker's final totals and the rows that "
-                             "reached the master differ.", tuple(str(obj(x).get("reason")) for x in lost)))
-    flagged = clocks.get("flagged")
-    if isinstance(flagged, list) and flagged:
-        blocks.append(Notice("warning", "Warning: a worker's clock offset is uncertain",
-                             f"These workers' clock offsets are known to no better than the bound of "
-                             f"{fmt_short(clocks.get('bound_ms'))} ms: the times they recorded may fall in the wrong "
-                             "step by up to their uncertainty.",
-                             tuple(f"Locust worker {w}" for w in flagged)))
-    return blocks
+    return blocks + workers_warnings(run.summary)
 
 
 def _pct_of_core(value: Any) -> str:

@@ -29,6 +29,7 @@ from reports.fmt import (
 from reports.loss import down_intervals, loss_blocks
 from reports.rundir import RunData
 from reports.security import security_blocks
+from reports.workers import remote_pollers_blocks, workers_warnings
 
 __all__ = ["build_document"]
 
@@ -74,6 +75,8 @@ def build_document(run: RunData, figures: list[FigureOutcome]) -> tuple[str, lis
     blocks.append(Para(Strong("Run started: "), fmt_started_at(run.manifest.get("started_at"))))
     blocks += _status(run)
     blocks += [Heading(2, "What was measured"), Para(_workload_text(run))]
+    if remote := remote_pollers_blocks(run.summary, run.manifest):
+        blocks += [Heading(3, "Pollers on Locust workers"), *remote]
     blocks += [Heading(2, "Results"), *_results(run)]
     if loss := loss_blocks(run):
         blocks += [Heading(2, "Who lost what"), *loss]
@@ -115,7 +118,7 @@ def _status(run: RunData) -> list[Block]:
             items,
         ))
     blocks.append(Para(Strong("Harness check: "), _harness_line(saturated, sat)))
-    return blocks
+    return blocks + workers_warnings(run.summary, "window")
 
 
 def _harness_line(saturated: Any, sat: dict[str, Any]) -> str:

@@ -71,7 +71,9 @@ from scenarios._locust_common import (  # noqa: E402
     print_help,
     short_error,
     stamp_layout,
+    worker_index,
 )
+from scenarios._ordinals import ORDINALS  # noqa: E402
 from scenarios._poll_core import DETAILED, AdvisedFeed, CursorFeed, EtagResource, Outcome, run_poll  # noqa: E402
 from scenarios._sse_core import EventStream, SseParser, StreamBroken  # noqa: E402
 from scenarios._wire import attach  # noqa: E402
@@ -114,8 +116,6 @@ RULES = [
 
 CFG = argparse.Namespace(**option_values(None, OPTIONS), styles=STYLES, reconcile=())
 _indices = UserIndices()  # user indices (0, 1, ... in one process); an index seeds its user's phase
-_etag_ids = [0]  # the next EtagPoller's resource id, modulo R
-_reconcile_ids = [0]  # the next ReconcilePoller's subscription, an index into CFG.reconcile
 _polls, _observations = RecordFile("polls"), RecordFile("observations")
 
 
@@ -130,6 +130,7 @@ class _Poller(FastHttpUser):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         self.index = _indices.next()
+        self.worker = worker_index(environment)  # rows say which worker (and so which clock) timed them
         self.period_ns = round(CFG.hb_interval * 1e9)
         rng = random.Random(CFG.hb_seed * 1_000_003 + self.index)
         self.phase_ns = int(rng.random() * self.period_ns)
@@ -151,13 +152,15 @@ class _Poller(FastHttpUser):
         """A polls row and an observations row per change taught, as the run's analysis reads them: an error
         counts as an empty poll; an ETag user's first read is a sync (initial), neither empty nor new."""
         sync = o.first_read
-        _polls.write({"mode": self.mode, "user": self.index, "resource_id": self.rid, "t_intended_ns": intended_ns,
+        _polls.write({"mode": self.mode, "user": self.index, "worker": self.worker,
+                      "resource_id": self.rid, "t_intended_ns": intended_ns,
                       "t_send_ns": o.t_send_ns, "t_recv_ns": o.t_recv_ns, "status": o.status,
                       "empty": o.error is not None or (not sync and o.n_new == 0), "n_new": 0 if sync else o.n_new,
                       "bytes": o.nbytes, "error": o.error, "followup": followup,
                       "initial": o.initial and self.flags_initial, **self.row_extra(followup)})
         for change in o.new:  # an ETag read: one observation, the latest change, whatever it skipped
-            _observations.write({"mode": self.mode, "user": self.index, "change_id": change.change_id,
+            _observations.write({"mode": self.mode, "user": self.index, "worker": self.worker,
+                                 "change_id": change.change_id,
                                  "t_obs_ns": o.t_recv_ns})
 
     def row_extra(self, followup: bool) -> dict[str, Any]:
@@ -181,11 +184,13 @@ class EtagPoller(_Poller):
 
     mode = MODE_ETAG
 
-    def __init__(self, environment: Environment) -> None:
-        super().__init__(environment)
-        self.rid = _etag_ids[0] % CFG.hb_resources
-        _etag_ids[0] += 1
+    def on_start(self) -> None:
+        ordinal = ORDINALS.take(type(self).__name__)  # unique across workers (scenarios/_ordinals.py)
+        if ordinal is None:
+            raise StopUser()
+        self.rid = ordinal % CFG.hb_resources
         self.target = EtagResource(self.rid)
+        super().on_start()
 
 
 class _LabelledFeed(CursorFeed):
@@ -209,16 +214,22 @@ class ReconcilePoller(_Poller):
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
-        self.mode = CFG.reconcile[_reconcile_ids[0] % len(CFG.reconcile)]
-        _reconcile_ids[0] += 1
         self.period_ns = round(CFG.hb_reconcile_interval * 1e9)  # the same seeded phase, as a share of its own period
         self.phase_ns = int(random.Random(CFG.hb_seed * 1_000_003 + self.index).random() * self.period_ns)
+
+    def on_start(self) -> None:
+        ordinal = ORDINALS.take(type(self).__name__)  # unique across workers (scenarios/_ordinals.py)
+        if ordinal is None:
+            raise StopUser()
+        self.mode = CFG.reconcile[ordinal % len(CFG.reconcile)]
         self.target = _LabelledFeed(CFG.hb_cursor_limit, self.mode)  # from seq 0, like CursorPoller
+        super().on_start()
 
     def record(self, o: Outcome, intended_ns: int, followup: bool) -> None:
         super().record(o._replace(new=[]), intended_ns, followup)  # the polls row; n_new is kept
         for change in o.new:
-            _observations.write({"mode": self.mode, "user": self.index, "change_id": change.change_id,
+            _observations.write({"mode": self.mode, "user": self.index, "worker": self.worker,
+                                 "change_id": change.change_id,
                                  "t_obs_ns": o.t_recv_ns, "via": "pull"})
 
 
@@ -316,6 +327,7 @@ class SseListener(User):
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         self.index = _indices.next()
+        self.worker = worker_index(environment)  # rows say which worker (and so which clock) timed them
         self.last_id: str | None = None  # the Last-Event-ID of the next connection (None: start at the head)
         self.backoff = SSE_BACKOFF_S[0]
         self.stream: EventStream | None = None
@@ -370,7 +382,8 @@ class SseListener(User):
                     change_id = json.loads(event.data)["change_id"]
                     self.last_id = event.id  # only once the event is whole and read: a cut one is replayed
                     events += 1
-                    _observations.write({"mode": self.mode, "user": self.index, "change_id": change_id,
+                    _observations.write({"mode": self.mode, "user": self.index, "worker": self.worker,
+                                         "change_id": change_id,
                                          "t_obs_ns": t_obs})
             return True
         except (OSError, StreamBroken) as exc:  # refused, reset, cut off (a producer killed), silent too long
@@ -385,7 +398,8 @@ class SseListener(User):
                 self.stream.close()
                 self.stream = None
             t_end = time.time_ns()
-            _polls.write({"mode": self.mode, "user": self.index, "resource_id": None, "t_intended_ns": t_send,
+            _polls.write({"mode": self.mode, "user": self.index, "worker": self.worker,
+                          "resource_id": None, "t_intended_ns": t_send,
                           "t_send_ns": t_send, "t_recv_ns": t_end, "status": status, "empty": events == 0,
                           "n_new": events, "bytes": nbytes, "error": error, "followup": False, "initial": False})
             self.environment.events.request.fire(
@@ -437,6 +451,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         fail_at_init("pollers", errors)
     if errors := _configure(environment.parsed_options):
         fail_at_init("pollers", errors)
+    ORDINALS.attach(environment)  # resource ids and hybrid subscriptions unique across workers
     opts, total = environment.parsed_options, sum(cls.fixed_count for cls in USERS.values())
     if opts is None:  # library mode: the caller picks the user count
         return
@@ -444,15 +459,12 @@ def _on_init(environment: Environment, **_: Any) -> None:
         opts.num_users, opts.spawn_rate = total, opts.spawn_rate or total
     elif opts.num_users != total:
         log.warning("pollers: -u %s but the styles and resources make %d users", opts.num_users, total)
-    if opts.processes or opts.worker or opts.master:
-        log.warning("pollers: resource ids are per process: run pollers in one process")
 
 
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
     stamp_layout(environment)
     _indices.reset(environment)  # the same phases and ids on every run
-    _etag_ids[0] = _reconcile_ids[0] = 0
     # Re-applied here because the web UI and a master may have changed the options since init.
     if errors := _configure(environment.parsed_options):
         log.error("pollers: not starting: %s", "; ".join(errors))

@@ -17,7 +17,8 @@ from support import REPO
 from bench.cli import main
 from bench.errors import ScenarioError
 from bench.hosts import DEFAULT_BIND, check_bind, exposure_warning, is_local_address, is_loopback, url_host
-from bench.orchestration.load import MasterOptions, _locust_argv
+from bench.orchestration.distributed import MasterOptions
+from bench.orchestration.load import _locust_argv
 from bench.orchestration.wiring import producer_argv, receiver_argv
 
 SCENARIO = "scenarios/overload_receiver.toml"
@@ -129,7 +130,7 @@ def test_receiver_certificate_names_the_bind_address(tmp_path: Path) -> None:
 
 def test_worker_records_dir_is_the_wire_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`hookbench load --worker --records-dir DIR` hands DIR to its Locust worker as bench.wire.LOCAL_COPY_ENV."""
-    from bench.orchestration import load
+    from bench.orchestration import distributed, load
     from bench.wire import LOCAL_COPY_ENV
 
     seen: dict[str, object] = {}
@@ -143,7 +144,7 @@ def test_worker_records_dir_is_the_wire_copy(tmp_path: Path, monkeypatch: pytest
 
     from bench.config import load_scenario
 
-    monkeypatch.setattr(load.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(distributed.subprocess, "Popen", FakePopen)
     assert load.run_workers(load_scenario(REPO / SCENARIO), REPO / "scenarios", master_host="::1", master_port=5557,
                             processes=1, repo=REPO, records_dir=tmp_path / "copy", log=lambda _: None) == 0
     env, argv = seen["env"], seen["argv"]

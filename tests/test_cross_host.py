@@ -1,15 +1,19 @@
-"""`hookbench load` across hosts: the receiver storm's master and receiver in network namespace A (`--bind A`),
-its two Locust workers in namespaces B and C (`--worker --master-host A --records-dir` each its own, each with its
-own working directory), joined by a bridge and veths (tests/netns.py). Only addresses inside those namespaces are
-used. One run serves both tests: what works on its own (binding, connections, separate records, the summary),
-and what needs the records, the workers' CPU and their clock offsets to travel over Locust's messaging (issue 12
-part 2), which skips until the summary carries them; that test also runs the same ramp on one host and compares the
-knees (the rule is in the test).
+"""`hookbench load` and `hookbench run` across hosts, in network namespaces joined by a bridge and veths
+(tests/netns.py); only addresses inside those namespaces are used, and each worker has its own working and records
+directory: nothing is shared with A but the network.
+
+- load: the receiver storm's master and receiver in A (`--bind A`), its two Locust workers in B and C
+  (`load --worker --master-host A --records-dir`). One run serves two tests: binding, connections and separate
+  records; then the rows, the workers' CPU and C's injected clock offset over Locust's messaging, and the same
+  ramp on one host with the knees compared (the rule is in the test).
+- run: producer, receiver and master in A, the pollers on `run --worker` in B and C; records, ETag resources split
+  between the workers, C's clock corrected, and the summary against the same scenario on one host.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -250,6 +254,140 @@ def test_run_with_both_servers_on_a_bound_address(tmp_path: Path) -> None:
     webhook = summary["modes"]["webhook"]
     assert summary["changes"] > 0 and webhook["observed"] == summary["changes"] and webhook["lost"] == 0
     assert summary["modes"]["polling"]["requests"] > 0
+
+
+# `hookbench run` with its pollers on workers B and C (issue 12 part 5): the default scenario, shortened. C's clock
+# reads 2 s ahead (the test hook): more than any poll latency of a 1 s interval, so an uncorrected latency shows.
+RUN_ARGS = ["--duration", "8", "--set", "run.warmup=2s", "--set", "run.drain=2s"]
+RUN_SKEW_C_NS = 2_000_000_000
+
+
+def _first_latency_ms(run_dir: Path, mode: str) -> dict[int, list[float]]:
+    """Per worker, the latency (ms) of each window change's first observation by `mode`, from the run's tables
+    (the pollers' times already on the master's clock)."""
+    import pandas as pd
+
+    obs = pd.read_parquet(run_dir / "observations.parquet")
+    changes = pd.read_parquet(run_dir / "changes.parquet")
+    window = json.loads((run_dir / "manifest.json").read_text())["window"]
+    changes = changes[(changes["t_change_ns"] >= window["start_ns"]) & (changes["t_change_ns"] < window["end_ns"])]
+    first = obs[obs["mode"] == mode].sort_values("t_obs_ns").drop_duplicates("change_id")
+    merged = first.merge(changes, on="change_id")
+    out: dict[int, list[float]] = {}
+    for w, g in merged.groupby("worker"):
+        out[int(w)] = ((g["t_obs_ns"] - g["t_change_ns"]) / 1e6).tolist()
+    return out
+
+
+def test_run_with_pollers_on_workers_b_and_c(tmp_path: Path) -> None:
+    """`hookbench run --master --bind A` with the producer, the receiver and the master in A, and the pollers on
+    `hookbench run --worker` in B and C (each with its own directory). Then the same scenario on one host, and the
+    two summaries compared (the rules are below)."""
+    hosts = netns.hosts_or_skip(3)
+    a, b, c = hosts.addresses
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    try:
+        with open(tmp_path / "master.out", "w") as out:
+            master = hosts.start(0, [sys.executable, "-m", "bench.cli", "run", "scenarios/default.toml", "--master",
+                                     "--bind", a, "--expect-workers", "2", "--master-bind-port", str(MASTER_PORT),
+                                     "--expect-workers-max-wait", "30", *RUN_ARGS, "--out", str(tmp_path / "runs")],
+                                 cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+            workers, worker_dirs = [], []
+            for i, name in ((1, "b"), (2, "c")):
+                home = tmp_path / f"worker-{name}"
+                home.mkdir()
+                worker_dirs.append(home / "records")
+                wenv = {**env, SKEW_ENV: str(RUN_SKEW_C_NS)} if name == "c" else env
+                workers.append(hosts.start(i, [sys.executable, "-m", "bench.cli", "run", "--worker", "--master-host",
+                                               a, "--master-port", str(MASTER_PORT), "--records-dir",
+                                               str(home / "records")], cwd=home, env=wenv))
+            rc, listening, established = _watch(hosts, master)
+        worker_outs = [w.communicate(timeout=60)[0] for w in workers]
+    finally:
+        errors = hosts.close()
+    text = (tmp_path / "master.out").read_text()
+    print(text[-2500:])
+    assert not errors and not hosts.exists(), errors
+    assert rc == 0 and "Traceback" not in text, text[-3000:]
+    assert all(w.returncode == 0 for w in workers), [o[-2000:] for o in worker_outs]
+    assert "2 Locust worker(s) connected: the pollers have started" in text
+    (run_dir,) = [d for d in (tmp_path / "runs").iterdir() if d.is_dir()]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    summary = json.loads((run_dir / "summary.json").read_text())
+
+    # A listened on its own address only (producer, receiver, master); B and C polled the producer from their hosts.
+    assert {addr for addr, _ in listening} == {a} and (a, MASTER_PORT) in listening, listening
+    producer_port = int(manifest["locust_command"][manifest["locust_command"].index("--host") + 1].rsplit(":", 1)[1])
+    assert {peer for port, peer in established if port == MASTER_PORT} == {b, c}
+    assert {peer for port, peer in established if port == producer_port} == {b, c}
+
+    # Records: each worker's rows reached the master (A shares no disk with B and C), as many as its own copy holds
+    # and as Locust counted; every resource had exactly one ETag poller, split between the workers.
+    rec = summary["records"]
+    assert rec["complete"] is True and not rec["lost"] and rec["rows"] == rec["locust_requests"], rec
+    local: dict[str, int] = {}
+    for d in worker_dirs:
+        for f in d.glob("polls-*.jsonl"):
+            for r in read_jsonl(f):
+                local[str(r["worker"])] = local.get(str(r["worker"]), 0) + 1
+    assert rec["per_worker"] == local and len(local) == 2, (rec["per_worker"], local)
+    for w, info in rec["wire"]["workers"].items():
+        assert info["declared"] == info["received"] == local[w] and info["missing_batches"] == 0
+    import pandas as pd
+
+    polls = pd.read_parquet(run_dir / "polls.parquet")
+    etag = polls[polls["mode"] == "polling_etag"]
+    per_resource = etag.groupby("resource_id")["user"].nunique()
+    assert sorted(per_resource.index) == list(range(50)) and set(per_resource) == {1}
+    assert etag["worker"].nunique() == 2
+    # the workers' own CPU reached the master
+    assert set(summary["saturation"]["workers"]) == set(local)
+
+    # Clocks: C's 2 s are measured, and its pollers' latencies are corrected by them: within a 1 s interval (plus
+    # 100 ms of round trip and scheduling), where uncorrected they would be 2 s later.
+    offsets = {w: e["start"]["offset_ms"] for w, e in summary["clocks"]["workers"].items()}
+    skewed = max(offsets, key=lambda w: offsets[w])
+    assert abs(offsets[skewed] - RUN_SKEW_C_NS / 1e6) <= summary["clocks"]["workers"][skewed]["start"][
+        "uncertainty_ms"] + 5, offsets
+    assert summary["clocks"]["workers"][skewed]["applied"] is True
+    lat = summary["clocks"]["workers"][skewed]["latency_ms"]
+    print("clock offsets (ms):", offsets, "skewed worker latency p50 raw/corrected:", lat["raw"]["p50"],
+          lat["corrected"]["p50"])
+    assert lat["raw"]["p50"] > 1500 and 0 <= lat["corrected"]["p50"] <= 1100
+    for w, values in _first_latency_ms(run_dir, "polling_etag").items():
+        assert values and min(values) >= 0 and max(values) <= 1100, (w, min(values), max(values))
+
+    # The same scenario on one host, pollers local: the summaries agree within noise. The pollers' phases differ
+    # between the two runs (user indices seed them), so each figure is an independent sample; "within noise" is 4
+    # standard deviations of the difference of two such samples, computed from this run's counts:
+    # - a wasted fraction p over n polls: sd = sqrt(p(1-p)/n) each;
+    # - a latency p50 over n changes whose latencies are about uniform over the 1 s interval: sd = T/(2 sqrt(n)) each.
+    # Nothing may be lost by any mode in either run, and webhooks deliver every change in both.
+    single = _single_host_summary(tmp_path / "single")
+    for one in (summary, single):
+        assert all(m["lost"] == 0 for m in one["modes"].values()), one["modes"]
+        assert one["modes"]["webhook"]["observed"] == one["changes"] > 0
+    interval_ms = 1000.0
+    for mode in ("polling", "polling_etag"):
+        x, y = summary["modes"][mode], single["modes"][mode]
+        p = (x["wasted_fraction"] + y["wasted_fraction"]) / 2
+        wasted_tol = 4 * math.sqrt(p * (1 - p) * (1 / x["requests"] + 1 / y["requests"]))
+        n = min(x["latency_ms"]["n"], y["latency_ms"]["n"])
+        p50_tol = 4 * math.sqrt(2) * interval_ms / (2 * math.sqrt(n))
+        print(f"{mode}: across hosts wasted {x['wasted_fraction']:.3f} p50 {x['latency_ms']['p50']:.0f} ms; "
+              f"one host wasted {y['wasted_fraction']:.3f} p50 {y['latency_ms']['p50']:.0f} ms; tolerances "
+              f"{wasted_tol:.3f}, {p50_tol:.0f} ms")
+        assert abs(x["wasted_fraction"] - y["wasted_fraction"]) <= wasted_tol
+        assert abs(x["latency_ms"]["p50"] - y["latency_ms"]["p50"]) <= p50_tol
+
+
+def _single_host_summary(out: Path) -> dict[str, Any]:
+    res = subprocess.run([sys.executable, "-m", "bench.cli", "run", "scenarios/default.toml", *RUN_ARGS, "--out",
+                          str(out)], cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
+                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
+    return json.loads((run_dir / "summary.json").read_text())
 
 
 def test_namespaces_and_their_processes_go_even_when_the_body_fails() -> None:

@@ -19,7 +19,7 @@ import pytest
 from support import REPO, read_jsonl
 
 from bench.cli import main
-from bench.orchestration.load import free_port
+from bench.orchestration.distributed import free_port
 from bench.wire import LOCAL_COPY_ENV, SKEW_ENV
 
 pytestmark = pytest.mark.integration

@@ -137,7 +137,7 @@ cases = {  # status, error, initial, first_read, new, n_new, more
 }
 for name, o in cases.items():
     etag = name != "page"
-    poller = types.SimpleNamespace(mode=name, index=1, rid=3 if etag else None, flags_initial=etag,
+    poller = types.SimpleNamespace(mode=name, index=1, worker=0, rid=3 if etag else None, flags_initial=etag,
                                    row_extra=lambda followup: {})
     pollers._Poller.record(poller, o, 1800, not etag)
     user = types.SimpleNamespace(mode=name, index=1, worker=0, rid=3 if etag else None, t_join_ns=1000)
@@ -164,8 +164,8 @@ def test_rows_of_the_run_pollers_and_of_the_fleet(tmp_path: Path) -> None:
         "error": (True, 0, False, "timeout"), "not_modified": (True, 0, False, None),
         "first_read": (False, 0, True, None), "first_read_empty": (False, 0, True, None),
         "moved": (False, 2, False, None), "page": (False, 2, False, None)}
-    assert set(polls["page"]) == {"mode", "user", "resource_id", "t_intended_ns", "t_send_ns", "t_recv_ns", "status",
-                                  "empty", "n_new", "bytes", "error", "followup", "initial"}
+    assert set(polls["page"]) == {"mode", "user", "worker", "resource_id", "t_intended_ns", "t_send_ns",
+                                  "t_recv_ns", "status", "empty", "n_new", "bytes", "error", "followup", "initial"}
     assert sorted((o["mode"], o["change_id"]) for o in out["observations"]) == [
         ("first_read", "c7"), ("moved", "c9"), ("page", "a"), ("page", "b")]
     # fleet.py (hookbench load): an error is neither empty nor useful; a first read counts the versions

@@ -26,12 +26,13 @@ SCHEMAS: dict[str, dict[str, str]] = {
     "changes": {"change_id": STR, "resource_id": I64, "seq": I64, "version": I64, "t_change_ns": I64},
     # interval_s: the interval an adaptive poller's policy chose before this poll; advice_s: the wait the
     # producer's answer asked for (X-Poll-Interval, or Retry-After on a 429/503); both null for other pollers
-    "polls": {"mode": STR, "user": I64, "resource_id": NI64, "t_intended_ns": I64, "t_send_ns": I64,
+    # worker: the Locust worker that timed the row (its clock; null or 0 in a local run)
+    "polls": {"mode": STR, "user": I64, "worker": NI64, "resource_id": NI64, "t_intended_ns": I64, "t_send_ns": I64,
               "t_recv_ns": I64, "status": I64, "empty": BOOL, "n_new": I64, "bytes": I64, "error": STR,
               "followup": BOOL, "initial": BOOL, "interval_s": F64, "advice_s": F64},
     # via: "push" (a delivery brought it) or "pull" (a push mode's own poll did: a hybrid's reconciliation);
     # null: the mode's only way (a poller's rows, or older runs)
-    "observations": {"mode": STR, "user": I64, "change_id": STR, "t_obs_ns": I64, "via": STR},
+    "observations": {"mode": STR, "user": I64, "worker": NI64, "change_id": STR, "t_obs_ns": I64, "via": STR},
     "deliveries": {"mode": STR, "msg_id": STR, "change_id": STR, "subscription_id": STR, "attempt": I64,
                    "t_send_ns": I64, "t_done_ns": I64, "status": I64, "latency_ms": F64, "bytes_out": I64,
                    "bytes_in": I64, "error": STR, "retry_after_s": F64, "outcome": STR},

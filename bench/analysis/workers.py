@@ -4,11 +4,40 @@ per-worker verdict (rows read, received, declared; which worker lost rows) and t
 
 from __future__ import annotations
 
+import csv
+import json
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-__all__ = ["records_section", "health_samples", "health_summary"]
+from bench.wire import WIRE_FILE
+
+__all__ = ["records_section", "health_samples", "health_summary", "locust_requests", "read_wire"]
+
+
+def locust_requests(run_dir: Path, prefix: str = "locust") -> int | None:
+    """Requests Locust counted (the Aggregated row of `<prefix>_stats.csv`: on a master, the sum of its workers'
+    reports), or None."""
+    try:
+        with open(run_dir / f"{prefix}_stats.csv", newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                if row.get("Name") == "Aggregated":
+                    return int(row["Request Count"])
+    except (OSError, KeyError, ValueError):
+        return None
+    return None
+
+
+def read_wire(records: Path) -> dict[str, Any] | None:
+    """wire.json's `workers` as the master wrote them; None when no worker sent anything over the wire."""
+    path = records / WIRE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8")).get("workers") or {}
+    except (OSError, ValueError):
+        return {}
 
 
 def _worker_name(w: str, info: dict[str, Any]) -> str:
@@ -16,11 +45,13 @@ def _worker_name(w: str, info: dict[str, Any]) -> str:
 
 
 def records_section(rows: pd.DataFrame, *, files: int, locust_requests: int | None,
-                    wire: dict[str, Any] | None) -> dict[str, Any]:
-    """`rows`: the per-request rows read (a `worker` column). `wire`: wire.json's `workers` as the master wrote
-    them (None: no worker sent anything over the wire, as in a single-process run).
+                    wire: dict[str, Any] | None, stem: str | None = None) -> dict[str, Any]:
+    """`rows`: the per-request rows read (a `worker` column), of record stem `stem` (None: the only one a worker
+    sends). `wire`: wire.json's `workers` as the master wrote them (None: no worker sent anything over the wire,
+    as in a single-process run). A worker's `received` and `declared` are its `stem` rows' (every stem's when
+    None); a worker lost rows when any stem's declared total exceeds what arrived of it.
 
-    complete: every request Locust counted has its row, and no worker's declared total exceeds what arrived.
+    complete: every request Locust counted has its row, and no worker lost rows.
     """
     per_worker: dict[str, int] = {}
     if len(rows) and "worker" in rows.columns:
@@ -32,9 +63,12 @@ def records_section(rows: pd.DataFrame, *, files: int, locust_requests: int | No
     if wire is not None:
         workers: dict[str, Any] = {}
         for w, info in sorted(wire.items(), key=lambda kv: int(kv[0])):
-            received = sum((info.get("received") or {}).values())
-            declared_map = info.get("declared")
-            declared = None if declared_map is None else sum(declared_map.values())
+            received_map, declared_map = info.get("received") or {}, info.get("declared")
+            received = int(received_map.get(stem, 0)) if stem else sum(received_map.values())
+            declared = None if declared_map is None else (
+                int(declared_map.get(stem, 0)) if stem else sum(declared_map.values()))
+            short = {k: (int(n), int(received_map.get(k, 0))) for k, n in (declared_map or {}).items()
+                     if int(n) > int(received_map.get(k, 0))}  # stem: (declared, received)
             entry = {"pid": info.get("pid"), "host": info.get("host"), "received": received, "declared": declared,
                      "read": per_worker.get(w, 0), "batches": info.get("batches"),
                      "missing_batches": len(info.get("missing_batches") or []),
@@ -43,9 +77,11 @@ def records_section(rows: pd.DataFrame, *, files: int, locust_requests: int | No
             if declared is None:
                 lost.append({"worker": int(w), "reason": f"{_worker_name(w, info)} sent no final totals: its last "
                                                          "rows may not have arrived", "received": received})
-            elif declared > received or entry["missing_batches"]:
-                lost.append({"worker": int(w), "declared": declared, "received": received,
-                             "reason": f"{_worker_name(w, info)} declared {declared} rows, {received} arrived "
+            elif short or entry["missing_batches"]:
+                d = sum(n for n, _ in short.values()) if short else sum(declared_map.values())
+                r = sum(n for _, n in short.values()) if short else sum(received_map.values())
+                lost.append({"worker": int(w), "declared": declared, "received": received, "stems": sorted(short),
+                             "reason": f"{_worker_name(w, info)} declared {d} rows, {r} arrived "
                                        f"({entry['missing_batches']} batch(es) missing)"})
         raw = sum(int(e["raw_bytes"] or 0) for e in workers.values())
         sent = sum(int(e["wire_bytes"] or 0) for e in workers.values())

@@ -13,17 +13,12 @@ no server is started: the load goes to the user's URL, and the server's counters
 
 from __future__ import annotations
 
-import csv
-import json
 import os
-import re
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -36,12 +31,22 @@ from bench.analysis.overload import overload_section
 from bench.analysis.saturation import locust_cpu_reasons
 from bench.analysis.stats import percentile
 from bench.analysis.tables import read_jsonl, typed
-from bench.analysis.workers import health_samples, health_summary, records_section
+from bench.analysis.workers import health_samples, health_summary, locust_requests, read_wire, records_section
 from bench.config import Scenario
 from bench.errors import RunError
-from bench.hosts import DEFAULT_BIND, is_loopback, url_host
+from bench.hosts import DEFAULT_BIND, url_host
 from bench.manifest import collect_metadata
-from bench.orchestration.procs import ProcessGroup, terminate
+from bench.orchestration import distributed
+from bench.orchestration.distributed import (
+    ONE_CLOCK,
+    SLACK_S,
+    WORKER_CLOCKS,
+    MasterOptions,
+    free_port,
+    master_argv,
+    wait_for_workers,
+)
+from bench.orchestration.procs import ProcessGroup
 from bench.orchestration.session import Interrupted, Progress, RunResult, http_json, locust_cpu_warnings, on_sigterm
 from bench.orchestration.target import ExternalTarget, unavailable_figures
 from bench.orchestration.wiring import (
@@ -65,48 +70,13 @@ from bench.results import (
     write_manifest,
     write_summary,
 )
-from bench.wire import CLOCK_FILE, HEALTH_FILE, LOCAL_COPY_ENV, WIRE_FILE
+from bench.wire import CLOCK_FILE, HEALTH_FILE
 
 __all__ = ["run_load", "run_workers", "MasterOptions"]
 
-SLACK_S = 90.0  # beyond the ramp's own length before the run is stopped as hung
-
-
-@dataclass(frozen=True)
-class MasterOptions:
-    """`hookbench load --master`: Locust's master on the run's bind address (`run_load(bind=...)`), port
-    `bind_port`, waits for `expect_workers` workers."""
-
-    expect_workers: int
-    bind_port: int
-    max_wait_s: int  # give up (exit 1) when the workers have not all connected by then
-
-
-# The master's log line as each worker connects (Locust 2.x): "... reported as ready. 2 workers connected."
-_CONNECTED = re.compile(r"reported as ready(?: \(duplicate message\))?\. (\d+) workers connected")
-_GAVE_UP = "Gave up waiting for workers to connect"
 SECRET_ENV_LOCUST = "LOCUST_HB_SECRET"  # scenarios/storm.py reads --hb-secret from it: never on a command line
 ROW_NS_COLS = ("t_intended_ns", "t_send_ns", "t_recv_ns")  # a worker's own clock in a storm/fleet row
 ROW_MS_COLS = ("latency_ms",)  # a fleet row's: the worker's receive time minus the producer's change time
-
-
-# What the manifest says of the clocks behind the timings (design.md section 6: the clock-sync caveat).
-ONE_CLOCK = {"single_clock": True, "note": "servers and every Locust process on this machine: one clock"}
-WORKER_CLOCKS = {
-    "single_clock": False,
-    "note": "Locust master with separately started workers: steps are timed by the master's clock, each request "
-            "by its worker's clock, and latency from the intended or send time by one worker's clock. The master "
-            "measures each worker's offset over Locust's messaging at start and end (`workers`), and the analysis "
-            "moves a worker's times to the master's clock when the offset exceeds its uncertainty; figures below "
-            "that uncertainty remain meaningless. Workers on this machine share its clock.",
-}
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 right now (bind to 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _locustfiles(sc: Scenario, scenarios_dir: Path) -> str:
@@ -128,9 +98,7 @@ def _locust_argv(sc: Scenario, scenarios_dir: Path, run_dir: Path, base: str, pr
     if master is not None:
         # The workers are other processes (`hookbench load --worker`); they get every --hb-* option, the records
         # directory included, from the master with their first spawn message.
-        argv += ["--master", "--expect-workers", str(master.expect_workers), "--expect-workers-max-wait",
-                 str(master.max_wait_s), "--master-bind-host", bind, "--master-bind-port",
-                 str(master.bind_port)]
+        argv += master_argv(master, bind)
     elif processes > 1:
         # Locust's own master/worker link: bind it to loopback on a free port (the default 5557 on every
         # interface could meet another Locust master on this machine)
@@ -196,9 +164,7 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
     if external is not None:
         manifest["command_line"] = _redacted(manifest["command_line"], [external.secret or ""])
     if master is not None:
-        manifest["locust_master"] = {"expect_workers": master.expect_workers,
-                                     "bind": f"{url_host(bind)}:{master.bind_port}",
-                                     "max_wait_s": master.max_wait_s}
+        manifest["locust_master"] = master.public(bind)
         manifest["clocks"] = WORKER_CLOCKS
     write_manifest(run_dir, manifest)
     group = ProcessGroup(env=dict(os.environ))  # the storm's secret is added to it below, for Locust only
@@ -246,7 +212,9 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
             f"{ld.total_steps} steps of {ld.step_duration:g} s, {ld.start_users}+{ld.step_users}/step users "
             f"at {ld.rate_per_user:g} req/s each")
         if master is not None:
-            _wait_for_workers(locust, group, run_dir, records, master, progress, bind)
+            steps = records / "steps.jsonl"
+            wait_for_workers(locust, group, run_dir / "logs" / "locust.log", master, progress, bind, command="load",
+                             started=lambda: steps.is_file() and steps.stat().st_size > 0)
             progress.done()
             log(f"{master.expect_workers} Locust worker(s) connected: the ramp has started")
         procs = {"locust": psutil.Process(locust.pid)}
@@ -316,74 +284,12 @@ def run_load(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Pa
     return RunResult(run_dir, Summary.from_dict(summary), status, error)
 
 
-def _wait_for_workers(locust: Any, group: ProcessGroup, run_dir: Path, records: Path, master: MasterOptions,
-                      progress: Progress, bind: str = DEFAULT_BIND) -> None:
-    """Until the ramp's first step (steps.jsonl): show how many workers the master has; RunError if it gives up."""
-    log_file, steps = run_dir / "logs" / "locust.log", records / "steps.jsonl"
-    t0 = time.monotonic()
-    connected = 0
-    while not (steps.is_file() and steps.stat().st_size > 0):
-        text = log_file.read_text(encoding="utf-8", errors="replace") if log_file.is_file() else ""
-        counts = _CONNECTED.findall(text)
-        connected = int(counts[-1]) if counts else connected
-        if locust.popen.poll() is not None:
-            if _GAVE_UP in text:
-                where = "on this machine" if is_loopback(bind) else "on this machine or any that reaches it"
-                raise RunError(f"only {connected} of {master.expect_workers} Locust worker(s) connected within "
-                               f"{master.max_wait_s} s; start them, {where}, with `hookbench load SCENARIO "
-                               f"--worker --master-host {bind} --master-port {master.bind_port}` (or raise "
-                               "--expect-workers-max-wait)")
-            raise RunError(f"the Locust master exited with code {locust.popen.returncode} before the ramp started; "
-                           f"see {log_file}")
-        group.check()
-        waited = time.monotonic() - t0
-        progress.show(f"waiting for Locust workers: {connected} of {master.expect_workers} connected to "
-                      f"{url_host(bind)}:{master.bind_port} [{waited:3.0f}/{master.max_wait_s} s]")
-        if waited > master.max_wait_s + SLACK_S:  # the master should have given up long before
-            raise RunError(f"the Locust master neither started the ramp nor gave up within {waited:.0f} s")
-        time.sleep(0.5)
-
-
 def run_workers(scenario: Scenario, scenarios_dir: Path, *, master_host: str, master_port: int, processes: int,
                 repo: Path, records_dir: Path | None = None, log: Callable[[str], None] = print) -> int:
-    """`hookbench load --worker`: Locust workers of the scenario's locustfile, until their master stops them.
-
-    No server and no run directory: the workers get every --hb-* option (records directory included) from the
-    master, and send their rows to it over Locust's messaging (scenarios/_wire.py). With `records_dir` each also
-    keeps its own copy of those rows there (LOCAL_COPY_ENV). Returns Locust's exit code (130 when interrupted).
-    """
-    argv = [sys.executable, "-m", "locust", "-f", _locustfiles(scenario, scenarios_dir), "--worker",
-            "--master-host", master_host, "--master-port", str(master_port)]
-    if processes > 1:
-        argv += ["--processes", str(processes)]
-    env = dict(os.environ)
-    if records_dir is not None:
-        records_dir.mkdir(parents=True, exist_ok=True)
-        env[LOCAL_COPY_ENV] = str(records_dir.resolve())
-    log(f"Locust worker(s) for {scenario.load.target} ({processes} process(es)) connecting to "
-        f"{url_host(master_host)}:{master_port}; they stop when the master does"
-        + (f"; a copy of their rows in {records_dir}" if records_dir is not None else ""))
-    old_term = signal.signal(signal.SIGTERM, on_sigterm)
-    proc = subprocess.Popen(argv, cwd=repo, env=env)
-    try:
-        return proc.wait()
-    except (KeyboardInterrupt, Interrupted):
-        terminate(proc)
-        return 130
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
-
-
-def _locust_requests(run_dir: Path) -> int | None:
-    """Requests Locust counted (its Aggregated row: on a master, the sum of its workers' reports), or None."""
-    try:
-        with open(run_dir / "locust_stats.csv", newline="", encoding="utf-8") as f:
-            for row in csv.DictReader(f):
-                if row.get("Name") == "Aggregated":
-                    return int(row["Request Count"])
-    except (OSError, KeyError, ValueError):
-        return None
-    return None
+    """`hookbench load --worker`: Locust workers of the scenario's locustfiles (bench.orchestration.distributed)."""
+    return distributed.run_workers(_locustfiles(scenario, scenarios_dir), master_host=master_host,
+                                   master_port=master_port, processes=processes, repo=repo, records_dir=records_dir,
+                                   what=scenario.load.target, log=log)
 
 
 def _records_section(requests: pd.DataFrame, run_dir: Path, records: Path, target: str) -> dict[str, Any]:
@@ -395,14 +301,8 @@ def _records_section(requests: pd.DataFrame, run_dir: Path, records: Path, targe
     """
     stem = "storm" if target == "receiver" else "fleet"
     files = sorted(records.glob(f"{stem}-*.jsonl"))
-    wire_path = records / WIRE_FILE
-    wire = None
-    if wire_path.is_file():
-        try:
-            wire = json.loads(wire_path.read_text(encoding="utf-8")).get("workers") or {}
-        except (OSError, ValueError):
-            wire = {}
-    return records_section(requests, files=len(files), locust_requests=_locust_requests(run_dir), wire=wire)
+    return records_section(requests, files=len(files), locust_requests=locust_requests(run_dir),
+                           wire=read_wire(records))
 
 
 def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,

@@ -3,27 +3,37 @@
 It never imports the servers or Locust: it starts them by module name, talks HTTP to the producer for
 control and progress, samples every child's CPU, and stops them all, also on Ctrl-C or a crash. Then
 it gathers the records (tables), analyses them and writes summary.json. Reports are made by the caller.
+
+With `master` the pollers run on Locust workers started apart (`hookbench run SCENARIO --worker`, on this
+machine or others): Locust runs here as their master, the run starts when they have connected and polled, and
+their rows, CPU and clock answers come back over Locust's messaging (bench.orchestration.distributed).
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import ssl
 import time
 import urllib.error
 from pathlib import Path
 from typing import Any, Callable
 
+import pandas as pd
 import psutil
 
+from bench.analysis.clocks import clock_estimates, manifest_clocks
+from bench.analysis.remote import corrected_tables, remote_sections
 from bench.analysis.summary import Window, detections, summarize
-from bench.analysis.tables import load_records, read_marks, write_parquet
+from bench.analysis.tables import Tables, load_records, read_jsonl, read_marks, write_parquet
+from bench.analysis.workers import locust_requests, read_wire
 from bench.config import Scenario
 from bench.errors import RunError
 from bench.hosts import DEFAULT_BIND, url_host
 from bench.manifest import collect_metadata
 from bench.modes import is_push
+from bench.orchestration.distributed import WORKER_CLOCKS, MasterOptions, master_argv, wait_for_workers
 from bench.orchestration.procs import Child, ProcessGroup
 from bench.orchestration.session import (
     Interrupted,
@@ -62,6 +72,7 @@ from bench.results import (
     write_summary,
 )
 from bench.traces import write_trace_csv
+from bench.wire import CLOCK_FILE, HEALTH_FILE
 
 __all__ = ["run_scenario", "STARTUP_TIMEOUT_S"]
 
@@ -72,9 +83,11 @@ class _Orchestra:
     """The processes of one run and what the orchestrator does to them over time."""
 
     def __init__(self, scenario: Scenario, run_dir: Path, scenarios_dir: Path, repo: Path,
-                 manifest: dict[str, Any], log: Callable[[str], None], bind: str = DEFAULT_BIND) -> None:
+                 manifest: dict[str, Any], log: Callable[[str], None], bind: str = DEFAULT_BIND,
+                 master: MasterOptions | None = None) -> None:
         self.sc, self.run_dir, self.scenarios_dir, self.repo, self.log = scenario, run_dir, scenarios_dir, repo, log
         self.bind = bind  # where both servers listen, and the host of every URL handed out
+        self.master = master  # the pollers on separately started Locust workers
         self.manifest = manifest
         self.records = run_dir / "records"
         self.group = ProcessGroup()
@@ -142,7 +155,11 @@ class _Orchestra:
     def start_pollers(self) -> Child:
         sc = self.sc
         total = sc.run.warmup + sc.run.duration + sc.run.drain + STARTUP_TIMEOUT_S
+        if self.master is not None:
+            total += self.master.max_wait_s
         argv = poller_argv(sc, self.scenarios_dir / "pollers.py", self.base, self.run_dir, total)
+        if self.master is not None:  # no users here: the workers get every --hb-* option from the master
+            argv += master_argv(self.master, self.bind)
         self.manifest["locust_command"] = argv[1:]
         locust = self.group.start("locust", argv, self.run_dir / "logs" / "locust.out", wait_ready=False,
                                   cwd=self.repo)
@@ -248,11 +265,17 @@ class _Orchestra:
         return codes
 
 
+def _polled(stats: dict[str, Any] | None) -> bool:
+    """Whether the producer has answered a poll (any consumer-driven mode's request)."""
+    return bool(stats) and sum(v["requests"] for k, v in stats["modes"].items() if not is_push(k)) > 0
+
+
 def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Path, bind: str = DEFAULT_BIND,
-                 log: Callable[[str], None] = print) -> RunResult:
+                 master: MasterOptions | None = None, log: Callable[[str], None] = print) -> RunResult:
     """Carry out one run into `run_dir` (already created, empty). Always writes manifest.json and summary.json.
 
-    `bind`: the address of this machine (checked by the caller) both servers listen on.
+    `bind`: the address of this machine (checked by the caller) both servers listen on, and with `master` the
+    Locust master too; the pollers then run on `master.expect_workers` separately started workers.
     """
     records = run_dir / "records"
     records.mkdir()
@@ -264,6 +287,9 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
                                 "clocks": {"single_clock": True, "note": "producer, receiver and pollers run on this "
                                            "machine: every timestamp is from one clock"},
                                 "bind": bind}
+    if master is not None:
+        manifest["locust_master"] = master.public(bind)
+        manifest["clocks"] = dict(WORKER_CLOCKS)
     if scenario.changes.process == "trace":  # keep the replayed stream itself: the run reproduces without it
         trace = scenario.changes.load_trace()
         write_trace_csv(trace, run_dir / "trace.csv")
@@ -275,18 +301,24 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
     error: str | None = None
     status = RunStatus.COMPLETE
     old_term = signal.signal(signal.SIGTERM, on_sigterm)
-    o = _Orchestra(scenario, run_dir, scenarios_dir, repo, manifest, log, bind)
+    o = _Orchestra(scenario, run_dir, scenarios_dir, repo, manifest, log, bind, master)
     try:
         o.start_servers()
         locust = o.start_pollers()
+        if master is not None:
+            log(f"Locust master pid {locust.pid} on {url_host(bind)}:{master.bind_port}, waiting for "
+                f"{master.expect_workers} worker(s)")
+            wait_for_workers(locust, o.group, run_dir / "logs" / "locust.log", master, o.progress, bind,
+                             started=lambda: _polled(o.tick()), command="run")
+            o.progress.done()
+            log(f"{master.expect_workers} Locust worker(s) connected: the pollers have started")
         # t0 = the first poll the producer sees: Locust's start-up is not part of the warm-up.
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             if locust.popen.poll() is not None:
                 raise RunError(f"Locust exited with code {locust.popen.returncode} before polling "
                                f"(logs {run_dir / 'logs'}):\n{locust.tail()}")
-            stats = o.tick()
-            if stats and sum(v["requests"] for k, v in stats["modes"].items() if not is_push(k)) > 0:
+            if _polled(o.tick()):
                 break
             if time.monotonic() > deadline:
                 raise RunError(f"Locust sent no poll within {STARTUP_TIMEOUT_S:.0f} s:\n{locust.tail()}")
@@ -323,15 +355,41 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
                           "drain_s": (w.grace_end_ns - w.end_ns) / 1e9}
     manifest.update(status_keys(status))
     manifest["error"] = error
+    estimates = clock_estimates(read_jsonl(list(records.glob(CLOCK_FILE))))
+    if master is not None:  # each worker's clock against this machine's, measured over Locust's messaging
+        manifest["clocks"] = {**manifest["clocks"], "bound_ms": scenario.load.clock_bound * 1e3,
+                              "workers": manifest_clocks(estimates)}
     write_manifest(run_dir, manifest)
 
-    tables = load_records(records, run_dir / "producer.db")
+    raw = load_records(records, run_dir / "producer.db")
+    tables = corrected_tables(raw, estimates)  # the pollers' times on this machine's clock, as the changes'
     write_parquet(tables, run_dir)
     detections(tables, w).to_parquet(run_dir / "detections.parquet", index=False)
     summary = summarize(tables, w, scenario.to_dict(), read_marks(records), modes=list(scenario.modes),
                         status=status, locust_cpu_warnings=locust_cpu_warnings(run_dir / "logs"))
+    if master is not None:
+        _add_remote(summary, raw, tables, estimates, records, run_dir, scenario, o.watched)
     write_summary(run_dir, summary)
     return RunResult(run_dir, Summary.from_dict(summary), status, error)
+
+
+def _add_remote(summary: dict[str, Any], raw: Tables, tables: Tables, estimates: dict[int, Any], records: Path,
+                run_dir: Path, scenario: Scenario, watched: dict[str, psutil.Process]) -> None:
+    """The sections a run with remote pollers adds: records per worker, clocks, and the workers' own CPU in the
+    saturation verdict."""
+    health = pd.DataFrame(read_jsonl(list(records.glob(HEALTH_FILE))),
+                          columns=["t_ns", "worker", "pid", "host", "cpu_pct", "lag_ms"])
+    health.to_parquet(run_dir / "worker_health.parquet", index=False)
+    local = {p.pid for p in watched.values()}
+    files = len(list(records.glob("polls*.jsonl")))
+    remote = remote_sections(raw, tables, estimates=estimates, health=health, wire=read_wire(records),
+                             locust_requests=locust_requests(run_dir), poll_files=files,
+                             bound_s=scenario.load.clock_bound, local_pids=local, host=socket.gethostname())
+    summary["records"], summary["clocks"] = remote["records"], remote["clocks"]
+    sat = summary["saturation"]
+    sat["workers"] = remote["workers"]
+    sat["reasons"] = [*sat["reasons"], *remote["reasons"]]
+    summary["harness_saturated"] = bool(sat["reasons"])
 
 
 def _redact(arg: str, endpoints: list[Endpoint]) -> str:
