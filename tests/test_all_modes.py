@@ -26,7 +26,8 @@ MODES = load_scenario(Path(__file__).resolve().parents[1] / SCENARIO).modes
 
 @pytest.fixture(scope="module")
 def all_modes(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
-    summary, run_dir, _ = run_command(["run", SCENARIO, "--duration", "25"], tmp_path_factory.mktemp("all"), 240)
+    summary, run_dir, _ = run_command(["run", SCENARIO, "--duration", "15", "--set", "run.warmup=3s"],
+                                      tmp_path_factory.mktemp("all"), 240)
     return summary, run_dir
 
 

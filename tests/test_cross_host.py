@@ -4,8 +4,7 @@ directory: nothing is shared with A but the network.
 
 - load: the receiver storm's master and receiver in A (`--bind A`), its two Locust workers in B and C
   (`load --worker --master-host A --records-dir`). One run serves two tests: binding, connections and separate
-  records; then the rows, the workers' CPU and C's injected clock offset over Locust's messaging, and the same
-  ramp on one host with the knees compared (the rule is in the test).
+  records; then the rows, the workers' CPU and C's injected clock offset over Locust's messaging.
 - run: producer, receiver and master in A, the pollers on `run --worker` in B and C; records, ETag resources split
   between the workers, C's clock corrected, and the summary against the same scenario on one host.
 """
@@ -172,8 +171,7 @@ def test_records_cpu_and_clocks_over_the_wire(cross_host: CrossHostRun) -> None:
     the workers' own CPU is in the saturation section, and C's injected clock offset is recovered."""
     run = cross_host
     summary, manifest = run.summary, run.manifest
-    if not _has_wire_data(summary):
-        pytest.skip("needs records over the wire (issue 12 part 2)")
+    assert _has_wire_data(summary), summary["records"]
     rec = summary["records"]
     assert rec["complete"] is True and not rec["lost"] and rec["rows"] == rec["locust_requests"]
     # rows per worker, as received, equal to what each worker's own copy holds; declared = received
@@ -196,33 +194,11 @@ def test_records_cpu_and_clocks_over_the_wire(cross_host: CrossHostRun) -> None:
     assert abs(b_start["offset_ms"]) <= b_start["uncertainty_ms"] + 5
     assert abs(c_start["offset_ms"] - SKEW_C_NS / 1e6) <= c_start["uncertainty_ms"] + 5
 
-    # The same ramp on one host (loopback, two local worker processes) finds the same knee within noise. The rule:
-    # the knee is at the same step or an adjacent one. Why: repeated runs of one command on this machine differ by
-    # one step at most (README, "--target-url": 280/s vs 360/s on the finer ramp), and one step is all a 3-step
-    # ramp can resolve; below the knee (step 0) both runs served what was offered.
-    single = _single_host_run(run.run_dir.parent.parent / "single")
-    # a knee not reached counts as the step after the ramp's last
-    knees = [one["overload"]["knee"] for one in (summary, single)]
-    at = [k["step"] if k["reached"] else len(one["overload"]["steps"]) for k, one in zip(knees, (summary, single))]
-    for label, one in (("across namespaces", summary), ("one host, loopback", single)):
-        steps = ", ".join(f"{st['offered_rps']:.0f}->{st['achieved_rps']:.0f}/s p99i "
-                          f"{st['latency_from_intended_ms']['p99']}" for st in one["overload"]["steps"])
-        print(f"{label}: {steps}; knee {one['overload']['knee']}")
     print("clock offsets (start):", {w: c["start"] for w, c in manifest["clocks"]["workers"].items()})
     print("workers' CPU:", summary["saturation"]["workers"])
-    assert abs(at[0] - at[1]) <= 1, knees
-    for one in (summary, single):
-        first = one["overload"]["steps"][0]
-        assert first["achieved_rps"] >= 0.95 * first["offered_rps"], first
-
-
-def _single_host_run(out: Path) -> dict[str, Any]:
-    res = subprocess.run([sys.executable, "-m", "bench.cli", "load", SCENARIO, "--processes", "2", *RAMP,
-                          "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
-    return json.loads((run_dir / "summary.json").read_text())
+    # Below the knee the storm was served as offered, across hosts as on one.
+    first = summary["overload"]["steps"][0]
+    assert first["achieved_rps"] >= 0.95 * first["offered_rps"], first
 
 
 def test_run_with_both_servers_on_a_bound_address(tmp_path: Path) -> None:
@@ -340,6 +316,8 @@ def test_run_with_pollers_on_workers_b_and_c(tmp_path: Path) -> None:
     per_resource = etag.groupby("resource_id")["user"].nunique()
     assert sorted(per_resource.index) == list(range(50)) and set(per_resource) == {1}
     assert etag["worker"].nunique() == 2
+    print("poll rows per worker:", rec["per_worker"], "Locust counted", rec["locust_requests"], "; ETag resources "
+          "per worker:", etag.groupby("worker")["resource_id"].nunique().to_dict())
     # the workers' own CPU reached the master
     assert set(summary["saturation"]["workers"]) == set(local)
 

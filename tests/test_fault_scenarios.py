@@ -1,7 +1,8 @@
 """The fault and security scenarios end to end: who loses data, and whether the defences hold (claims C6, C7).
 
-Each test runs one shipped scenario exactly as a user would (`hookbench run scenarios/...`) and checks
-the verdicts its header comment promises, against the producer's ground truth.
+Each test runs one shipped scenario as a user would (`hookbench run scenarios/...`), with a shorter window where
+the scenario's faults all fall inside it (WINDOW_S), and checks the verdicts its header comment promises, against
+the producer's ground truth.
 """
 
 from __future__ import annotations
@@ -16,8 +17,16 @@ pytestmark = pytest.mark.integration
 
 
 
+# Shortened windows (CI time): the outage (5-15 s), the crash (10 s, down 2 s) and the receiver's faults all fall
+# inside them, and each scenario's drain, which lets the last retries land, is kept.
+# attack_mix: its attack load runs the whole window at attack.rate, so 15 s still send thousands of each kind.
+WINDOW_S = {"receiver_outage": 20, "producer_crash": 20, "slow_receiver": 14, "attack_mix": 15}
+
+
 def run(scenario: str, out: Path) -> dict:
-    summary, _, _ = run_command(["run", scenario], out, timeout=180)
+    window = WINDOW_S.get(Path(scenario).stem)
+    summary, _, _ = run_command(["run", scenario, *(["--duration", str(window)] if window else [])], out,
+                                timeout=180)
     assert summary["partial"] is False
     return summary
 
@@ -73,7 +82,8 @@ def test_producer_crash(tmp_path: Path) -> None:
 def test_attack_mix(tmp_path: Path) -> None:
     s = run("scenarios/security/attack_mix.toml", tmp_path)
     sec = s["security"]
-    assert sec["hostile_sent"] >= 10_000
+    # 400 hostile requests/s over the window, less the attack load's start-up (a second or two)
+    assert sec["hostile_sent"] >= 0.8 * 400 * s["duration_s"]
     assert len(sec["kinds"]) == 11 and all(k["sent"] > 0 for k in sec["kinds"].values())
     assert sec["hostile_as_expected"] == sec["hostile_sent"], sec["kinds"]
     assert sec["hostile_accepted"] == 0 and sec["receiver_5xx"] == 0

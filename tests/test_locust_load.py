@@ -152,7 +152,7 @@ def test_fleet_master_and_two_workers(producer: int, tmp_path: Path) -> None:
     try:
         procs.append(subprocess.Popen(
             [*LOCUST, "-f", "scenarios/fleet.py", "--master", "--headless", "--expect-workers", "2", "-u", "10",
-             "-r", "10", "-t", "8s", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
+             "-r", "10", "-t", "5s", "--master-bind-host", "127.0.0.1", "--master-bind-port", str(port),
              "--host", f"http://127.0.0.1:{producer}", "--hb-records", str(rec), "--only-summary"],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         for _ in range(2):

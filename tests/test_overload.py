@@ -80,6 +80,17 @@ def test_no_knee_reports_the_ceiling() -> None:
                          "reasons": ["not reached, ceiling 200/s"]}
 
 
+def test_no_rows_place_no_knee() -> None:
+    """Steps ran but no request row exists (the users never sent, or their rows were lost): "achieved 0/s" at
+    step 0 would be a verdict drawn from missing data, so there is no knee, and the reason says why."""
+    empty = pd.DataFrame(columns=["t_intended_ns", "t_send_ns", "t_recv_ns", "status", "error", "attempt", "msg_id"])
+    o = overload_section(empty, steps_table([10, 20]), pd.DataFrame(columns=["t_ns", "in_flight", "pending"]),
+                         rate_per_user=10.0, settle_s=0.0, slo_p99_ms=100.0, ramp_steps=99)
+    assert [s["achieved_rps"] for s in o["steps"]] == [0.0, 0.0]
+    assert o["knee"] == {"reached": False, "step": None, "offered_rps": None, "ceiling_rps": None,
+                         "reasons": ["no request was recorded: no knee can be placed"]}
+
+
 def test_recovery_time_after_the_burst() -> None:
     # step 0 baseline 2 ms; step 1 the burst; step 2 back at step 0's users, slow for its first 3 s
     rows = storm(0, 1000, latency_ms=2, tag="a") + storm(10, 3000, latency_ms=300, tag="b")

@@ -106,8 +106,12 @@ def overload_section(requests: pd.DataFrame, steps: pd.DataFrame, server_stats: 
     after = [iv for iv in intervals if iv[0] >= ramp_steps]
     rec, note = (_recovery(requests, [intervals[0], after[0]], settle_s) if after and intervals
                  else (None, "no recovery step was run"))
-    return {"steps": out_steps, "knee": _knee(ramp, slo_p99_ms), "recovery_s": rec, "recovery_note": note,
-            "slo_p99_ms": slo_p99_ms}
+    # no row at all (the users never ran, or every row was lost): every step would show "achieved 0/s" and the
+    # knee would land on step 0, a verdict on the server drawn from an absence of data
+    knee = _knee(ramp, slo_p99_ms) if len(requests) else {
+        "reached": False, "step": None, "offered_rps": None, "ceiling_rps": None,
+        "reasons": ["no request was recorded: no knee can be placed"]}
+    return {"steps": out_steps, "knee": knee, "recovery_s": rec, "recovery_note": note, "slo_p99_ms": slo_p99_ms}
 
 
 def _knee(steps: list[dict[str, Any]], slo_p99_ms: float) -> dict[str, Any]:
