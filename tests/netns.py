@@ -7,7 +7,8 @@ no traffic can leave these namespaces. `start(i, argv)` runs a process inside ho
 session and returns the Popen; `close()` stops those processes by their pid (their process groups, which only they
 and their children are in) and deletes the namespaces, which deletes their veths. `hosts(n)` is the context manager
 a fixture uses: cleanup also on failure or Ctrl-C. `skip_reason()` says why namespaces cannot be made here, and
-`hosts_or_skip(n)` skips the calling test with it.
+`hosts_or_skip(n)` skips the calling test with it. A test process killed with SIGKILL cannot clean up: each new
+`Hosts` first deletes the empty namespaces of this prefix whose creating pid is gone (`reap_stale`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -22,7 +24,7 @@ import subprocess
 from contextlib import contextmanager
 from typing import Iterator, Sequence
 
-__all__ = ["Hosts", "hosts", "hosts_or_skip", "skip_reason", "NetnsUnavailable"]
+__all__ = ["Hosts", "hosts", "hosts_or_skip", "skip_reason", "reap_stale", "NetnsUnavailable"]
 
 SUBNET_BASE = (10, 213)  # 10.213.<k>.0/24, k from the pid: unlikely to clash, and checked
 STOP_GRACE_S = 10.0
@@ -74,6 +76,36 @@ def free_subnet() -> ipaddress.IPv4Network:
     raise NetnsUnavailable("no free 10.213.x.0/24 subnet on this machine")
 
 
+OURS = re.compile(r"^hb(\d+)x[0-9a-f]{4}-[a-z]$")  # Hosts' names: the creating test process's pid is in them
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale() -> tuple[list[str], list[str]]:
+    """Delete the namespaces Hosts made in a test process that is gone (killed before its cleanup ran), when no
+    process is left in them. Returns (deleted, kept: still holding processes, listed with their pids; those are
+    left alone, as they may not be ours to end)."""
+    deleted, kept = [], []
+    for name in _ip("netns", "list", check=False).stdout.split():
+        m = OURS.match(name)
+        if m is None or _alive(int(m.group(1))):
+            continue
+        pids = _ip("netns", "pids", name, check=False).stdout.split()
+        if pids:
+            kept.append(f"{name} (pids {' '.join(pids)})")
+        elif _ip("netns", "del", name, check=False).returncode == 0:
+            deleted.append(name)
+    return deleted, kept
+
+
 class Hosts:
     """n network namespaces on one bridge: index 0 is host A (the bridge's own address .1), then B (.2), C (.3)..."""
 
@@ -82,6 +114,7 @@ class Hosts:
             raise ValueError("at least one namespace")
         if (why := skip_reason()) is not None:
             raise NetnsUnavailable(why)
+        self.reaped, self.stale = reap_stale()
         self.prefix = f"hb{os.getpid()}x{secrets.token_hex(2)}"
         self.names = [f"{self.prefix}-{chr(ord('a') + i)}" for i in range(n)]
         self.subnet = free_subnet()

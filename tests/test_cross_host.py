@@ -386,3 +386,23 @@ def test_namespaces_and_their_processes_go_even_when_the_body_fails() -> None:
     assert listener.poll() is not None  # stopped by the harness, by its pid
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     assert not set(made) & set(listed)
+
+
+def test_namespaces_left_by_a_killed_test_are_reaped() -> None:
+    """A test process killed with SIGKILL leaves its namespaces: the next Hosts deletes those whose creating pid is
+    gone and that hold no process, and leaves a live process's namespaces alone."""
+    netns.hosts_or_skip(1).close()  # skips here when namespaces cannot be made
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale, live = f"hb{dead.pid}x0000-a", f"hb{os.getpid()}xffff-a"
+    subprocess.run(["ip", "netns", "add", stale], check=True)
+    subprocess.run(["ip", "netns", "add", live], check=True)
+    try:
+        h = netns.Hosts(1)
+        h.close()
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+        assert stale in h.reaped and stale not in listed
+        assert live in listed and live not in h.reaped
+    finally:
+        for name in (stale, live):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
