@@ -16,7 +16,7 @@ from bench.analysis.remote import corrected_tables, remote_sections
 from bench.analysis.tables import Tables
 from bench.analysis.workers import records_section
 from bench.cli import main
-from scenarios._ordinals import plan_offsets
+from scenarios._ordinals import Ordinals, plan_offsets
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -34,6 +34,21 @@ def test_offsets_give_every_ordinal_once(seed: int) -> None:
 def test_offsets_follow_worker_index_order() -> None:
     assert plan_offsets({1: {"EtagPoller": 25}, 0: {"EtagPoller": 26}}) == {0: {"EtagPoller": 0},
                                                                             1: {"EtagPoller": 26}}
+
+
+def test_the_plan_waits_until_the_reports_add_up_to_the_dispatch() -> None:
+    """Locust fires the master's spawning_complete after 1 s even when a worker's report is late; the plan is only
+    made once the reported users add up to the dispatched ones, class by class."""
+    from types import SimpleNamespace as NS
+
+    runner = NS(target_user_classes_count={"EtagPoller": 50, "CursorPoller": 1, "SseListener": 0},
+                clients={"a": NS(user_classes_count={"EtagPoller": 25, "CursorPoller": 1}),
+                         "b": NS(user_classes_count={})})  # b's report has not come yet
+    assert Ordinals._reported(runner) is False
+    runner.clients["b"].user_classes_count = {"EtagPoller": 24}
+    assert Ordinals._reported(runner) is False
+    runner.clients["b"].user_classes_count = {"EtagPoller": 25, "CursorPoller": 0}
+    assert Ordinals._reported(runner) is True
 
 
 def _wire(declared: dict[str, int] | None, received: dict[str, int]) -> dict[str, object]:
