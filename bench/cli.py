@@ -55,7 +55,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     scenario = load_scenario(path, _overrides(args))
     if args.worker:  # the pollers only; everything else (options included) comes from the master
         return run_workers(str(_scenarios_dir() / "pollers.py"), master_host=args.master_host,
-                           master_port=args.master_port or LOCUST_MASTER_PORT, processes=1, repo=REPO,
+                           master_port=args.master_port or LOCUST_MASTER_PORT, processes=args.processes or 1, repo=REPO,
                            records_dir=Path(args.records_dir) if args.records_dir else None,
                            what=f"the pollers of {scenario.name}")
     master = None
@@ -151,6 +151,9 @@ def _check_distributed_flags(args: argparse.Namespace, command: str) -> None:
                                        "127.0.0.1, and --master-bind-port)")
     if command == "load":
         _check_load_target_flags(args, bad)
+    elif args.processes is not None and not args.worker:
+        raise bad("--processes", args.processes, "only applies with --worker (pollers in N processes on that machine); "
+                                                 "a run's own pollers are one Locust process")
     if args.worker:
         if not args.master_host:
             raise bad("--master-host", None, "--worker needs the master's address, e.g. --master-host 127.0.0.1")
@@ -487,6 +490,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="address the producer and the receiver (and with --master the Locust master) listen on: "
                           "an IP address of this machine (default: 127.0.0.1)")
     _add_distributed_args(run, "run", "the run starts")
+    run.add_argument("--processes", type=int, metavar="N", help="with --worker: run the pollers this machine gets in N "
+                                                                "Locust processes (default: 1)")
     run.set_defaults(func=cmd_run)
 
     ld = sub.add_parser("load", help="step-ramp one server with Locust until it falls over (overload report)")

@@ -131,6 +131,8 @@ def test_skewed_worker_latency_is_corrected() -> None:
     (["--expect-workers", "2"], "--expect-workers = 2: only applies with --master"),
     (["--master", "--worker", "--master-host", "h"], "--worker = True: cannot be combined with --master"),
     (["--master", "--expect-workers", "0"], "--expect-workers = 0: must be an integer from 1 to 1000"),
+    (["--processes", "2"], "--processes = 2: only applies with --worker"),
+    (["--worker", "--master-host", "h", "--processes", "0"], "--processes = 0: must be an integer from 1 to 1000"),
 ])
 def test_run_master_and_worker_flags(argv: list[str], message: str, capsys: pytest.CaptureFixture[str],
                                      monkeypatch: pytest.MonkeyPatch) -> None:
