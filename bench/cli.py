@@ -9,13 +9,16 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from bench import __version__
 from bench.config import load_scenario
 from bench.errors import HookbenchError, RunDirError, RunError, ScenarioError
 from bench.hosts import DEFAULT_BIND, check_bind, exposure_warning, url_host
 from bench.results import Kind, RunStatus, Summary, read_summary
+
+if TYPE_CHECKING:
+    from bench.orchestration.distributed import MasterOptions
 
 __all__ = ["main"]
 
@@ -44,7 +47,7 @@ def _warn_exposure(bind: str, what: str, workers: bool = True) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from bench.orchestration.distributed import MasterOptions, run_workers
+    from bench.orchestration.distributed import run_workers
     from bench.orchestration.runner import run_scenario
     from bench.orchestration.session import new_run_dir
     from reports import build_report
@@ -54,15 +57,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     path = Path(args.scenario) if args.scenario else _scenarios_dir() / "default.toml"
     scenario = load_scenario(path, _overrides(args))
     if args.worker:  # the pollers only; everything else (options included) comes from the master
-        return run_workers(str(_scenarios_dir() / "pollers.py"), master_host=args.master_host,
-                           master_port=args.master_port or LOCUST_MASTER_PORT, processes=args.processes or 1, repo=REPO,
-                           records_dir=Path(args.records_dir) if args.records_dir else None,
+        return run_workers(str(_scenarios_dir() / "pollers.py"), **_worker_kwargs(args),
                            what=f"the pollers of {scenario.name}")
-    master = None
-    if args.master:
-        master = MasterOptions(expect_workers=args.expect_workers or 1,
-                               bind_port=args.master_bind_port or LOCUST_MASTER_PORT,
-                               max_wait_s=args.expect_workers_max_wait or 60)
+    master = _master_options(args)
     _warn_exposure(bind, "the producer and the receiver" + (" and the Locust master" if master else ""),
                    workers=master is not None)
     run_dir = new_run_dir(Path(args.out or "runs"), scenario.name)
@@ -171,6 +168,23 @@ def _check_distributed_flags(args: argparse.Namespace, command: str) -> None:
             raise bad(flag, value, f"must be an integer from {low} to {high}")
 
 
+def _master_options(args: argparse.Namespace) -> MasterOptions | None:
+    """`--master` and its flags (checked by _check_distributed_flags), with their defaults; None without it."""
+    from bench.orchestration.distributed import MasterOptions
+
+    if not args.master:
+        return None
+    return MasterOptions(expect_workers=args.expect_workers or 1, bind_port=args.master_bind_port or LOCUST_MASTER_PORT,
+                         max_wait_s=args.expect_workers_max_wait or 60)
+
+
+def _worker_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """What `--worker` and its flags give run_workers, with their defaults."""
+    return {"master_host": args.master_host, "master_port": args.master_port or LOCUST_MASTER_PORT,
+            "processes": args.processes or 1, "repo": REPO,
+            "records_dir": Path(args.records_dir) if args.records_dir else None}
+
+
 def _check_load_target_flags(args: argparse.Namespace, bad: Callable[[str, object, str], ScenarioError]) -> None:
     """`hookbench load`'s own flags against --master / --worker."""
     if args.target_secret is not None and args.target_url is None:
@@ -188,7 +202,6 @@ def _check_load_target_flags(args: argparse.Namespace, bad: Callable[[str, objec
 def cmd_load(args: argparse.Namespace) -> int:
     import os
 
-    from bench.orchestration.distributed import MasterOptions
     from bench.orchestration.load import run_load, run_workers
     from bench.orchestration.session import new_run_dir
     from bench.orchestration.target import parse_target, preflight
@@ -199,19 +212,13 @@ def cmd_load(args: argparse.Namespace) -> int:
     path = Path(args.scenario)
     scenario = load_scenario(path, list(args.set or []))
     if args.worker:
-        return run_workers(scenario, _scenarios_dir(), master_host=args.master_host,
-                           master_port=args.master_port or LOCUST_MASTER_PORT, processes=args.processes or 1,
-                           repo=REPO, records_dir=Path(args.records_dir) if args.records_dir else None)
+        return run_workers(scenario, _scenarios_dir(), **_worker_kwargs(args))
     if args.duration is not None:  # the whole ramp: spread over its steps
         if args.duration <= 0:
             raise ScenarioError("--duration", "--duration", args.duration, "must be a positive number of seconds")
         per_step = args.duration / scenario.load.total_steps
         scenario = load_scenario(path, list(args.set or []) + [f"load.step_duration={per_step!r}"])
-    master = None
-    if args.master:
-        master = MasterOptions(expect_workers=args.expect_workers or 1,
-                               bind_port=args.master_bind_port or LOCUST_MASTER_PORT,
-                               max_wait_s=args.expect_workers_max_wait or 60)
+    master = _master_options(args)
     external = None
     if args.target_url is not None:  # checked, then probed once, before anything is started or written
         external = parse_target(args.target_url, scenario.load.target, scenario.webhook.subscriptions[0].scheme,

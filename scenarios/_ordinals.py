@@ -108,13 +108,10 @@ class Ordinals:
             log.error("ordinals: the workers' reported users never added up to the dispatched ones within %.0f s: "
                       "some ordinals may repeat or be missing (ETag resources polled twice or not at all)",
                       REPORT_WAIT_S)
-        clients = {cid: node for cid, node in runner.clients.items()}
-        counts = {int(runner.get_worker_index(cid)): dict(node.user_classes_count or {})
-                  for cid, node in clients.items()}
-        plan = plan_offsets(counts)
-        for cid in clients:
-            offsets = plan[int(runner.get_worker_index(cid))]
-            runner.send_message(MESSAGE, {"offsets": offsets}, client_id=cid)
+        index = {cid: int(runner.get_worker_index(cid)) for cid in runner.clients}
+        plan = plan_offsets({index[cid]: dict(node.user_classes_count or {}) for cid, node in runner.clients.items()})
+        for cid, i in index.items():
+            runner.send_message(MESSAGE, {"offsets": plan[i]}, client_id=cid)
         log.info("ordinals: offsets sent to %d worker(s): %s", len(plan), plan)
 
     def take(self, cls: str) -> int | None:

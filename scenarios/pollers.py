@@ -143,6 +143,14 @@ class _Poller(FastHttpUser):
     def wait_time(self) -> float:
         return max(0.0, (self.next_ns - time.time_ns()) / 1e9)
 
+    def ordinal(self) -> int:
+        """This user's number in its class, unique across the run's workers (scenarios/_ordinals.py); StopUser
+        when the master's plan never came."""
+        ordinal = ORDINALS.take(type(self).__name__)
+        if ordinal is None:
+            raise StopUser()
+        return ordinal
+
     @task
     def poll(self) -> None:
         intended, self.next_ns = self.next_ns, self.next_ns + self.period_ns  # late slots are sent, not skipped
@@ -185,10 +193,7 @@ class EtagPoller(_Poller):
     mode = MODE_ETAG
 
     def on_start(self) -> None:
-        ordinal = ORDINALS.take(type(self).__name__)  # unique across workers (scenarios/_ordinals.py)
-        if ordinal is None:
-            raise StopUser()
-        self.rid = ordinal % CFG.hb_resources
+        self.rid = self.ordinal() % CFG.hb_resources
         self.target = EtagResource(self.rid)
         super().on_start()
 
@@ -218,10 +223,7 @@ class ReconcilePoller(_Poller):
         self.phase_ns = int(random.Random(CFG.hb_seed * 1_000_003 + self.index).random() * self.period_ns)
 
     def on_start(self) -> None:
-        ordinal = ORDINALS.take(type(self).__name__)  # unique across workers (scenarios/_ordinals.py)
-        if ordinal is None:
-            raise StopUser()
-        self.mode = CFG.reconcile[ordinal % len(CFG.reconcile)]
+        self.mode = CFG.reconcile[self.ordinal() % len(CFG.reconcile)]
         self.target = _LabelledFeed(CFG.hb_cursor_limit, self.mode)  # from seq 0, like CursorPoller
         super().on_start()
 

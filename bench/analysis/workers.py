@@ -11,9 +11,12 @@ from typing import Any
 
 import pandas as pd
 
-from bench.wire import WIRE_FILE
+from bench.analysis.tables import read_jsonl
+from bench.wire import HEALTH_FILE, WIRE_FILE
 
-__all__ = ["records_section", "health_samples", "health_summary", "locust_requests", "read_wire"]
+__all__ = ["records_section", "health_samples", "health_summary", "locust_requests", "read_wire", "read_health"]
+
+HEALTH_COLUMNS = ["t_ns", "worker", "pid", "host", "cpu_pct", "lag_ms"]
 
 
 def locust_requests(run_dir: Path, prefix: str = "locust") -> int | None:
@@ -38,6 +41,11 @@ def read_wire(records: Path) -> dict[str, Any] | None:
         return json.loads(path.read_text(encoding="utf-8")).get("workers") or {}
     except (OSError, ValueError):
         return {}
+
+
+def read_health(records: Path) -> pd.DataFrame:
+    """The workers' health samples the master wrote (worker_health.jsonl), empty with its columns when none came."""
+    return pd.DataFrame(read_jsonl(list(records.glob(HEALTH_FILE))), columns=HEALTH_COLUMNS)
 
 
 def _worker_name(w: str, info: dict[str, Any]) -> str:

@@ -31,7 +31,14 @@ from bench.analysis.overload import overload_section
 from bench.analysis.saturation import locust_cpu_reasons
 from bench.analysis.stats import percentile
 from bench.analysis.tables import read_jsonl, typed
-from bench.analysis.workers import health_samples, health_summary, locust_requests, read_wire, records_section
+from bench.analysis.workers import (
+    health_samples,
+    health_summary,
+    locust_requests,
+    read_health,
+    read_wire,
+    records_section,
+)
 from bench.config import Scenario
 from bench.errors import RunError
 from bench.hosts import DEFAULT_BIND, url_host
@@ -70,7 +77,7 @@ from bench.results import (
     write_manifest,
     write_summary,
 )
-from bench.wire import CLOCK_FILE, HEALTH_FILE
+from bench.wire import CLOCK_FILE
 
 __all__ = ["run_load", "run_workers", "MasterOptions"]
 
@@ -334,8 +341,7 @@ def _analyse(sc: Scenario, run_dir: Path, records: Path, status: RunStatus,
                                 server_counters=external is None)
     # The harness is saturated when the load generator, not the server under test, ran out of CPU.
     locust = harness[harness["process"].str.startswith("locust")]
-    health = pd.DataFrame(read_jsonl(list(records.glob(HEALTH_FILE))),
-                          columns=["t_ns", "worker", "pid", "host", "cpu_pct", "lag_ms"])
+    health = read_health(records)
     health.to_parquet(run_dir / "worker_health.parquet", index=False)
     local_pids = {int(p.split(".", 1)[1]) for p in locust["process"].unique() if p.startswith("locust.")}
     locust = pd.concat([locust[["process", "cpu_pct"]], health_samples(health, local_pids, socket.gethostname())],

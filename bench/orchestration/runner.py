@@ -20,14 +20,13 @@ import urllib.error
 from pathlib import Path
 from typing import Any, Callable
 
-import pandas as pd
 import psutil
 
 from bench.analysis.clocks import clock_estimates, manifest_clocks
 from bench.analysis.remote import corrected_tables, remote_sections
 from bench.analysis.summary import Window, detections, summarize
 from bench.analysis.tables import Tables, load_records, read_jsonl, read_marks, write_parquet
-from bench.analysis.workers import locust_requests, read_wire
+from bench.analysis.workers import locust_requests, read_health, read_wire
 from bench.config import Scenario
 from bench.errors import RunError
 from bench.hosts import DEFAULT_BIND, url_host
@@ -72,7 +71,7 @@ from bench.results import (
     write_summary,
 )
 from bench.traces import write_trace_csv
-from bench.wire import CLOCK_FILE, HEALTH_FILE
+from bench.wire import CLOCK_FILE
 
 __all__ = ["run_scenario", "STARTUP_TIMEOUT_S"]
 
@@ -377,8 +376,7 @@ def _add_remote(summary: dict[str, Any], raw: Tables, tables: Tables, estimates:
                 run_dir: Path, scenario: Scenario, watched: dict[str, psutil.Process]) -> None:
     """The sections a run with remote pollers adds: records per worker, clocks, and the workers' own CPU in the
     saturation verdict."""
-    health = pd.DataFrame(read_jsonl(list(records.glob(HEALTH_FILE))),
-                          columns=["t_ns", "worker", "pid", "host", "cpu_pct", "lag_ms"])
+    health = read_health(records)
     health.to_parquet(run_dir / "worker_health.parquet", index=False)
     local = {p.pid for p in watched.values()}
     files = len(list(records.glob("polls*.jsonl")))
