@@ -2,15 +2,18 @@
 
 Each request tests exactly one defence: the attacker is given every credential (secret, Basic Auth,
 path token) except the one its kind gets wrong, so a 2xx means that one defence failed. Replays are
-verbatim copies of deliveries the producer really made (rebuilt from its public change feed, which is
-what a captured request looks like). Every request carries the `x-hookbench-attack: <kind>` label,
-which the receiver records in its audit log and never uses to decide.
+verbatim copies of deliveries the producer really made and the receiver acknowledged: the attacker
+reads the producer's delivery records (--hb-captured, its deliveries.jsonl: what a tap on the wire
+sees) for the ids answered 2xx at the endpoint it aims at, and rebuilds those bodies from the public
+change feed. A change that was never delivered (made before the subscription existed, or still in
+flight) is never "replayed": its first copy would rightly be processed. Every request carries the
+`x-hookbench-attack: <kind>` label, which the receiver records in its audit log and never uses to decide.
 
 Run by `hookbench run` when a scenario has `[attack] enabled = true`; on its own:
 
     locust -f scenarios/attack.py --headless -u 4 -r 4 -t 30s --host http://127.0.0.1:RECEIVER \\
-        --hb-producer http://127.0.0.1:PRODUCER --hb-path /hooks/webhook --hb-secret whsec_... \\
-        --hb-rate 400 --hb-records /tmp/rec
+        --hb-producer http://127.0.0.1:PRODUCER --hb-captured PRODUCER_RECORDS/deliveries.jsonl \\
+        --hb-endpoint webhook --hb-path /hooks/webhook --hb-secret whsec_... --hb-rate 400 --hb-records /tmp/rec
     python scenarios/attack.py     # lists the --hb-* options: `locust --help` cannot (it skips the locustfile)
 """
 
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import gevent
+import gevent.lock
 from locust import FastHttpUser, constant_throughput, events, task
 from locust.env import Environment
 
@@ -67,7 +71,10 @@ EXPECTED_STATUS = {
 REPLAY_AGE_S = 600  # replayed_timestamp: a capture this old is outside any tolerance (<= 300 s)
 
 OPTIONS: dict[str, Option] = {
-    "--hb-producer": (str, "", "Producer base URL (its change feed is replayed)"),
+    "--hb-producer": (str, "", "Producer base URL (replayed bodies are rebuilt from its change feed)"),
+    "--hb-captured": (str, "", "The producer's deliveries.jsonl (hookbench serve producer --records DIR writes "
+                               "DIR/deliveries.jsonl): only deliveries acknowledged 2xx are replayed"),
+    "--hb-endpoint": (str, "", "The subscription name whose deliveries are replayed (empty: any)"),
     "--hb-path": (str, PATH_HOOKS, f"Receiver endpoint path, e.g. {PATH_HOOKS}/<token>"),
     "--hb-scheme": (str, "standard", "Signing scheme: standard, github, stripe"),
     "--hb-secret": (str, "", "The endpoint's secret (the attacker is an insider)"),
@@ -88,21 +95,34 @@ RULES = [
      f"a non-empty comma list of {', '.join(ATTACK_KINDS)}"),
     ("--hb-secret", bool, "the endpoint's secret (required)"),
 ]
+# Checked across options: a replay needs both the feed and the delivery records.
+REPLAY_NEEDS = ("--hb-producer", "--hb-captured")
 
 CFG = argparse.Namespace(**option_values(None, OPTIONS), kinds=list(ATTACK_KINDS))
 _rows = RecordFile("attack")
 
 
+CAPTURE_REFRESH_S = 1.0  # how often the delivery records and the feed are read again
+CAPTURE_KEEP = 200  # replays cycle over the newest acknowledged deliveries
+
+
 class _Shared:
-    """Per-process state: captured deliveries to replay."""
+    """Per-process state: acknowledged deliveries to replay, and how far the records and the feed were read."""
 
     captured: list[dict[str, Any]] = []
-    captured_at = 0.0
+    captured_at = float("-inf")
+    acked: set[str] = set()  # change ids the receiver answered 2xx, not yet found in the feed
+    records_offset = 0  # bytes of --hb-captured read so far (whole lines only)
+    feed_after = 0  # the feed's seq read so far
+    lock = gevent.lock.BoundedSemaphore()
 
 
 def _configure(opts: Any) -> list[str]:
     """Check the --hb-* options; if valid, apply them to CFG. Returns the errors."""
     values, errors = checked_values(opts, OPTIONS, RULES)
+    if not errors and "replayed_id" in _kinds(values["hb_kinds"]):
+        errors += [f"{flag}: required for the replayed_id kind (a replay copies a delivery the producer made and "
+                   f"the receiver acknowledged)" for flag in REPLAY_NEEDS if not values[flag[2:].replace("-", "_")]]
     if errors:
         return errors
     vars(CFG).update(values, kinds=_kinds(values["hb_kinds"]))
@@ -140,20 +160,53 @@ def _close_rows(**_: Any) -> None:
     _rows.close()  # a row written after this reopens the file: nothing is lost
 
 
-def _captured(producer: str) -> list[dict[str, Any]]:
-    """Recent real changes (older than 2 s, so their deliveries have arrived), refreshed every 2 s."""
-    if producer and time.monotonic() - _Shared.captured_at > 2.0:
-        _Shared.captured_at = time.monotonic()
+def _acknowledged(path: str, endpoint: str) -> None:
+    """Add to _Shared.acked the change ids of the deliveries newly recorded in `path` as answered 2xx."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(_Shared.records_offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return  # the producer has recorded no delivery yet
+    end = data.rfind(b"\n") + 1  # a line still being written is read next time, whole
+    _Shared.records_offset += end
+    for line in data[:end].splitlines():
         try:
-            req = urllib.request.Request(f"{producer}{PATH_CHANGES}?after=0&limit=10000",
+            row = json.loads(line)
+            if 200 <= row["status"] < 300 and (not endpoint or row["mode"] == endpoint):
+                _Shared.acked.add(row["change_id"])
+        except (ValueError, KeyError, TypeError):
+            continue  # a torn line of a killed producer (it appends after it)
+
+
+def _captured() -> list[dict[str, Any]]:
+    """The newest acknowledged deliveries as the change events they carried, refreshed every CAPTURE_REFRESH_S.
+    One user refreshes at a time; the others wait for it rather than skip their turn with nothing to replay."""
+    with _Shared.lock:
+        if time.monotonic() - _Shared.captured_at >= CAPTURE_REFRESH_S:
+            _refresh()
+            _Shared.captured_at = time.monotonic()
+    return _Shared.captured
+
+
+def _refresh() -> None:
+    try:
+        _acknowledged(CFG.hb_captured, CFG.hb_endpoint)
+        while _Shared.acked:  # the feed in pages, from where the last read stopped
+            req = urllib.request.Request(f"{CFG.hb_producer}{PATH_CHANGES}?after={_Shared.feed_after}&limit=1000",
                                          headers={ATTACK_LABEL_HEADER: "capture"})  # not the consumer's polling
             with urllib.request.urlopen(req, timeout=2) as r:
                 changes = json.loads(r.read())["changes"]
-            cutoff = time.time_ns() - 2_000_000_000
-            _Shared.captured = [c for c in changes if c["t_change_ns"] < cutoff][-200:]
-        except (OSError, ValueError, KeyError) as e:
-            log.warning("cannot read the producer's change feed: %s", e)
-    return _Shared.captured
+            if not changes:
+                break
+            _Shared.feed_after = changes[-1]["seq"]
+            for c in changes:
+                if c["change_id"] in _Shared.acked:
+                    _Shared.acked.discard(c["change_id"])
+                    _Shared.captured.append(c)
+        del _Shared.captured[:-CAPTURE_KEEP]
+    except (OSError, ValueError, KeyError) as e:
+        log.warning("cannot read the delivery records or the change feed: %s", e)
 
 
 class Attacker(FastHttpUser):
@@ -187,9 +240,9 @@ class Attacker(FastHttpUser):
         if self.auth:
             headers["authorization"] = self.auth
         if kind == "replayed_id":
-            captured = _captured(CFG.hb_producer)
+            captured = _captured()
             if not captured:
-                return None  # nothing delivered yet to replay
+                return None  # nothing delivered and acknowledged yet to replay
             c = captured[next(self.serial) % len(captured)]
             body = encode_event(change_event(c["change_id"], c["resource_id"], c["seq"], c["version"],
                                              c["t_change_ns"])).encode()

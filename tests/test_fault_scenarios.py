@@ -82,10 +82,18 @@ def test_producer_crash(tmp_path: Path) -> None:
 def test_attack_mix(tmp_path: Path) -> None:
     s = run("scenarios/security/attack_mix.toml", tmp_path)
     sec = s["security"]
-    # 400 hostile requests/s over the window, less the attack load's start-up (a second or two)
-    assert sec["hostile_sent"] >= 0.8 * 400 * s["duration_s"]
-    assert len(sec["kinds"]) == 11 and all(k["sent"] > 0 for k in sec["kinds"].values())
-    assert sec["hostile_as_expected"] == sec["hostile_sent"], sec["kinds"]
+    kinds = sec["kinds"]
+    assert len(kinds) == 11
+    # How many the attack load sends depends on the machine (4 Locust users aiming at 400/s over HTTPS); what the
+    # verdict needs is power: with n >= 300 copies of a kind, a defence that let even 1% through would show at
+    # least once with probability 1 - 0.99^300 = 95%. 300 per kind is ~28% of the nominal 400/s over 15 s.
+    assert all(k["sent"] >= 300 for k in kinds.values()), kinds
+    # Each user sends the kinds in turn, so every kind gets the same number of turns (± one per user). A replay
+    # turn is skipped only while no acknowledged delivery is readable yet, which the 3 s warm-up (deliveries from
+    # its start, records flushed every 0.5 s) rules out before the attack starts; 5% is the bound.
+    others = min(k["sent"] for name, k in kinds.items() if name != "replayed_id")
+    assert kinds["replayed_id"]["sent"] >= 0.95 * others, kinds
+    assert sec["hostile_as_expected"] == sec["hostile_sent"], kinds  # replays copy acknowledged deliveries only
     assert sec["hostile_accepted"] == 0 and sec["receiver_5xx"] == 0
     assert sec["legit"]["accepted_fraction"] == 1.0
     assert sec["audit"]["complete"] is True

@@ -326,6 +326,8 @@ def test_web_ui_lists_the_options(receiver: tuple[subprocess.Popen[str], int, Pa
     (["-f", "scenarios/storm.py", "--hb-secret", SECRET, "--hb-jitter", "1"], "--hb-jitter"),
     (["-f", "scenarios/storm.py,scenarios/ramp.py", "--hb-secret", SECRET, "--hb-step-seconds", "1"],
      "--hb-step-seconds"),
+    # a replay copies an acknowledged delivery: without the producer's delivery records there is none to copy
+    (["-f", "scenarios/attack.py", "--hb-secret", SECRET, "--hb-producer", "http://127.0.0.1:9"], "--hb-captured"),
 ])
 def test_bad_options_exit_2_naming_the_option(args: list[str], flag: str) -> None:
     done = locust([*args, "--headless", "-t", "2s", "--host", "http://127.0.0.1:9"], timeout=30)

@@ -31,7 +31,7 @@ from bench.config import Scenario
 from bench.errors import RunError
 from bench.hosts import DEFAULT_BIND, url_host
 from bench.manifest import collect_metadata
-from bench.modes import is_push
+from bench.modes import is_push, kind_of
 from bench.orchestration.distributed import WORKER_CLOCKS, MasterOptions, master_argv, wait_for_workers
 from bench.orchestration.procs import Child, ProcessGroup
 from bench.orchestration.session import (
@@ -111,8 +111,10 @@ class _Orchestra:
         self.events.write({"t_ns": time.time_ns(), "source": "orchestrator", "event": event, **extra})
 
     def start_producer(self) -> None:
+        # The first producer holds its changes until every consumer is attached (start_changes); a restarted one
+        # resumes at once, its consumers are still there.
         argv = producer_argv(self.run_dir / "scenario.json", self.run_dir / "producer.db", self.records,
-                             self.producer_port, self.generation, bind=self.bind)
+                             self.producer_port, self.generation, bind=self.bind, hold_changes=self.generation == 0)
         child = self.group.start("producer" if self.generation == 0 else f"producer.{self.generation}", argv,
                                  self.run_dir / "logs" / "producer.log", cwd=self.repo)
         self.producer_port = child.port or 0
@@ -246,6 +248,12 @@ class _Orchestra:
         self._event("producer_restarted", pid=self.producer.pid, generation=self.generation)
         self.log(f"\nfault: producer restarted on the same store (pid {self.producer.pid})")
 
+    def start_changes(self) -> None:
+        """Every consumer is attached: the change generator starts, so every change is one each mode can observe."""
+        http_json(f"{self.base}{PATH_CONTROL_CHANGES}", {"running": True})
+        self.manifest["changes_started_ns"] = now = time.time_ns()
+        self._event("changes_started", t_ns_started=now)
+
     def start_window(self) -> None:
         self.window["start_ns"] = http_json(f"{self.base}{PATH_CONTROL_MARK}", {"name": "window_start"})["t_ns"]
         http_json(f"{self.receiver_base}{PATH_RECEIVER_START}", {"t0_ns": self.window["start_ns"]}, ctx=self.ssl)
@@ -267,6 +275,21 @@ class _Orchestra:
 def _polled(stats: dict[str, Any] | None) -> bool:
     """Whether the producer has answered a poll (any consumer-driven mode's request)."""
     return bool(stats) and sum(v["requests"] for k, v in stats["modes"].items() if not is_push(k)) > 0
+
+
+def _attached(stats: dict[str, Any] | None, scenario: Scenario) -> bool:
+    """Whether every consumer-driven mode has made at least as many requests as it has Locust users (each user
+    polls once as it starts: -r equals -u). Push modes are attached once their subscription exists, before Locust
+    starts."""
+    if not stats:
+        return False
+    for mode in scenario.modes:
+        if is_push(mode):
+            continue
+        users = kind_of(mode).users_per_run(scenario.resources.count) or 1
+        if stats["modes"].get(mode, {}).get("requests", 0) < users:
+            return False
+    return True
 
 
 def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo: Path, bind: str = DEFAULT_BIND,
@@ -311,17 +334,20 @@ def run_scenario(scenario: Scenario, run_dir: Path, scenarios_dir: Path, *, repo
                              started=lambda: _polled(o.tick()), command="run")
             o.progress.done()
             log(f"{master.expect_workers} Locust worker(s) connected: the pollers have started")
-        # t0 = the first poll the producer sees: Locust's start-up is not part of the warm-up.
+        # t0 = every polling mode has polled: Locust's start-up is not part of the warm-up, and the first change is
+        # made only now, so that no change happens before a consumer could see it (ground truth is every change).
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         while True:
             if locust.popen.poll() is not None:
                 raise RunError(f"Locust exited with code {locust.popen.returncode} before polling "
                                f"(logs {run_dir / 'logs'}):\n{locust.tail()}")
-            if _polled(o.tick()):
+            if _attached(o.tick(), scenario):
                 break
             if time.monotonic() > deadline:
-                raise RunError(f"Locust sent no poll within {STARTUP_TIMEOUT_S:.0f} s:\n{locust.tail()}")
+                raise RunError(f"the pollers did not all poll within {STARTUP_TIMEOUT_S:.0f} s "
+                               f"(logs {run_dir / 'logs'}):\n{locust.tail()}")
             time.sleep(0.1)
+        o.start_changes()
         o.t0 = time.monotonic()
         sc = scenario
         log(f"warm-up {sc.run.warmup:g}s, window {sc.run.duration:g}s, drain {sc.run.drain:g}s "

@@ -79,9 +79,12 @@ def subscription_body(scenario: Scenario, endpoint: Endpoint, receiver_base: str
 
 
 def producer_argv(scenario_json: Path, db: Path, records: Path, port: int, generation: int,
-                  bind: str = DEFAULT_BIND) -> list[str]:
+                  bind: str = DEFAULT_BIND, hold_changes: bool = False) -> list[str]:
+    """The producer process. `hold_changes`: it makes no change until told to (POST /control/changes
+    {"running": true}), so that a run can attach every consumer first."""
     return [sys.executable, "-m", "servers.producer", "--scenario-json", str(scenario_json), "--db", str(db),
-            "--records", str(records), "--port", str(port), "--generation", str(generation), "--bind", bind]
+            "--records", str(records), "--port", str(port), "--generation", str(generation), "--bind", bind,
+            *(["--hold-changes"] if hold_changes else [])]
 
 
 def receiver_argv(config: Path, records: Path, port: int = 0, bind: str = DEFAULT_BIND) -> list[str]:
@@ -132,7 +135,8 @@ def attack_argv(scenario: Scenario, locustfile: Path, receiver_base: str, produc
             "-r", str(ATTACK_USERS), "--run-time", f"{int(run_time_s)}s", "--stop-timeout", "1",
             "--host", receiver_base, "--csv", str(run_dir / "attack"), "--only-summary",
             "--exit-code-on-error", "0", "--logfile", str(run_dir / "logs" / "attack.log"),
-            "--hb-producer", producer_base, "--hb-path", endpoint.path(scenario), "--hb-scheme", endpoint.scheme,
+            "--hb-producer", producer_base, "--hb-captured", str(run_dir / "records" / "deliveries.jsonl"),
+            "--hb-endpoint", endpoint.name, "--hb-path", endpoint.path(scenario), "--hb-scheme", endpoint.scheme,
             f"--hb-secret={endpoint.secret}", "--hb-max-body", str(scenario.receiver.max_body),
             "--hb-rate", repr(scenario.attack.rate), "--hb-kinds", ",".join(scenario.attack.kinds),
             "--hb-records", str(run_dir / "records")]

@@ -1,5 +1,5 @@
 """Run the producer as its own process: `python -m servers.producer --scenario-json F --db F [--records DIR] [--port P]
-[--generation N]`.
+[--generation N] [--hold-changes]`.
 
 The orchestrator starts it this way; people use `hookbench serve producer` instead.
 """
@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--generation", type=int, default=0,
                     help="restarts so far on this --db (0 = first start): reseeds the change schedule")
+    ap.add_argument("--hold-changes", action="store_true",
+                    help="make no change until POST /control/changes {\"running\": true}: the orchestrator "
+                         "starts them once every consumer is attached, so every change is observable")
     args = ap.parse_args(argv)
     path = Path(args.scenario_json)
     try:
@@ -43,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"producer: --generation {args.generation}: must be >= 0", file=sys.stderr)
         return 2
     serve(create_app(scenario, db_path=args.db, records_dir=args.records, generation=args.generation,
-                     empty_polls=args.empty_polls),
+                     empty_polls=args.empty_polls, start_changes=not args.hold_changes),
           args.host, args.port)
     return 0
 

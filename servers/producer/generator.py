@@ -42,6 +42,10 @@ class ChangeGenerator:
         self._extra = random.Random(self.seed + 2)  # resources and values of changes made off schedule
 
     def start(self) -> None:
+        """Start the schedule (its time 0 is now). Once only: a stopped generator stays stopped, since starting
+        it again would repeat its schedule's change ids' resources and times from the beginning."""
+        if self._task is not None:
+            return
         self.running = True
         self._task = asyncio.create_task(self._run())
 

@@ -173,8 +173,11 @@ async def control_changes(request: web.Request) -> web.Response:
     apply = data.get("apply", 0)
     if type(apply) is not int or not 0 <= apply <= 1000:
         raise web.HTTPBadRequest(text=f"apply={apply!r}: expected the number of changes to make now, 0..1000")
-    if data.get("running") is False:
+    running = data.get("running")
+    if running is False:
         gen.stop()
+    elif running is True:
+        gen.start()  # a producer started with --hold-changes: the schedule's time 0 is now (once only)
     for _ in range(apply):
         gen.apply_now()
     return web.json_response({"running": gen.running, "changes": request.app[LEDGER].changes})
