@@ -599,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except HookbenchError as e:
-        print(f"hookbench: {e}", file=sys.stderr)
+        message = str(e)  # an error whose source is a command ("hookbench outage: --lengths = ...") names it already
+        print(message if message.startswith("hookbench ") else f"hookbench: {message}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("hookbench: interrupted", file=sys.stderr)

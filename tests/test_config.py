@@ -163,3 +163,14 @@ def test_unwritable_out_dir_exits_2(tmp_path: Path, capsys: pytest.CaptureFixtur
     blocker.write_text("")
     code, err = run_cli(capsys, "run", str(write(tmp_path, GOOD)), "--out", str(blocker))
     assert code == 2 and str(blocker) in err and "pass a writable --out DIR" in err
+
+
+@pytest.mark.parametrize("argv,starts", [
+    (["outage", "--lengths", "soon"], "hookbench outage: --lengths = 'soon': "),
+    (["simulate", "--polls", "0"], "hookbench simulate: --polls = 0: "),
+])
+def test_a_command_named_in_its_error_is_not_prefixed_twice(argv: list[str], starts: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(starts) and "hookbench: hookbench" not in err, err
