@@ -149,7 +149,7 @@ def test_reproduce_rejects_bad_only(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     assert main(["reproduce", *argv, "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("hookbench: ") and "--only" in err and fragment in err
+    assert err.startswith("hookbench reproduce ") and "--only" in err and fragment in err  # named once
     assert not (tmp_path / "out").exists()  # nothing ran
 
 
