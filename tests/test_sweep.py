@@ -4,6 +4,7 @@ fail-fast validation, Ctrl-C, and real sweeps (processes on 127.0.0.1) of scenar
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import math
 import os
@@ -12,6 +13,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import psutil
 import pytest
@@ -23,6 +25,7 @@ from bench.errors import FormatVersionError, RunDirError, ScenarioError
 from bench.orchestration.session import RunResult
 from bench.orchestration.sweep import parse_grid, plan_sweep, run_sweep
 from bench.results import RunStatus, Summary
+from bench.workload import change_schedule
 from reports.fmt import fmt_num, fmt_short
 from reports.sweep import build_sweep_report
 
@@ -371,21 +374,70 @@ def assert_no_children_left(sweep_dir: Path) -> None:
             assert "servers." not in cmd and "locust" not in cmd, f"{name} still running: {cmd}"
 
 
+# How late the window may start after the warm-up, and how much longer than run.duration it may last, on a slow
+# machine: the orchestrator's own HTTP calls and once-a-second ticks (milliseconds each) delay both; the slack is
+# a hundred times that, so the counts below hold on any machine that runs the sweep at all.
+START_SLACK_S, LENGTH_SLACK_S = 10.0, 2.0
+
+
+def window_changes(sc: Scenario) -> tuple[int, int]:
+    """(fewest, most) changes the producer's seeded schedule (seed, live rate) puts into one window of `sc`, over
+    every window start from the end of the warm-up to START_SLACK_S later and every length from run.duration to
+    LENGTH_SLACK_S more. Exact arithmetic on the schedule the generator replays: the live count lies in between
+    (a change made a few ms late moves like a window a few ms early, which the scan over starts covers)."""
+    horizon = sc.run.warmup + START_SLACK_S + sc.run.duration + LENGTH_SLACK_S
+    offsets = np.array([t for t, _ in itertools.takewhile(
+        lambda e: e[0] < horizon, change_schedule("poisson", sc.resources.count, sc.seed, rate=sc.live_change_rate))])
+    starts = np.arange(sc.run.warmup - 0.1, sc.run.warmup + START_SLACK_S, 0.002)
+    fewest = np.searchsorted(offsets, starts + sc.run.duration) - np.searchsorted(offsets, starts)
+    most = np.searchsorted(offsets, starts + sc.run.duration + LENGTH_SLACK_S) - np.searchsorted(offsets, starts)
+    return int(fewest.min()), int(most.max())
+
+
+def window_polls(sc: Scenario) -> tuple[int, int]:
+    """(fewest, most) scheduled polls of the one cursor poller in such a window: its intended times are a grid
+    every live T (the analysis counts them by intended time, however late they went out)."""
+    T = sc.live_poll_interval
+    return math.floor(sc.run.duration / T + 1e-9), math.ceil((sc.run.duration + LENGTH_SLACK_S) / T - 1e-9)
+
+
+def assert_crossing_is_certain(points: list[Any]) -> None:
+    """The premise of the live sweeps' assertions, checked on the seeded schedules before anything runs: below the
+    model crossover (R*lambda*T < 1) a window holds fewer changes than polls (polling > 1 request per change, a
+    webhook 1), above it more, whatever the machine's speed. A change of seed or sizes that breaks this fails
+    here, not as a rare flake."""
+    for p in points:
+        sc = p.scenario
+        fewest, most = window_changes(sc)
+        polls_min, polls_max = window_polls(sc)
+        R_lambda_T = sc.resources.count * sc.live_change_rate * sc.live_poll_interval
+        if R_lambda_T < 1:
+            assert most < polls_min, (p.label, most, polls_min)
+        elif R_lambda_T > 1:
+            assert fewest > polls_max, (p.label, fewest, polls_max)
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(90)
 def test_small_real_sweep_end_to_end(tmp_path: Path) -> None:
-    d = run_sweep(CROSSOVER, parse_grid(["changes.rate=0.01,0.25"]), out=tmp_path, extra_overrides=SHORT,
+    grid = parse_grid(["changes.rate=0.01,0.25"])
+    planned = plan_sweep(CROSSOVER, grid, SHORT)
+    assert_crossing_is_certain(planned)
+    d = run_sweep(CROSSOVER, grid, out=tmp_path, extra_overrides=SHORT,
                   scenarios_dir=SCENARIOS, repo=REPO, log=lambda _s: None)
     assert_no_children_left(d)
     doc = json.loads((d / "sweep.json").read_text())
     assert doc["partial"] is False and len(doc["points"]) == 2
-    for p in doc["points"]:
+    for p, planned_point in zip(doc["points"], planned):
         assert (d / p["run_dir"] / "summary.json").is_file() and p["error"] is None
         assert p["workload"]["resources"] == 20 and p["workload"]["poll_interval_s"] == pytest.approx(1 / SCALE)
-        assert set(p["modes"]) == {"polling", "webhook"} and p["changes"] > 0
+        assert set(p["modes"]) == {"polling", "webhook"}
+        fewest, most = window_changes(planned_point.scenario)  # 3 to 15 and 147 to 291 (seed 5): never 0
+        assert fewest <= p["changes"] <= most, (p["changes"], fewest, most)
     low, high = doc["points"]
     assert low["workload"]["rate_per_resource"] == pytest.approx(0.01 * SCALE)
-    # R*lambda*T = 0.2 and 5: polling makes ~5 and ~0.2 polls per change, webhooks 1
+    # R*lambda*T = 0.2 and 5: polling makes ~5 and ~0.2 polls per change, webhooks 1; certain, not likely:
+    # at most 15 changes against at least 30 polls, at least 147 against at most 50 (assert_crossing_is_certain)
     assert low["modes"]["polling"]["requests_per_change"] > 1 > high["modes"]["polling"]["requests_per_change"]
     req = doc["crossover"]["measured"]["requests_per_change"]["webhook"]
     assert req["bracket"] == [pytest.approx(0.01 * SCALE), pytest.approx(0.25 * SCALE)]
@@ -420,8 +472,9 @@ def test_header_grid_of_crossover_brackets_the_model_crossover() -> None:
 def test_the_header_sweep_of_scenarios_crossover_toml_runs(tmp_path: Path) -> None:
     """Runs "scenarios/crossover.toml" with the grid of its header comment, windows shrunk to 3 s."""
     path = REPO / "scenarios/crossover.toml"
-    d = run_sweep(path, parse_grid(header_grid(path)), out=tmp_path,
-                  extra_overrides=["run.duration=3", "run.warmup=500ms", "run.drain=1s"],
+    shrunk = ["run.duration=3", "run.warmup=500ms", "run.drain=1s"]
+    assert_crossing_is_certain(plan_sweep(path, parse_grid(header_grid(path)), shrunk))
+    d = run_sweep(path, parse_grid(header_grid(path)), out=tmp_path, extra_overrides=shrunk,
                   scenarios_dir=SCENARIOS, repo=REPO, log=lambda _s: None)
     assert_no_children_left(d)
     doc = json.loads((d / "sweep.json").read_text())
@@ -430,6 +483,8 @@ def test_the_header_sweep_of_scenarios_crossover_toml_runs(tmp_path: Path) -> No
     assert cross["model"]["requests_per_change"]["in_range"] is True
     assert cross["model"]["requests_per_change"]["nominal_rate_per_resource"] == pytest.approx(0.05)
     req = cross["measured"]["requests_per_change"]["webhook"]
-    # R*lambda*T = 0.2 at 0.01 and 5 at 0.25: even 3 s windows put the measured crossover between them
+    # R*lambda*T = 0.2 at 0.01 and 5 at 0.25: polling costs more than a webhook at 0.002 and 0.01 and less at 0.25
+    # and 1 in every 3 s window the seeded schedules allow (assert_crossing_is_certain; a point without changes has
+    # no value and is skipped), so the first crossing lies between 0.01 and 0.25 whatever 0.05, the tie, does
     assert 0.01 < req["nominal_rate_per_resource"] < 0.25, req
     assert "figure" in build_sweep_report(d)
