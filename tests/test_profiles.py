@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import read_jsonl, wait_until
+from support import WAIT_S, read_jsonl, wait_until
 from test_dispatcher import async_test, capture, producer, status
 
 from bench.config import DeliveryCfg, scenario_from_dict
@@ -194,7 +194,10 @@ async def test_the_dispatcher_runs_the_profile_schedule_against_an_endpoint_that
             assert resp.status == 201, await resp.text()
             change(app)
             d = app[DISPATCHER]
-            await wait_until(lambda: d.pending() == 0 and d.attempts >= 1, "the schedule to run out")
+            # a bound, not a timing: the schedule is ~1 s of delays plus a round trip per attempt (79 for square);
+            # this allows 100 ms per attempt on top of WAIT_S
+            await wait_until(lambda: d.pending() == 0 and d.attempts >= 1, "the schedule to run out",
+                             timeout=WAIT_S + 0.1 * cfg.attempts)
     sends = _sends(records)
     live = dataclasses.replace(cfg, delay_scale=scale)
     disabled_at = cfg.disable_after_failures or None
@@ -240,11 +243,15 @@ async def test_n_consecutive_failures_disable_and_a_success_resets_the_count(tmp
 @async_test
 async def test_continuous_failure_for_disable_after_disables(tmp_path: Path) -> None:
     records = tmp_path / "rec"
+    limit_s = 1.0  # 5 days, live
+    # 4 h between attempts is 1/30 s live: 99 delays alone (3.3 s) outlast the limit, so max_attempts is never
+    # what ends the schedule, however fast the machine; a slow one only makes fewer attempts (> 1 unless the
+    # first round trip takes the whole second)
     async with capture(lambda hit: status(503)) as cap:
         async with producer(tmp_path, records=records) as (app, client):
             resp = await client.post("/subscriptions", json={"url": cap.url(), "secrets": SECRETS, "delivery": {
-                "name": "webhook_d", "disable_after": "5d", "delay_scale": 5 * 86400 / 0.3,  # 5 days in 0.3 s
-                "retry_delays": ["1h"], "jitter": 0.0, "max_attempts": 100, "concurrency": 1,
+                "name": "webhook_d", "disable_after": "5d", "delay_scale": 5 * 86400 / limit_s,
+                "retry_delays": ["4h"], "jitter": 0.0, "max_attempts": 100, "concurrency": 1,
                 "breaker_window": 1000}})
             sid = (await resp.json())["id"]
             change(app)
@@ -252,8 +259,8 @@ async def test_continuous_failure_for_disable_after_disables(tmp_path: Path) -> 
             await wait_until(lambda: sid not in d.endpoints and d.pending() == 0, "the subscription disabled")
     sends = _sends(records)
     assert sends[-1]["outcome"] == "disabled" and 1 < len(sends) < 100
-    assert (sends[-1]["t_done_ns"] - sends[0]["t_send_ns"]) / 1e9 >= 0.3  # disabled only after the limit
-    assert (sends[-2]["t_done_ns"] - sends[0]["t_send_ns"]) / 1e9 < 0.3  # ... and at the first attempt past it
+    assert (sends[-1]["t_done_ns"] - sends[0]["t_send_ns"]) / 1e9 >= limit_s  # disabled only after the limit
+    assert (sends[-2]["t_done_ns"] - sends[0]["t_send_ns"]) / 1e9 < limit_s  # ... and at the first attempt past it
     with sqlite3.connect(tmp_path / "store.db") as db:
         (reason,), = db.execute("SELECT disabled_reason FROM subscriptions").fetchall()
     assert reason.startswith("failing continuously")
