@@ -221,6 +221,9 @@ def _producer_answers(tmp_path: Path, **polling: Any) -> tuple[list[tuple[int, s
     async def go() -> tuple[list[tuple[int, str | None]], dict[str, Any]]:
         tmp_path.mkdir()
         app = create_app(sc, db_path=tmp_path / "store.db", start_changes=False)
+        for advice in (getattr(cb, "__self__", None) for cb in app.on_response_prepare):
+            if isinstance(advice, PollAdvice):  # every answer in the same instant: "the last second" holds them all,
+                advice.clock = lambda: 100.0    # however slowly this machine serves the three requests
         async with TestClient(TestServer(app)) as client:
             answers = [await _get(client, p) for p in ("/changes?after=0", "/resources/0", "/changes?after=0")]
             stats = await (await client.get("/stats")).json()
@@ -240,7 +243,8 @@ def test_the_producer_advises_on_the_feed_while_loaded_and_not_by_default(tmp_pa
     # the header's bytes are counted (twice: two advised answers), and nothing else changed
     assert bytes_on - stats["modes"][MODE_ADAPTIVE]["bytes_out"] == 2 * len(f"{POLL_INTERVAL_HEADER}: 2\r\n")
     loaded, stats = _producer_answers(tmp_path / "threshold", advise_interval="4s", advise_above=0.5)
-    # 0.5 nominal = 1 live answer per second: the first answer is not above it, the second is
+    # 0.5 nominal = 1 live answer per second: the first answer is not above it, the second is (both in one second:
+    # the clock is frozen above)
     assert [a[1] for a in loaded] == [None, None, "2"] and stats["advice"]["advised"] == 1
 
 
