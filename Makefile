@@ -1,4 +1,5 @@
 # The two commands of the README: `make run` and `make test`. Both build .venv themselves.
+# `make check` is the inner loop: lint plus every test that starts no server process (under 3 minutes).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -6,7 +7,7 @@ STAMP  := $(VENV)/.installed
 
 SCENARIO ?= scenarios/default.toml
 
-.PHONY: run test bench venv clean
+.PHONY: run test check bench venv clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +23,15 @@ venv: $(STAMP)
 run: $(STAMP)
 	$(BIN)/hookbench run $(SCENARIO)
 
-# --durations: CI must stay under 15 minutes on 2 cores; the slowest tests are listed on every run.
+# --durations: a fresh clone's `make test` must stay under 20 minutes on 2 cores; the slowest tests are listed.
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --benchmark-disable --durations=20
+
+# The tests not marked `integration` (tests/conftest.py refuses to let an unmarked test start a server or Locust).
+check: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q --benchmark-disable -m "not integration" --durations=10
 
 # Micro-benchmarks (pytest-benchmark), then the load benchmark of the servers and clients themselves (a few
 # minutes; wrk is used when installed): table on stdout, results in .benchmarks/load.json.

@@ -94,6 +94,7 @@ def test_load_bind_and_records_dir_flags(argv: list[str], message: str, capsys: 
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.integration  # starts a server process (make check skips it)
 def test_servers_refuse_an_address_not_of_this_machine(tmp_path: Path) -> None:
     for module, extra in (("servers.receiver", ["--secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"]),
                           ("servers.producer", ["--scenario-json", str(tmp_path / "none.json"), "--db",

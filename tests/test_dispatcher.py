@@ -530,6 +530,7 @@ async def _json(session: aiohttp.ClientSession, method: str, url: str, body: Any
         return await resp.json()
 
 
+@pytest.mark.integration  # starts a producer process to kill -9 (make check skips it)
 @async_test
 async def test_outbox_survives_kill_9(tmp_path: Path) -> None:
     """A real producer process is SIGKILLed with deliveries pending, then restarted on the same store."""

@@ -863,6 +863,7 @@ def _post(url: str, req: Request, ctx: ssl.SSLContext | None = None) -> int:
         return e.code
 
 
+@pytest.mark.integration  # starts a server process (make check skips it)
 def test_cli_simple_form(tmp_path: Path) -> None:
     proc, port = _start(["--port", "0", "--secret", SECRET, "--records", str(tmp_path)])
     try:
@@ -876,6 +877,7 @@ def test_cli_simple_form(tmp_path: Path) -> None:
     assert not (tmp_path / "arrivals.jsonl").exists()
 
 
+@pytest.mark.integration  # starts a server process (make check skips it)
 def test_cli_simple_form_secure_with_github(tmp_path: Path) -> None:
     secret = new_secret_for("github")
     proc, port = _start(["--port", "0", "--secret", secret, "--scheme", "github", "--secure",
@@ -892,6 +894,7 @@ def test_cli_simple_form_secure_with_github(tmp_path: Path) -> None:
     assert f"POST https://127.0.0.1:{port}/hooks/{TOKEN}" in err  # the person needs the URL they asked for
 
 
+@pytest.mark.integration  # starts a server process (make check skips it)
 @pytest.mark.parametrize("argv,words", [
     (["--secret", "not a secret!"], ["--secret", "base64"]),
     (["--secret", SECRET, "--basic-auth", "nocolon"], ["--basic-auth", "user:password"]),
@@ -916,6 +919,7 @@ def _config(tmp_path: Path, **change: Any) -> Path:
     return path
 
 
+@pytest.mark.integration  # starts a server process (make check skips it)
 def test_cli_config_form(tmp_path: Path) -> None:
     proc, port = _start(["--config", str(_config(tmp_path)), "--records", str(tmp_path / "rec"), "--port", "0"])
     try:
@@ -930,6 +934,7 @@ def test_cli_config_form(tmp_path: Path) -> None:
     assert [r["verdict"] for r in read_jsonl(tmp_path / "rec" / "audit.jsonl")] == ["accepted"]
 
 
+@pytest.mark.integration  # starts a server process (make check skips it)
 @pytest.mark.parametrize("change,words", [({"bogus": 1}, ["bogus", "unknown key"]),
                                           ({"faults": {"receiver_delay": "soon"}}, ["faults.receiver_delay"])])
 def test_cli_config_form_bad_key_is_exit_2(tmp_path: Path, change: dict[str, Any], words: list[str]) -> None:
@@ -940,6 +945,7 @@ def test_cli_config_form_bad_key_is_exit_2(tmp_path: Path, change: dict[str, Any
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.integration  # starts a server process (make check skips it)
 def test_cli_config_cannot_mix_with_simple_flags(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "servers.receiver", "--config", str(_config(tmp_path)),
                            "--secret", SECRET], cwd=REPO, capture_output=True, text=True, timeout=30)
