@@ -58,9 +58,10 @@ def test_receiver_outage(tmp_path: Path) -> None:
     extra = m["reconcile_extra_latency_ms"]
     assert extra["n"] == m["recovered_by_reconcile"]
     assert 0 <= extra["p50"] <= T_rec * 1e3 + 500
-    # model: uniform over the poll's period, mean T_rec/2 + round trip, s.e. T_rec/sqrt(12 n)
+    # model: uniform over the poll's period, mean T_rec/2 + round trip, s.e. T_rec/sqrt(12 n); 4.5 s.e. two-sided
+    # fail a correct run with probability 7e-6 (3 s.e. would be 0.27%: one run in 370)
     se_ms = T_rec * 1e3 / math.sqrt(12 * extra["n"])
-    assert abs(extra["mean"] - m["model"]["reconcile_latency_mean_ms"]) <= 3 * se_ms, (extra, m["model"])
+    assert abs(extra["mean"] - m["model"]["reconcile_latency_mean_ms"]) <= 4.5 * se_ms, (extra, m["model"])
 
 
 def test_producer_crash(tmp_path: Path) -> None:
