@@ -31,6 +31,9 @@ def test_summary_holds_every_part_and_the_claims(reproduction: tuple[Path, str])
     assert s["parts_done"] == ["live", "population", "load", "latency", "sensitivity"]
     live = s["live"]
     lo, hi = live["wasted_ci95"]
+    # polls: 3,000 by design (50 pollers every 100 ms live for 6 s, counted by intended time, however late they
+    # went); hi < 1 needs one useful poll, i.e. one of the ~46 window changes (lambda*T*polls); lo <= p <= hi is
+    # Wilson's interval's own property
     assert 0 < lo <= live["wasted_fraction"] <= hi < 1 and live["polls"] > 1000
     assert live["lambda_T"] == pytest.approx(0.0155, rel=1e-3)
     assert live["model_wasted_fraction"] == pytest.approx(math.exp(-0.0155), rel=1e-6)
@@ -39,7 +42,7 @@ def test_summary_holds_every_part_and_the_claims(reproduction: tuple[Path, str])
     assert live_summary["modes"]["polling_etag"]["requests"] == live["polls"]
     load = s["load"]
     assert load["requests_ratio"] == pytest.approx(live_summary["modes"]["polling_etag"]["requests_per_change"])
-    assert load["cpu_ratio"] > 0 and load["bytes_ratio"] > 0  # measured, whatever they are
+    assert load["cpu_ratio"] > 0 and load["bytes_ratio"] > 0  # measured, whatever they are (any value > 0 passes)
     check = s["population"]["check"]
     assert abs(check["diff_pp"]) <= check["tolerance_pp"] and check["passed"]
     assert [r["interval_s"] for r in s["latency"]["polling_by_interval"]] == [60.0, 120.0, 900.0]
