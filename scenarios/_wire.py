@@ -6,9 +6,15 @@ or a `--processes N` fork) every row goes to the master instead, and the master 
 
 - rows: batched per record stem (bench.wire.Batcher: 1000 rows or 0.5 s), zlib-compressed JSON lines, numbered
   per worker ("hb_rows"). The master appends them to `<records>/<stem>-w<index>-<pid>.jsonl` (index: Locust's
-  worker index, pid: the worker's). On stop the worker sends what is left and "hb_done" with its row totals per
-  stem; the master answers "hb_ack" with what it received; the worker warns at exit when that is missing or
-  differs. `<records>/wire.json` keeps, per worker, rows received and declared, batches, gaps, bytes.
+  worker index, pid: the worker's). On stop the worker sends what is left, then Locust's own stats report (so the
+  master's request count holds every request before the totals arrive, rather than only if the final report at
+  quit beats Locust's 0.5 s), then "hb_done" with its row totals per stem; the master answers "hb_ack" with what
+  it received; the worker warns at exit when that is missing or differs. `<records>/wire.json` keeps, per
+  worker, rows received and declared, batches, gaps, bytes, the requests its Locust stats reports counted
+  (`locust_requests`, summed from events.worker_report) and how the final exchange went as the master saw it
+  (`final`: asked with "hb_flush", "hb_done" received after that, rows covered by the last "hb_ack", the error
+  if the ack could not be sent), so a worker that never completed it is named in the master's summary and not
+  only in its own log.
 - health: once a second each worker sends its own CPU % (psutil) and its greenlet lag (the overshoot of a 0.1 s
   sleep, the worst in the second) ("hb_health"): `<records>/worker_health.jsonl` (t_ns is the master's clock).
 - clocks: at test_start and before the final flush the master sends each worker CLOCK_SAMPLES pings ("hb_clock",
@@ -167,10 +173,20 @@ class _WorkerNode:
         self._send_batches()
         for w in self.local.values():
             w.flush()
+        self._report_stats()
         self.done_sent = dict(self.batcher.totals)
         self.dones += 1
         self._send(DONE, {"pid": self.pid, "totals": self.done_sent, "batches": self.batcher.seq,
                           "raw_bytes": self.raw_bytes, "wire_bytes": self.wire_bytes})
+
+    def _report_stats(self) -> None:
+        """Locust's stats report now (what its stats_reporter sends every 3 s): ahead of "hb_done" on the same
+        connection, so the master has counted every request of this worker once it has the totals. Without it the
+        last requests travel only in the report sent at "quit", which Locust's master waits 0.5 s for."""
+        try:
+            self.runner._send_stats()
+        except Exception as exc:  # as _send: the master may be gone; the records check then names the gap
+            log.error("wire: could not send Locust's stats report to the master: %s", exc)
 
     def _on_test_stop(self, **_: Any) -> None:
         self.flush_and_done()
@@ -226,12 +242,24 @@ class _Peer:
         self.writers: dict[str, JsonlWriter] = {}
         self.last_seen = time.monotonic()
         self.flushed = True  # an "hb_done" came since the last "hb_flush"
+        self.flush_asked = False  # the master sent "hb_flush" at the end of the run
+        self.dones = 0  # "hb_done" messages received
+        self.acked_rows: int | None = None  # rows received when the last "hb_ack" went out
+        self.ack_error: str | None = None  # why the last "hb_ack" could not be sent
+        self.locust_requests = 0  # requests counted by this worker's Locust stats reports (events.worker_report)
+        self.reports = 0
         self.clock: dict[str, int] = {}  # phase -> samples taken
 
     def public(self) -> dict[str, Any]:
+        # final.done: the worker's last "hb_done" answered the master's "hb_flush" (or, when none was sent because
+        # the workers stopped on their own, at least one came)
+        done = self.flushed if self.flush_asked else self.dones > 0
         return {"client_id": self.client_id, "pid": self.pid, "host": self.host, "received": self.received,
                 "declared": self.declared, "batches": self.next_seq, "missing_batches": self.missing,
-                "bad_batches": self.bad, "raw_bytes": self.raw_bytes, "wire_bytes": self.wire_bytes}
+                "bad_batches": self.bad, "raw_bytes": self.raw_bytes, "wire_bytes": self.wire_bytes,
+                "locust_requests": self.locust_requests if self.reports else None,
+                "final": {"asked": self.flush_asked, "done": done, "dones": self.dones,
+                          "acked_rows": self.acked_rows, "ack_error": self.ack_error}}
 
 
 class _MasterNode:
@@ -244,6 +272,7 @@ class _MasterNode:
                     CLOCK_REPLY: self._on_clock_reply}
         for kind, handler in handlers.items():
             self.runner.register_message(kind, handler)
+        environment.events.worker_report.add_listener(self._on_worker_report)
         environment.events.test_start.add_listener(self._on_test_start)
         environment.events.test_stop.add_listener(self._on_test_stop)
         environment.events.quitting.add_listener(self._on_quitting)
@@ -269,13 +298,16 @@ class _MasterNode:
         os.replace(tmp, path)
 
     # -- messages (all in the receiving greenlet) ------------------------------------------------------
-    def _peer(self, msg: Any) -> _Peer:
+    def _peer_of(self, cid: str) -> _Peer:
         self._rx = gevent.getcurrent()
-        cid = msg.node_id
         if cid not in self.peers:
             self.peers[cid] = _Peer(cid, int(self.runner.get_worker_index(cid)))
         peer = self.peers[cid]
         peer.last_seen = time.monotonic()
+        return peer
+
+    def _peer(self, msg: Any) -> _Peer:
+        peer = self._peer_of(msg.node_id)
         data = msg.data or {}
         if isinstance(data, dict) and data.get("pid") is not None:
             peer.pid = int(data["pid"])
@@ -309,6 +341,13 @@ class _MasterNode:
                 peer.writers[batch.stem] = JsonlWriter(Path(self._dir()) / name)
             peer.writers[batch.stem].write_lines(lines, batch.rows)
 
+    def _on_worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
+        """Locust's stats report of one worker (in the receiving greenlet): its requests since its last report."""
+        peer = self._peer_of(client_id)
+        total = (data or {}).get("stats_total") or {}
+        peer.locust_requests += int(total.get("num_requests") or 0)
+        peer.reports += 1
+
     def _on_done(self, environment: Environment, msg: Any, **_: Any) -> None:
         peer = self._peer(msg)
         data = msg.data or {}
@@ -316,8 +355,15 @@ class _MasterNode:
         for w in peer.writers.values():
             w.flush()
         peer.flushed = True
-        self.runner.send_message(ACK, {"received": peer.received, "batches": peer.next_seq,
-                                       "missing_batches": peer.missing}, client_id=peer.client_id)
+        peer.dones += 1
+        try:
+            self.runner.send_message(ACK, {"received": peer.received, "batches": peer.next_seq,
+                                           "missing_batches": peer.missing}, client_id=peer.client_id)
+        except Exception as exc:  # the worker is gone or unreachable: wire.json says so, the summary names it
+            peer.ack_error = f"{type(exc).__name__}: {exc}"
+            log.error("wire: could not acknowledge worker %d's totals: %s", peer.index, peer.ack_error)
+        else:
+            peer.acked_rows, peer.ack_error = sum(peer.received.values()), None
         if peer.declared != peer.received:
             log.warning("wire: worker %d declared %s rows, the master received %s", peer.index, peer.declared,
                         peer.received)
@@ -377,7 +423,7 @@ class _MasterNode:
         if not self._wait(lambda: all(p.clock.get("end", 0) >= CLOCK_SAMPLES for p in self._live()), CLOCK_WAIT_S):
             log.warning("wire: not every worker answered the end-of-run clock samples within %.0f s", CLOCK_WAIT_S)
         for peer in self._live():
-            peer.flushed = False
+            peer.flushed, peer.flush_asked = False, True
             self.runner.send_message(FLUSH, {}, client_id=peer.client_id)
         if not self._wait(lambda: all(p.flushed for p in self._live()), DONE_WAIT_S):
             late = [p.index for p in self._live() if not p.flushed]

@@ -685,3 +685,31 @@ def test_damaged_optional_table_raises_run_dir_error_naming_it(tmp_path: Path) -
 
     with pytest.raises(RunDirError, match=re.escape(str(run_dir / "events.parquet"))):
         build_report(run_dir)
+
+
+# --- a run whose pollers ran on Locust workers: the records check in the report --------------------------------
+
+def test_remote_pollers_surplus_and_unacknowledged_workers_are_named(tmp_path: Path) -> None:
+    """Issue 18: more rows than Locust counted, and a worker whose end-of-run exchange did not complete, are
+    warnings naming the worker, as missing rows are; the per-worker table shows what Locust counted of each."""
+    surplus = "worker 1 (pid 12 on c) sent 105 rows, Locust counted 100 of its requests: 5 extra"
+    unacked = ("worker 0 (pid 11 on b) did not answer the master's end-of-run request (hb_flush) with its final "
+               "totals (hb_done): its last rows may be missing and the master never acknowledged them")
+    summary = _summary(records={
+        "rows": 205, "files": 2, "per_worker": {"0": 100, "1": 105}, "locust_requests": 200, "complete": False,
+        "lost": [], "surplus": [{"worker": 1, "read": 105, "locust_requests": 100, "extra": 5, "reason": surplus}],
+        "unacknowledged": [{"worker": 0, "final_totals": False, "reason": unacked}],
+        "wire": {"compression": 4.0, "workers": {
+            "0": {"pid": 11, "host": "b", "received": 100, "declared": 100, "read": 100, "locust_requests": 100},
+            "1": {"pid": 12, "host": "c", "received": 105, "declared": 105, "read": 105, "locust_requests": 100}}}})
+    manifest = dict(MANIFEST, locust_master={"expect_workers": 2, "bind": "10.0.0.1:5557", "max_wait_s": 30})
+    out = build_report(make_run(tmp_path, summary=summary, manifest=manifest))
+    md, page = out["md"].read_text(encoding="utf-8"), out["html"].read_text(encoding="utf-8")
+
+    assert "Warning: more rows than requests" in md and surplus in md
+    assert "Warning: a Locust worker's end-of-run exchange with the master did not complete" in md
+    assert "worker 0 (pid 11 on b) did not answer the master's end-of-run request" in md
+    assert "Warning: a Locust worker's rows are missing" not in md  # nothing is lost: no deficit warning
+    assert page.count('class="notice warning"') == 2
+    assert "Locust counted 200 requests: INCOMPLETE: see the warning above" in md
+    assert _md_row(md, "worker 1")[:4] == ["c (pid 12)", "105", "105", "100"]

@@ -155,12 +155,24 @@ def test_offsets_are_recovered_and_applied_to_the_workers_times() -> None:
     assert section["workers"]["0"]["latency_ms"]["corrected"]["p50"] == 10.0
 
 
-def _wire(declared0: int | None, received0: int, missing: list[int] | None = None) -> dict[str, object]:
-    return {"0": {"pid": 11, "host": "a", "received": {"fleet": received0},
-                  "declared": None if declared0 is None else {"fleet": declared0}, "batches": 3,
-                  "missing_batches": missing or [], "raw_bytes": 800, "wire_bytes": 100},
-            "1": {"pid": 12, "host": "b", "received": {"fleet": 5}, "declared": {"fleet": 5}, "batches": 1,
-                  "missing_batches": [], "raw_bytes": 200, "wire_bytes": 100}}
+def _wire(declared0: int | None, received0: int, missing: list[int] | None = None, *,
+          counted: tuple[int | None, int | None] = (None, None),
+          final0: dict[str, object] | None = None) -> dict[str, object]:
+    """wire.json's `workers` of two workers: worker 0 as given, worker 1 declared and delivered 5 rows.
+    `counted`: each worker's `locust_requests` (None: a wire.json written before that key); `final0`: worker 0's
+    `final` (None: written before that key)."""
+    out: dict[str, dict[str, object]] = {
+        "0": {"pid": 11, "host": "a", "received": {"fleet": received0},
+              "declared": None if declared0 is None else {"fleet": declared0}, "batches": 3,
+              "missing_batches": missing or [], "raw_bytes": 800, "wire_bytes": 100},
+        "1": {"pid": 12, "host": "b", "received": {"fleet": 5}, "declared": {"fleet": 5}, "batches": 1,
+              "missing_batches": [], "raw_bytes": 200, "wire_bytes": 100}}
+    for w, n in zip(("0", "1"), counted):
+        if n is not None:
+            out[w]["locust_requests"] = n
+    if final0 is not None:
+        out["0"]["final"] = final0
+    return out
 
 
 def _rows(n0: int, n1: int) -> pd.DataFrame:
@@ -170,8 +182,10 @@ def _rows(n0: int, n1: int) -> pd.DataFrame:
 def test_records_complete_when_every_worker_delivered_what_it_declared() -> None:
     rec = records_section(_rows(10, 5), files=2, locust_requests=15, wire=_wire(10, 10))
     assert rec["complete"] is True and rec["lost"] == [] and rec["per_worker"] == {"0": 10, "1": 5}
+    assert rec["surplus"] == [] and rec["unacknowledged"] == []
     assert rec["wire"]["workers"]["0"] == {"pid": 11, "host": "a", "received": 10, "declared": 10, "read": 10,
-                                           "batches": 3, "missing_batches": 0, "wire_bytes": 100, "raw_bytes": 800}
+                                           "locust_requests": None, "batches": 3, "missing_batches": 0,
+                                           "wire_bytes": 100, "raw_bytes": 800}
     assert rec["wire"]["compression"] == 5.0
 
 
@@ -189,10 +203,89 @@ def test_records_name_a_worker_without_final_totals() -> None:
 
 
 def test_records_of_a_local_run_compare_with_locusts_count_only() -> None:
-    assert records_section(_rows(10, 0), files=1, locust_requests=11, wire=None)["complete"] is False
+    short = records_section(_rows(10, 0), files=1, locust_requests=11, wire=None)
+    assert short["complete"] is False and short["lost"] == [
+        {"worker": None, "rows": 10, "locust_requests": 11, "missing": 1,
+         "reason": "10 rows, Locust counted 11 requests: 1 missing"}]
     rec = records_section(_rows(10, 0), files=1, locust_requests=10, wire=None)
     assert rec["complete"] is True and "wire" not in rec
     assert records_section(_rows(0, 0), files=0, locust_requests=None, wire=None)["complete"] is None
+
+
+# --- more rows than requests (issue 18): a surplus is a defect too, named like a deficit ----------------------
+
+def test_more_rows_than_locust_counted_is_not_complete() -> None:
+    """The records check used to pass `rows >= locust_requests` as complete: 12 rows for 10 requests are 2 rows
+    too many (written twice, or not this run's), and say so."""
+    rec = records_section(_rows(12, 0), files=1, locust_requests=10, wire=None)
+    assert rec["complete"] is False and rec["lost"] == []
+    assert rec["surplus"] == [{"worker": None, "rows": 12, "locust_requests": 10, "extra": 2,
+                               "reason": "12 rows, Locust counted 10 requests: 2 extra"}]
+
+
+def test_a_worker_whose_rows_outnumber_its_declared_total_is_named() -> None:
+    rec = records_section(_rows(12, 5), files=2, locust_requests=17, wire=_wire(10, 12))
+    assert rec["complete"] is False and rec["lost"] == []
+    (extra,) = rec["surplus"]
+    assert (extra["worker"], extra["declared"], extra["received"], extra["extra"]) == (0, 10, 12, 2)
+    assert extra["reason"] == "worker 0 (pid 11 on a) declared 10 rows, 12 arrived: 2 extra"
+
+
+def test_rows_in_the_records_beyond_what_arrived_are_named() -> None:
+    rec = records_section(_rows(12, 5), files=2, locust_requests=15, wire=_wire(10, 10))
+    assert rec["complete"] is False
+    assert [e["reason"] for e in rec["surplus"]] == [
+        "the records hold 12 rows of worker 0 (pid 11 on a), 10 arrived over the wire: 2 extra"]
+
+
+def test_each_workers_rows_against_its_own_locust_count() -> None:
+    """The master sums each worker's Locust stats reports (wire.json `locust_requests`): a surplus or a deficit
+    against them names the worker, even when the totals happen to agree."""
+    rec = records_section(_rows(10, 5), files=2, locust_requests=15, wire=_wire(10, 10, counted=(11, 4)))
+    assert rec["complete"] is False
+    assert [e["reason"] for e in rec["lost"]] == [
+        "worker 0 (pid 11 on a) sent 10 rows, Locust counted 11 of its requests: 1 missing"]
+    assert [(e["worker"], e["extra"], e["reason"]) for e in rec["surplus"]] == [
+        (1, 1, "worker 1 (pid 12 on b) sent 5 rows, Locust counted 4 of its requests: 1 extra")]
+    assert rec["wire"]["workers"]["1"]["locust_requests"] == 4
+    whole = records_section(_rows(10, 5), files=2, locust_requests=15, wire=_wire(10, 10, counted=(10, 5)))
+    assert whole["complete"] is True and whole["lost"] == whole["surplus"] == []
+
+
+# --- the end-of-run exchange, as the master saw it (issue 18): named in the master's summary -----------------
+
+FINAL_OK = {"asked": True, "done": True, "dones": 1, "acked_rows": 10, "ack_error": None}
+
+
+@pytest.mark.parametrize(("final", "complete", "reason"), [
+    (FINAL_OK, True, None),
+    ({**FINAL_OK, "done": False, "dones": 0, "acked_rows": None}, False,
+     "worker 0 (pid 11 on a) did not answer the master's end-of-run request (hb_flush) with its final totals "
+     "(hb_done): its last rows may be missing and the master never acknowledged them"),
+    ({**FINAL_OK, "asked": False, "done": False, "dones": 0, "acked_rows": None}, False,
+     "worker 0 (pid 11 on a) was silent when the run ended: the master did not ask it for its last rows and no "
+     "final totals (hb_done) came from it"),
+    ({**FINAL_OK, "acked_rows": None, "ack_error": "RPCError: socket closed"}, True,
+     "the master could not acknowledge worker 0 (pid 11 on a)'s final totals (RPCError: socket closed): the "
+     "worker was not told that its rows arrived"),
+    ({**FINAL_OK, "acked_rows": 7}, True,
+     "3 of worker 0 (pid 11 on a)'s rows arrived after the master's last acknowledgement (of 7 rows): the worker "
+     "was not told that they arrived"),
+])
+def test_a_worker_whose_final_exchange_did_not_complete_is_named(final: dict[str, object], complete: bool,
+                                                                 reason: str | None) -> None:
+    """The worker's own log says "never acknowledged"; the master's summary must say it too. Its rows may still
+    be whole (the ack could not be sent): `complete` then holds, the entry is there all the same."""
+    rec = records_section(_rows(10, 5), files=2, locust_requests=15, wire=_wire(10, 10, final0=final))
+    assert rec["complete"] is complete and rec["lost"] == rec["surplus"] == []
+    if reason is None:
+        assert rec["unacknowledged"] == []
+    else:
+        assert rec["unacknowledged"] == [{"worker": 0, "final_totals": final["done"], "reason": reason}]
+
+
+def test_a_wire_file_without_the_final_exchange_names_nothing() -> None:
+    assert records_section(_rows(10, 5), files=2, locust_requests=15, wire=_wire(10, 10))["unacknowledged"] == []
 
 
 def test_worker_health_counts_remote_workers_once() -> None:

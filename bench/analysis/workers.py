@@ -1,5 +1,6 @@
 """What a load run's Locust workers sent over Locust's messaging (scenarios/_wire.py): the `records` section's
-per-worker verdict (rows read, received, declared; which worker lost rows) and the workers' own health samples
+per-worker verdict (rows read, received, declared, counted by Locust; which worker lost rows, which sent more than
+it should, which did not complete its end-of-run exchange with the master) and the workers' own health samples
 (CPU, greenlet lag) as saturation samples beside the orchestrator's local ones."""
 
 from __future__ import annotations
@@ -52,14 +53,60 @@ def _worker_name(w: str, info: dict[str, Any]) -> str:
     return f"worker {w} (pid {info.get('pid')} on {info.get('host') or '?'})"
 
 
+def _stem_total(counts: dict[str, Any] | None, stem: str | None) -> int:
+    counts = counts or {}
+    return int(counts.get(stem, 0)) if stem else sum(int(n) for n in counts.values())
+
+
+def _final_exchange(w: str, info: dict[str, Any]) -> dict[str, Any] | None:
+    """The `unacknowledged` entry of a worker whose end-of-run exchange with the master did not complete, as the
+    master recorded it in wire.json's `final` (scenarios/_wire.py); None when it completed or was not recorded
+    (a wire.json written before `final` existed)."""
+    final = info.get("final")
+    if not isinstance(final, dict):
+        return None
+    name = _worker_name(w, info)
+    received = _stem_total(info.get("received"), None)
+    acked, error = final.get("acked_rows"), final.get("ack_error")
+    if not final.get("done"):
+        reason = (f"{name} did not answer the master's end-of-run request (hb_flush) with its final totals "
+                  "(hb_done): its last rows may be missing and the master never acknowledged them"
+                  if final.get("asked") else
+                  f"{name} was silent when the run ended: the master did not ask it for its last rows and no final "
+                  "totals (hb_done) came from it")
+        return {"worker": int(w), "final_totals": False, "reason": reason}
+    if error:
+        return {"worker": int(w), "final_totals": True,
+                "reason": f"the master could not acknowledge {name}'s final totals ({error}): the worker was not "
+                          "told that its rows arrived"}
+    if acked is not None and int(acked) < received:
+        return {"worker": int(w), "final_totals": True,
+                "reason": f"{received - int(acked)} of {name}'s rows arrived after the master's last acknowledgement "
+                          f"(of {int(acked)} rows): the worker was not told that they arrived"}
+    return None
+
+
 def records_section(rows: pd.DataFrame, *, files: int, locust_requests: int | None,
                     wire: dict[str, Any] | None, stem: str | None = None) -> dict[str, Any]:
     """`rows`: the per-request rows read (a `worker` column), of record stem `stem` (None: the only one a worker
     sends). `wire`: wire.json's `workers` as the master wrote them (None: no worker sent anything over the wire,
     as in a single-process run). A worker's `received` and `declared` are its `stem` rows' (every stem's when
-    None); a worker lost rows when any stem's declared total exceeds what arrived of it.
+    None).
 
-    complete: every request Locust counted has its row, and no worker lost rows.
+    Three lists name what is wrong, each entry with the worker (null when the rows cannot be told apart by
+    worker) and a `reason`:
+    - lost: a worker declared more rows of a stem than arrived, its batches have gaps, it sent no final totals,
+      or it sent fewer rows than its Locust stats reports counted requests; with no worker to blame, fewer rows
+      than Locust's count;
+    - surplus: more of a worker's rows arrived than it declared, the records hold more of its rows than arrived,
+      or it sent more rows than Locust counted of its requests; with no worker to blame, more rows than Locust's
+      count (rows twice, or rows that are not this run's);
+    - unacknowledged: a worker's end-of-run exchange with the master (hb_flush, hb_done, hb_ack) did not complete
+      as the master saw it (`final_totals`: whether its final totals still came).
+
+    complete: every request Locust counted has exactly one row (rows == locust_requests), nothing is lost or in
+    surplus, and every worker's final totals came (an acknowledgement that could not be sent leaves the rows
+    whole: it is named, not counted against them).
     """
     per_worker: dict[str, int] = {}
     if len(rows) and "worker" in rows.columns:
@@ -68,37 +115,71 @@ def records_section(rows: pd.DataFrame, *, files: int, locust_requests: int | No
     total = int(len(rows))
     out: dict[str, Any] = {"rows": total, "files": files, "per_worker": per_worker, "locust_requests": locust_requests}
     lost: list[dict[str, Any]] = []
+    surplus: list[dict[str, Any]] = []
+    unacknowledged: list[dict[str, Any]] = []
     if wire is not None:
         workers: dict[str, Any] = {}
         for w, info in sorted(wire.items(), key=lambda kv: int(kv[0])):
+            name = _worker_name(w, info)
             received_map, declared_map = info.get("received") or {}, info.get("declared")
-            received = int(received_map.get(stem, 0)) if stem else sum(received_map.values())
-            declared = None if declared_map is None else (
-                int(declared_map.get(stem, 0)) if stem else sum(declared_map.values()))
+            received = _stem_total(received_map, stem)
+            declared = None if declared_map is None else _stem_total(declared_map, stem)
+            read = per_worker.get(w, 0)
+            counted = info.get("locust_requests")
+            counted = None if counted is None else int(counted)
             short = {k: (int(n), int(received_map.get(k, 0))) for k, n in (declared_map or {}).items()
                      if int(n) > int(received_map.get(k, 0))}  # stem: (declared, received)
+            extra = {k: (int((declared_map or {}).get(k, 0)), int(n)) for k, n in received_map.items()
+                     if int(n) > int((declared_map or {}).get(k, 0))}  # stem: (declared, received)
             entry = {"pid": info.get("pid"), "host": info.get("host"), "received": received, "declared": declared,
-                     "read": per_worker.get(w, 0), "batches": info.get("batches"),
+                     "read": read, "locust_requests": counted, "batches": info.get("batches"),
                      "missing_batches": len(info.get("missing_batches") or []),
                      "wire_bytes": info.get("wire_bytes"), "raw_bytes": info.get("raw_bytes")}
             workers[w] = entry
             if declared is None:
-                lost.append({"worker": int(w), "reason": f"{_worker_name(w, info)} sent no final totals: its last "
+                lost.append({"worker": int(w), "reason": f"{name} sent no final totals: its last "
                                                          "rows may not have arrived", "received": received})
             elif short or entry["missing_batches"]:
                 d = sum(n for n, _ in short.values()) if short else sum(declared_map.values())
                 r = sum(n for _, n in short.values()) if short else sum(received_map.values())
                 lost.append({"worker": int(w), "declared": declared, "received": received, "stems": sorted(short),
-                             "reason": f"{_worker_name(w, info)} declared {d} rows, {r} arrived "
+                             "reason": f"{name} declared {d} rows, {r} arrived "
                                        f"({entry['missing_batches']} batch(es) missing)"})
+            elif counted is not None and read < counted:
+                lost.append({"worker": int(w), "read": read, "locust_requests": counted,
+                             "reason": f"{name} sent {read} rows, Locust counted {counted} of its requests: "
+                                       f"{counted - read} missing"})
+            if declared_map is not None and extra:
+                d, r = sum(n for n, _ in extra.values()), sum(n for _, n in extra.values())
+                surplus.append({"worker": int(w), "declared": declared, "received": received, "stems": sorted(extra),
+                                "extra": r - d, "reason": f"{name} declared {d} rows, {r} arrived: {r - d} extra"})
+            if read > received:
+                surplus.append({"worker": int(w), "read": read, "received": received, "extra": read - received,
+                                "reason": f"the records hold {read} rows of {name}, {received} arrived over the "
+                                          f"wire: {read - received} extra"})
+            if counted is not None and read > counted:
+                surplus.append({"worker": int(w), "read": read, "locust_requests": counted, "extra": read - counted,
+                                "reason": f"{name} sent {read} rows, Locust counted {counted} of its requests: "
+                                          f"{read - counted} extra"})
+            if (final := _final_exchange(w, info)) is not None:
+                unacknowledged.append(final)
         raw = sum(int(e["raw_bytes"] or 0) for e in workers.values())
         sent = sum(int(e["wire_bytes"] or 0) for e in workers.values())
         out["wire"] = {"workers": workers, "compression": round(raw / sent, 2) if sent else None}
-    out["lost"] = lost
-    if lost:
+    if locust_requests is not None and total != locust_requests:
+        # Locust's aggregated count against every row: an entry of its own only when no worker is named already
+        short_of = total < locust_requests
+        side, n = (lost, locust_requests - total) if short_of else (surplus, total - locust_requests)
+        if not side:
+            side.append({"worker": None, "rows": total, "locust_requests": locust_requests,
+                         "missing" if short_of else "extra": n,
+                         "reason": f"{total} rows, Locust counted {locust_requests} requests: {n} "
+                                   f"{'missing' if short_of else 'extra'}"})
+    out["lost"], out["surplus"], out["unacknowledged"] = lost, surplus, unacknowledged
+    if lost or surplus or any(not u["final_totals"] for u in unacknowledged):
         out["complete"] = False
     elif locust_requests is not None:
-        out["complete"] = total >= locust_requests
+        out["complete"] = total == locust_requests
     else:
         out["complete"] = True if wire is not None else None  # nothing to compare with in a local run
     return out
