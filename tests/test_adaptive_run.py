@@ -8,7 +8,7 @@ rule's (0.50) and from fixed polling at polling.interval (1 s: 0.61). time_scale
 25 ms .. 800 ms live: about 140 polls in the 12 s window, the shortest interval still 15x the round trip.
 The standard error is the model's own (the chain's asymptotic variance / polls): successive outcomes are
 negatively correlated (an empty poll makes the next wait longer), so the binomial s.e. in the summary is
-about 2x too wide and would make the test weak. The measured waste must lie within K_SE of them: a Monte Carlo
+about 2x too wide and would make the test weak. The measured waste must lie within K_SE = 5 of them: a Monte Carlo
 of this very workload (200,000 12 s windows of the policy over Poisson changes, bench.adaptive.replay, seeded)
 gives |z| > 5 in 5e-6 of them and |z| > 4.5 in 2.5e-5 (on ~127 polls the tail is heavier than normal, on the low
 side), and never fewer than 64 polls (mean 127, sd 13). At 5 s.e. (+-0.10) the check tells the model from the
