@@ -37,14 +37,19 @@ def test_plain_locust_polls_a_served_producer(producer: int, tmp_path: Path) -> 
     assert done.returncode == 0, done.stderr[-3000:]
     with open(tmp_path / "locust_stats.csv") as fh:
         rows = {r["Name"]: r for r in csv.DictReader(fh)}
+    # Design: 5 users spawned at 5/s (the last by ~0.8 s), a phase under 0.5 s, then a poll every 0.5 s, late
+    # slots sent rather than skipped: each user has >= 6 slots before the 4 s stop, >= 5 answered (one may be in
+    # flight). 4 per user leaves a further 0.5 s for a slow start; 6 per user were counted on a busy machine.
     assert int(rows["/changes"]["Request Count"]) >= 4
-    assert int(rows["/resources/[id]"]["Request Count"]) >= 16
+    assert int(rows["/resources/[id]"]["Request Count"]) >= 4 * 4
     assert int(rows["Aggregated"]["Failure Count"]) == 0
     polls = [json.loads(x) for p in rec.glob("polls-*.jsonl") for x in p.read_text().splitlines()]
     observations = [json.loads(x) for p in rec.glob("observations-*.jsonl") for x in p.read_text().splitlines()]
     assert {p["mode"] for p in polls} == {"polling", "polling_etag"}
     assert {p["resource_id"] for p in polls if p["mode"] == "polling_etag"} == {0, 1, 2, 3}
-    assert any(not p["empty"] and not p["initial"] for p in polls)  # changes at 2/s per resource were seen
+    # changes at 2/s per resource (8/s in all): a 0.5 s cursor poll is empty with probability e^-4, all of 4+
+    # later ones ~1e-7
+    assert any(not p["empty"] and not p["initial"] for p in polls)
     assert observations
 
 
