@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import netns
+import pandas as pd
 import pytest
 from support import REPO, read_jsonl
 
@@ -35,6 +36,11 @@ MASTER_PORT = 5557  # Locust's default: namespace A is fresh, nothing else liste
 RAMP = ["--duration", "9", "--set", "load.steps=3", "--set", "load.recovery=false", "--set", "load.settle=1s"]
 SKEW_C_NS = 250_000_000  # worker C's clock, as it reports it, runs 250 ms ahead (bench.wire's test hook)
 RUN_TIMEOUT_S = 120.0  # a bound on a hung run, never a timed assertion
+# Clock offsets are checked against the exact NTP bound: the error of an exchange's offset is at most half its
+# delay (its uncertainty), since the namespaces share one kernel clock and the skew hook adds an exact amount; the
+# only slack is the manifest's rounding of both to the nanosecond (1e-6 ms each).
+ROUNDING_MS = 2e-6
+K = 4.5  # standard errors: a two-sided false failure about 7e-6 per comparison
 
 
 @dataclass
@@ -174,6 +180,7 @@ def test_records_cpu_and_clocks_over_the_wire(cross_host: CrossHostRun) -> None:
     assert _has_wire_data(summary), summary["records"]
     rec = summary["records"]
     assert rec["complete"] is True and not rec["lost"] and rec["rows"] == rec["locust_requests"]
+    assert rec["surplus"] == rec["unacknowledged"] == []
     # rows per worker, as received, equal to what each worker's own copy holds; declared = received
     local: dict[str, int] = {}
     for d in run.worker_dirs:
@@ -182,23 +189,32 @@ def test_records_cpu_and_clocks_over_the_wire(cross_host: CrossHostRun) -> None:
                 local[str(r["worker"])] = local.get(str(r["worker"]), 0) + 1
     assert rec["per_worker"] == local and len(local) == 2
     for w, info in rec["wire"]["workers"].items():
-        assert info["declared"] == info["received"] == local[w] and info["missing_batches"] == 0
+        assert info["declared"] == info["received"] == info["locust_requests"] == local[w]
+        assert info["missing_batches"] == 0
     # the workers' own CPU, sampled on B and C and sent to the master
     workers_cpu = summary["saturation"]["workers"]
     assert set(workers_cpu) == set(local) and all(w["samples"] > 0 and w["cpu_max_pct"] is not None
                                                   for w in workers_cpu.values())
-    # C's injected offset is recovered within its uncertainty (plus 5 ms of slack); B's is about zero
+    # C's injected offset is recovered within its uncertainty; B's is zero within its own (exact: see ROUNDING_MS)
     clocks = manifest["clocks"]["workers"]
     assert set(clocks) == set(local)
     b_start, c_start = sorted((w["start"] for w in clocks.values()), key=lambda e: e["offset_ms"])
-    assert abs(b_start["offset_ms"]) <= b_start["uncertainty_ms"] + 5
-    assert abs(c_start["offset_ms"] - SKEW_C_NS / 1e6) <= c_start["uncertainty_ms"] + 5
+    assert abs(b_start["offset_ms"]) <= b_start["uncertainty_ms"] + ROUNDING_MS
+    assert abs(c_start["offset_ms"] - SKEW_C_NS / 1e6) <= c_start["uncertainty_ms"] + ROUNDING_MS
 
     print("clock offsets (start):", {w: c["start"] for w, c in manifest["clocks"]["workers"].items()})
     print("workers' CPU:", summary["saturation"]["workers"])
-    # Below the knee the storm was served as offered, across hosts as on one.
+    # Below the knee the storm was served as offered, across hosts as on one: every delivery the senders on B and C
+    # intended in the first step (20 senders x 10/s against a receiver of ~2,000/s: a tenth of its capacity) was
+    # answered 2xx, retries included. Counted by intended time, not by how many answers fit in the step's two
+    # measured seconds: that count moves by a sender at each edge (5%) and with how fast this machine spawned
+    # and ran the senders, which is the harness's pace, not the receiver's.
     first = summary["overload"]["steps"][0]
-    assert first["achieved_rps"] >= 0.95 * first["offered_rps"], first
+    requests = pd.read_parquet(run.run_dir / "requests.parquet")
+    step0 = requests[(requests["t_intended_ns"] >= first["start_ns"]) & (requests["t_intended_ns"] < first["end_ns"])]
+    delivered = step0.groupby("msg_id")["status"].apply(lambda st: bool(st.between(200, 299).any()))
+    assert len(delivered) and delivered.all(), step0[~step0["msg_id"].isin(delivered[delivered].index)].head()
+    assert set(step0["worker"]) == set(int(w) for w in local)  # both hosts' senders ran in the first step
 
 
 def test_run_with_both_servers_on_a_bound_address(tmp_path: Path) -> None:
@@ -208,8 +224,10 @@ def test_run_with_both_servers_on_a_bound_address(tmp_path: Path) -> None:
     a = hosts.addresses[0]
     try:
         with open(tmp_path / "run.out", "w") as out:
+            # a 3 s window: 50 resources x 0.1/s x 3 s = 15 Poisson changes expected, none with P = e^-15 = 3e-7
+            # (in 1 s, e^-5 = 0.7%); 2 s of drain for the last one's delivery, which takes milliseconds
             proc = hosts.start(0, [sys.executable, "-m", "bench.cli", "run", "scenarios/default.toml", "--bind", a,
-                                   "--duration", "1", "--set", "run.warmup=1s", "--set", "run.drain=1s",
+                                   "--duration", "3", "--set", "run.warmup=1s", "--set", "run.drain=2s",
                                    "--set", "receiver.https=true", "--out", str(tmp_path / "runs")],
                                cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=out,
                                stderr=subprocess.STDOUT)
@@ -238,21 +256,31 @@ RUN_ARGS = ["--duration", "8", "--set", "run.warmup=2s", "--set", "run.drain=2s"
 RUN_SKEW_C_NS = 2_000_000_000
 
 
-def _first_latency_ms(run_dir: Path, mode: str) -> dict[int, list[float]]:
-    """Per worker, the latency (ms) of each window change's first observation by `mode`, from the run's tables
-    (the pollers' times already on the master's clock)."""
-    import pandas as pd
-
+def _first_latency_ms(run_dir: Path, mode: str) -> pd.DataFrame:
+    """Each window change's first observation by `mode` (the pollers' times already on the master's clock): its
+    `worker`, `latency_ms`, and `bound_ms`: the time from the observing poller's previous answered poll being sent
+    to this observation. The change came after that poll read the resource (or that poll would have seen it first),
+    so the latency cannot exceed it; the bound is a difference of two times of one worker's clock, which its offset
+    does not change."""
     obs = pd.read_parquet(run_dir / "observations.parquet")
     changes = pd.read_parquet(run_dir / "changes.parquet")
+    polls = pd.read_parquet(run_dir / "polls.parquet")
     window = json.loads((run_dir / "manifest.json").read_text())["window"]
     changes = changes[(changes["t_change_ns"] >= window["start_ns"]) & (changes["t_change_ns"] < window["end_ns"])]
     first = obs[obs["mode"] == mode].sort_values("t_obs_ns").drop_duplicates("change_id")
     merged = first.merge(changes, on="change_id")
-    out: dict[int, list[float]] = {}
-    for w, g in merged.groupby("worker"):
-        out[int(w)] = ((g["t_obs_ns"] - g["t_change_ns"]) / 1e6).tolist()
-    return out
+    answered = polls[(polls["mode"] == mode) & polls["status"].isin([200, 304])]
+    answered = answered.sort_values(["worker", "user", "t_send_ns"]).copy()
+    answered["prev_send_ns"] = answered.groupby(["worker", "user"])["t_send_ns"].shift(1)
+    # the observing poll: its receipt is the observation (a few ns apart after the correction, which interpolates
+    # the offset at each row's own time)
+    found = pd.merge_asof(merged.sort_values("t_obs_ns"), answered.sort_values("t_recv_ns")[
+        ["worker", "user", "t_recv_ns", "prev_send_ns"]], left_on="t_obs_ns", right_on="t_recv_ns",
+        by=["worker", "user"], direction="nearest", tolerance=1_000_000)
+    assert found["t_recv_ns"].notna().all() and found["prev_send_ns"].notna().all()
+    return pd.DataFrame({"worker": found["worker"].astype(int),
+                         "latency_ms": (found["t_obs_ns"] - found["t_change_ns"]) / 1e6,
+                         "bound_ms": (found["t_obs_ns"] - found["prev_send_ns"]) / 1e6})
 
 
 def test_run_with_pollers_on_workers_b_and_c(tmp_path: Path) -> None:
@@ -301,6 +329,7 @@ def test_run_with_pollers_on_workers_b_and_c(tmp_path: Path) -> None:
     # and as Locust counted; every resource had exactly one ETag poller, split between the workers.
     rec = summary["records"]
     assert rec["complete"] is True and not rec["lost"] and rec["rows"] == rec["locust_requests"], rec
+    assert rec["surplus"] == rec["unacknowledged"] == [], rec
     local: dict[str, int] = {}
     for d in worker_dirs:
         for f in d.glob("polls-*.jsonl"):
@@ -308,9 +337,8 @@ def test_run_with_pollers_on_workers_b_and_c(tmp_path: Path) -> None:
                 local[str(r["worker"])] = local.get(str(r["worker"]), 0) + 1
     assert rec["per_worker"] == local and len(local) == 2, (rec["per_worker"], local)
     for w, info in rec["wire"]["workers"].items():
-        assert info["declared"] == info["received"] == local[w] and info["missing_batches"] == 0
-    import pandas as pd
-
+        assert info["declared"] == info["received"] == info["locust_requests"] == local[w]
+        assert info["missing_batches"] == 0
     polls = pd.read_parquet(run_dir / "polls.parquet")
     etag = polls[polls["mode"] == "polling_etag"]
     per_resource = etag.groupby("resource_id")["user"].nunique()
@@ -321,22 +349,31 @@ def test_run_with_pollers_on_workers_b_and_c(tmp_path: Path) -> None:
     # the workers' own CPU reached the master
     assert set(summary["saturation"]["workers"]) == set(local)
 
-    # Clocks: C's 2 s are measured, and its pollers' latencies are corrected by them: within a 1 s interval (plus
-    # 100 ms of round trip and scheduling), where uncorrected they would be 2 s later.
-    offsets = {w: e["start"]["offset_ms"] for w, e in summary["clocks"]["workers"].items()}
+    # Clocks: C's 2 s are measured (exact NTP bound), and its pollers' latencies are corrected by them. Uncorrected,
+    # every one of C's latencies is at least the skew (the hook adds exactly 2 s to a time that comes after the
+    # change). Corrected, each ETag latency lies between 0 (the change came before the poll that saw it) and the
+    # time since the poller's previous poll was sent, both within the offset's uncertainty: a bound from this
+    # run's own schedule, whatever this machine's speed made of it (a late poll has a longer bound), and 2 s too
+    # tight for an uncorrected latency.
+    clock_workers = summary["clocks"]["workers"]
+    offsets = {w: e["start"]["offset_ms"] for w, e in clock_workers.items()}
     skewed = max(offsets, key=lambda w: offsets[w])
-    assert abs(offsets[skewed] - RUN_SKEW_C_NS / 1e6) <= summary["clocks"]["workers"][skewed]["start"][
-        "uncertainty_ms"] + 5, offsets
-    assert summary["clocks"]["workers"][skewed]["applied"] is True
-    lat = summary["clocks"]["workers"][skewed]["latency_ms"]
+    assert abs(offsets[skewed] - RUN_SKEW_C_NS / 1e6) <= clock_workers[skewed]["start"]["uncertainty_ms"] + \
+        ROUNDING_MS, offsets
+    assert clock_workers[skewed]["applied"] is True
+    lat = clock_workers[skewed]["latency_ms"]
     print("clock offsets (ms):", offsets, "skewed worker latency p50 raw/corrected:", lat["raw"]["p50"],
           lat["corrected"]["p50"])
-    assert lat["raw"]["p50"] > 1500 and 0 <= lat["corrected"]["p50"] <= 1100
-    for w, values in _first_latency_ms(run_dir, "polling_etag").items():
-        assert values and min(values) >= 0 and max(values) <= 1100, (w, min(values), max(values))
+    assert lat["raw"]["p50"] >= RUN_SKEW_C_NS / 1e6
+    etag_latency = _first_latency_ms(run_dir, "polling_etag")
+    assert set(etag_latency["worker"]) == {int(w) for w in local}
+    for w, g in etag_latency.groupby("worker"):
+        unc = max(clock_workers[str(w)][phase]["uncertainty_ms"] for phase in ("start", "end")) + ROUNDING_MS
+        assert (g["latency_ms"] >= -unc).all() and (g["latency_ms"] <= g["bound_ms"] + unc).all(), \
+            (w, g[(g["latency_ms"] < -unc) | (g["latency_ms"] > g["bound_ms"] + unc)])
 
     # The same scenario on one host, pollers local: the summaries agree within noise. The pollers' phases differ
-    # between the two runs (user indices seed them), so each figure is an independent sample; "within noise" is 4
+    # between the two runs (user indices seed them), so each figure is an independent sample; "within noise" is K
     # standard deviations of the difference of two such samples, computed from this run's counts:
     # - a wasted fraction p over n polls: sd = sqrt(p(1-p)/n) each;
     # - a latency p50 over n changes whose latencies are about uniform over the 1 s interval: sd = T/(2 sqrt(n)) each.
@@ -349,9 +386,9 @@ def test_run_with_pollers_on_workers_b_and_c(tmp_path: Path) -> None:
     for mode in ("polling", "polling_etag"):
         x, y = summary["modes"][mode], single["modes"][mode]
         p = (x["wasted_fraction"] + y["wasted_fraction"]) / 2
-        wasted_tol = 4 * math.sqrt(p * (1 - p) * (1 / x["requests"] + 1 / y["requests"]))
+        wasted_tol = K * math.sqrt(p * (1 - p) * (1 / x["requests"] + 1 / y["requests"]))
         n = min(x["latency_ms"]["n"], y["latency_ms"]["n"])
-        p50_tol = 4 * math.sqrt(2) * interval_ms / (2 * math.sqrt(n))
+        p50_tol = K * math.sqrt(2) * interval_ms / (2 * math.sqrt(n))
         print(f"{mode}: across hosts wasted {x['wasted_fraction']:.3f} p50 {x['latency_ms']['p50']:.0f} ms; "
               f"one host wasted {y['wasted_fraction']:.3f} p50 {y['latency_ms']['p50']:.0f} ms; tolerances "
               f"{wasted_tol:.3f}, {p50_tol:.0f} ms")
