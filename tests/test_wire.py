@@ -5,7 +5,10 @@ timestamps, the offset correction and the records section's per-worker verdict. 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import zlib
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -313,3 +316,65 @@ def test_clock_bound_is_a_load_key() -> None:
     assert load_scenario(path, ["load.clock_bound=2ms"]).load.clock_bound == pytest.approx(0.002)
     with pytest.raises(ScenarioError, match="clock_bound"):
         load_scenario(path, ["load.clock_bound=-1ms"])
+
+
+# The master's side of the end-of-run exchange (scenarios/_wire.py), driven with fixed messages in a process of its
+# own (importing Locust gevent-patches the process): worker 0 answers the "hb_flush" but the "hb_ack" cannot be
+# sent, worker 1 never answers. wire.json must say so, and the records section name both.
+MASTER_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from types import SimpleNamespace as NS
+
+import scenarios._wire as wire
+from bench.wire import Batcher
+
+wire.CLOCK_WAIT_S, wire.DONE_WAIT_S = 0.05, 0.3  # nobody answers the clock pings; worker 1 never answers at all
+
+
+class Events:
+    def __getattr__(self, name):
+        return NS(add_listener=lambda fn: None)
+
+
+def send_message(kind, data=None, client_id=None):
+    if kind == "hb_flush" and client_id == "a":  # worker 0 answers at once with its totals
+        node._on_done(env, NS(node_id="a", data={"pid": 11, "totals": {"fleet": 2}}))
+    elif kind == "hb_ack":
+        raise RuntimeError("socket closed")
+
+
+runner = NS(register_message=lambda kind, fn: None, send_message=send_message,
+            get_worker_index=lambda cid: {"a": 0, "b": 1}[cid], clients=NS(all=[]))
+env = NS(runner=runner, events=Events(), parsed_options=NS(hb_records=sys.argv[1]))
+node = wire._MasterNode(env)
+for cid, pid in (("a", 11), ("b", 12)):
+    node._on_hello(env, NS(node_id=cid, data={"pid": pid, "host": "h"}))
+    batcher = Batcher()
+    batcher.add("fleet", {"i": 0})
+    batcher.add("fleet", {"i": 1})
+    for batch in batcher.take():
+        node._on_rows(env, NS(node_id=cid, data={**batch.message(), "pid": pid}))
+    node._on_worker_report(cid, {"stats_total": {"num_requests": 2}})
+node._rx = None  # test_stop runs outside the receiving greenlet, as after the ramp's last step
+node._on_test_stop()
+"""
+
+
+def test_the_master_records_an_end_of_run_exchange_that_did_not_complete(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", MASTER_SCRIPT, str(tmp_path)], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-3000:]
+    workers = json.loads((tmp_path / "wire.json").read_text())["workers"]
+    assert workers["0"]["final"] == {"asked": True, "done": True, "dones": 1, "acked_rows": None,
+                                     "ack_error": "RuntimeError: socket closed"}
+    assert workers["1"]["final"] == {"asked": True, "done": False, "dones": 0, "acked_rows": None, "ack_error": None}
+    assert workers["0"]["locust_requests"] == workers["1"]["locust_requests"] == 2
+    rec = records_section(_rows(2, 2), files=2, locust_requests=4, wire=workers)
+    assert [u["reason"] for u in rec["unacknowledged"]] == [
+        "the master could not acknowledge worker 0 (pid 11 on h)'s final totals (RuntimeError: socket closed): the "
+        "worker was not told that its rows arrived",
+        "worker 1 (pid 12 on h) did not answer the master's end-of-run request (hb_flush) with its final totals "
+        "(hb_done): its last rows may be missing and the master never acknowledged them"]
+    assert rec["complete"] is False  # worker 1's final totals never came
+    assert "sent no final totals" in rec["lost"][0]["reason"] and rec["lost"][0]["worker"] == 1
