@@ -106,6 +106,7 @@ def test_summary_has_design_keys_for_each_mode(summary: dict) -> None:
 
 
 def test_nothing_lost_by_webhook_or_cursor(summary: dict) -> None:
+    # a clean run: a change at the window's end has the 2 s of drain, 4 poll intervals, to be seen
     assert summary["modes"]["webhook"]["lost"] == 0
     assert summary["modes"]["polling"]["lost"] == 0
     assert summary["modes"]["webhook"]["observed"] == summary["changes"]
@@ -195,6 +196,8 @@ def test_polling_latency_near_half_the_interval(summary: dict, default_run: tupl
 
 
 def test_webhooks_detect_sooner_than_polls(summary: dict) -> None:
+    # a delivery takes milliseconds, a poll's median is half its 0.5 s interval (~120 changes): only a machine
+    # stalled for a quarter of a second at most changes could reverse them
     p50 = {mode: m["latency_ms"]["p50"] for mode, m in summary["modes"].items()}
     assert p50["webhook"] < p50["polling"] and p50["webhook"] < p50["polling_etag"]
 
