@@ -28,10 +28,12 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q --benchmark-disable --durations=20
 
-# The tests not marked `integration` (tests/conftest.py refuses to let an unmarked test start a server or Locust).
+# The tests not marked `integration` (tests/conftest.py refuses to let an unmarked test start a server or Locust),
+# on two processes (pytest-xdist): they time nothing, so sharing the cores cannot fail them. `make test` stays
+# serial: its experiments measure the machine.
 check: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q --benchmark-disable -m "not integration" --durations=10
+	$(BIN)/python -m pytest -q --benchmark-disable -m "not integration" -n 2 --durations=10
 
 # Micro-benchmarks (pytest-benchmark), then the load benchmark of the servers and clients themselves (a few
 # minutes; wrk is used when installed): table on stdout, results in .benchmarks/load.json.
