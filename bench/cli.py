@@ -79,8 +79,24 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{m.lost:>5} {_f(m.latency_ms.p50, '.1f'):>8} {_f(m.latency_ms.p99, '.1f'):>8}")
     _print_faults(s)
     _print_security(s)
+    if s.section("records"):  # pollers on Locust workers (--master)
+        _print_records(s)
     print(f"\nreport: {paths['html']}\n        {paths['md']}")
     return _exit_code(result.status, result.error, "the run")
+
+
+def _print_records(s: Summary) -> None:
+    """The records check: rows against Locust's count, and every worker named for rows missing, rows in surplus or
+    an end-of-run exchange with the master that did not complete."""
+    rec = s.section("records") or {}
+    per_worker = ", ".join(f"worker {w}: {n}" for w, n in (rec.get("per_worker") or {}).items())
+    print(f"records: {rec.get('rows')} requests in {rec.get('files')} file(s) ({per_worker or 'none'}); "
+          f"Locust counted {_f(rec.get('locust_requests'), 'd')}")
+    if rec.get("complete") is False:
+        print("  warning: RECORDS NOT COMPLETE: the figures may miss requests or count some twice")
+    for key, label in (("lost", "missing"), ("surplus", "surplus"), ("unacknowledged", "end of run")):
+        for entry in rec.get(key) or []:
+            print(f"  {label}: {entry.get('reason')}")
 
 
 def _exit_code(status: RunStatus, error: str | None, what: str) -> int:
@@ -249,13 +265,7 @@ def cmd_load(args: argparse.Namespace) -> int:
     unavailable = result.summary.value("unavailable") or []
     if unavailable:
         print(f"unavailable (external target, not measured): {'; '.join(u['figure'] for u in unavailable)}")
-    rec = result.summary.section("records") or {}
-    per_worker = ", ".join(f"worker {w}: {n}" for w, n in (rec.get("per_worker") or {}).items())
-    print(f"records: {rec.get('rows')} requests in {rec.get('files')} file(s) ({per_worker or 'none'}); "
-          f"Locust counted {_f(rec.get('locust_requests'), 'd')}")
-    if rec.get("complete") is False:
-        print("  warning: RECORDS INCOMPLETE: Locust counted more requests than the records hold. A worker on "
-              "another machine writes its records there, not here: the figures miss its requests.")
+    _print_records(result.summary)
     print(f"\nreport: {paths['html']}\n        {paths['md']}")
     return _exit_code(result.status, result.error, "the load run")
 
