@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
-from support import run_command
+from support import read_jsonl, run_command
 
 pytestmark = pytest.mark.integration
 
@@ -23,25 +25,43 @@ pytestmark = pytest.mark.integration
 WINDOW_S = {"receiver_outage": 20, "producer_crash": 20, "slow_receiver": 14, "attack_mix": 15}
 
 
-def run(scenario: str, out: Path) -> dict:
+def run(scenario: str, out: Path, with_dir: bool = False) -> Any:
     window = WINDOW_S.get(Path(scenario).stem)
-    summary, _, _ = run_command(["run", scenario, *(["--duration", str(window)] if window else [])], out,
-                                timeout=180)
+    summary, run_dir, _ = run_command(["run", scenario, *(["--duration", str(window)] if window else [])], out,
+                                      timeout=180)
     assert summary["partial"] is False
-    return summary
+    return (summary, run_dir) if with_dir else summary
+
+
+def straddling(starts: pd.Series, ends: pd.Series, run_dir: Path) -> int:
+    """How many intervals [start, end] overlap a transition of the receiver's port, [t_begin_ns, t_ns] of a down or
+    up row of faults.jsonl: while the port is being closed or opened, a request sent may meet either state."""
+    spans = [(r["t_begin_ns"], r["t_ns"]) for r in read_jsonl(run_dir / "records" / "faults.jsonl")]
+    return int(sum(((starts <= b) & (ends >= a)).sum() for a, b in spans))
 
 
 def test_receiver_outage(tmp_path: Path) -> None:
-    s = run("scenarios/faults/receiver_outage.toml", tmp_path)
+    s, run_dir = run("scenarios/faults/receiver_outage.toml", tmp_path, with_dir=True)
     f = s["faults"]
     (outage,) = f["receiver_down"]
     assert outage["mode"] == "refuse" and outage["duration_s"] >= 0.3 * s["duration_s"]
     ff = f["modes"]["webhook_ff"]
-    # fire-and-forget loses exactly the changes whose one attempt met the closed port ...
-    assert ff["lost"] == ff["attempted_during_outage"] > 0
-    # ... which are the changes made during the outage (give or take one at each edge, where a change
-    # made just before the port closed is attempted just after)
-    assert abs(ff["lost"] - f["changes_in_outage"]) <= 2
+    # fire-and-forget loses exactly the changes whose one attempt failed (met the closed port) ...
+    assert ff["lost"] == ff["gave_up"] > 0
+    # ... which are those whose attempt was sent in the outage, bar the attempts in flight while the port was
+    # being closed or opened: one sent just before the recorded "up" may connect after the port listens again
+    # (issue 18's third run: 49 lost, 50 attempted in the outage). The outage's times are the receiver's
+    # recorded transitions, so the mismatch is bounded by the attempts that overlap one, counted from the tables.
+    attempts = pd.read_parquet(run_dir / "deliveries.parquet")
+    changes = pd.read_parquet(run_dir / "changes.parquet").set_index("change_id")
+    first = attempts[(attempts["mode"] == "webhook_ff") & (attempts["attempt"] == 1)
+                     & attempts["change_id"].isin(changes.index)]
+    edge = straddling(first["t_send_ns"], first["t_done_ns"], run_dir)
+    assert abs(ff["lost"] - ff["attempted_during_outage"]) <= edge, (ff, edge)
+    # ... and those made during the outage, bar the changes whose own delivery overlapped a transition
+    made = changes.loc[first["change_id"], "t_change_ns"].to_numpy()
+    edge_made = straddling(pd.Series(made), first["t_done_ns"].reset_index(drop=True), run_dir)
+    assert abs(ff["lost"] - f["changes_in_outage"]) <= edge_made, (ff["lost"], f["changes_in_outage"], edge_made)
     for mode in ("webhook", "webhook_outbox", "polling"):
         assert f["modes"][mode]["lost"] == 0, mode
     for mode in ("webhook", "webhook_ff", "webhook_outbox", "hybrid_ff"):

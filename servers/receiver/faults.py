@@ -86,15 +86,18 @@ class Outages:
     def answering_503(self) -> bool:
         return any(self.windows[i].mode == "503" for i in self._active)
 
-    def _record(self, event: str, index: int) -> None:
+    def _record(self, event: str, index: int, t_begin_ns: int) -> None:
+        """One faults.jsonl row: t_ns when the transition was complete (the port closed or listening again),
+        t_begin_ns when it began; a request sent between the two met either state."""
         if self._records_dir is not None and self._writer is None:
             self._writer = JsonlWriter(self._records_dir / "faults.jsonl")
         if self._writer is not None:
-            self._writer.write({"t_ns": time.time_ns(), "event": event, "mode": self.windows[index].mode,
-                                "window": index})
+            self._writer.write({"t_ns": time.time_ns(), "t_begin_ns": t_begin_ns, "event": event,
+                                "mode": self.windows[index].mode, "window": index})
             self._writer.flush()
 
     async def _set(self, index: int, down: bool) -> None:
+        t_begin_ns = time.time_ns()
         was_refusing = self.refusing
         if down:
             self._active.add(index)
@@ -102,7 +105,7 @@ class Outages:
             self._active.discard(index)
         if self.refusing != was_refusing:
             await self._switch_listener(listen=not self.refusing)
-        self._record("down" if down else "up", index)
+        self._record("down" if down else "up", index, t_begin_ns)
 
     async def _switch_listener(self, listen: bool) -> None:
         if not self._listener.attached:
