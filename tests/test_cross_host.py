@@ -323,7 +323,10 @@ def test_run_with_pollers_on_workers_b_and_c(tmp_path: Path) -> None:
     assert {addr for addr, _ in listening} == {a} and (a, MASTER_PORT) in listening, listening
     producer_port = int(manifest["locust_command"][manifest["locust_command"].index("--host") + 1].rsplit(":", 1)[1])
     assert {peer for port, peer in established if port == MASTER_PORT} == {b, c}
-    assert {peer for port, peer in established if port == producer_port} == {b, c}
+    # the orchestrator in A also talks to the producer (/stats each second, the marks, starting the changes) over
+    # short-lived connections that `ss` catches in some samples and not others: A may be a peer too, nothing else
+    producer_peers = {peer for port, peer in established if port == producer_port}
+    assert {b, c} <= producer_peers <= {a, b, c}, producer_peers
 
     # Records: each worker's rows reached the master (A shares no disk with B and C), as many as its own copy holds
     # and as Locust counted; every resource had exactly one ETag poller, split between the workers.
